@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mjrelay/mjrelay/relay/config"
+	"github.com/mjrelay/mjrelay/relay/control"
+	"github.com/mjrelay/mjrelay/relay/spool"
+	"github.com/mjrelay/mjrelay/relay/trafficlog"
+)
+
+// queueAPI is what `mjrelay queue` needs: the running server's control
+// socket, or the spool opened directly when no server runs.
+type queueAPI interface {
+	List(ctx context.Context) (control.Listing, error)
+	Retry(ctx context.Context, id string) (int, error)
+	Delete(ctx context.Context, id string) error
+}
+
+type offlineAPI struct{ q control.Offline }
+
+func (o offlineAPI) List(context.Context) (control.Listing, error) {
+	return control.Listing{Stats: o.q.Stats(), Items: o.q.List()}, nil
+}
+func (o offlineAPI) Retry(ctx context.Context, id string) (int, error) { return o.q.Retry(ctx, id) }
+func (o offlineAPI) Delete(ctx context.Context, id string) error       { return o.q.Delete(ctx, id) }
+
+func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs, path := configFlag("queue", args, stderr)
+	all := fs.Bool("all", false, "with retry: every deferred message")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	rest := fs.Args()
+	// Allow flags after the subcommand too: `queue retry --all`.
+	if len(rest) > 1 {
+		if err := fs.Parse(rest[1:]); err != nil {
+			return 2
+		}
+		rest = append(rest[:1], fs.Args()...)
+	}
+	if len(rest) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, "mjrelay:", err)
+		return 1
+	}
+	api, closeFn, err := openQueue(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "mjrelay queue:", err)
+		return 1
+	}
+	defer closeFn()
+
+	switch {
+	case rest[0] == "list" && len(rest) == 1:
+		l, err := api.List(ctx)
+		if err != nil {
+			fmt.Fprintln(stderr, "mjrelay queue:", err)
+			return 1
+		}
+		printQueue(stdout, l)
+		return 0
+	case rest[0] == "retry" && (len(rest) == 2) != *all:
+		id := ""
+		if !*all {
+			id = rest[1]
+		}
+		n, err := api.Retry(ctx, id)
+		if err != nil {
+			fmt.Fprintln(stderr, "mjrelay queue retry:", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "%d message(s) scheduled for immediate delivery\n", n)
+		return 0
+	case rest[0] == "delete" && len(rest) == 2:
+		if err := api.Delete(ctx, rest[1]); err != nil {
+			fmt.Fprintln(stderr, "mjrelay queue delete:", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "deleted %s\n", rest[1])
+		return 0
+	}
+	fmt.Fprint(stderr, usage)
+	return 2
+}
+
+func openQueue(cfg *config.Config) (queueAPI, func(), error) {
+	sp, err := spool.Open(cfg.QueueDir(), spool.Options{})
+	if errors.Is(err, spool.ErrLocked) {
+		return control.NewClient(cfg.ControlSocket()), func() {}, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	var rec trafficlog.Recorder = trafficlog.Discard{}
+	var tl *trafficlog.JSONLines
+	if dest := cfg.Log.Traffic; dest != "off" && dest != "stdout" && dest != "stderr" {
+		if dest == "" {
+			dest = filepath.Join(cfg.DataDir, "traffic.log")
+		}
+		if f, err := os.OpenFile(dest, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600); err == nil {
+			tl = trafficlog.NewJSONLines(f)
+			rec = tl
+		}
+	}
+	return offlineAPI{control.Offline{Spool: sp, Traffic: rec}}, func() {
+		if tl != nil {
+			tl.Close()
+		}
+		sp.Close()
+	}, nil
+}
+
+func printQueue(w io.Writer, l control.Listing) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tRECEIVED\tSIZE\tFROM\tTO\tATTEMPTS\tNEXT\tLAST ERROR")
+	for _, it := range l.Items {
+		to := it.State.Pending
+		if to == nil {
+			to = it.Envelope.To
+		}
+		next := "now"
+		if it.State.Next.After(time.Now()) {
+			next = it.State.Next.Local().Format("01-02 15:04:05")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\n", it.Envelope.ID, it.Envelope.Received.Local().Format("01-02 15:04:05"),
+			it.Envelope.Size, it.Envelope.From, strings.Join(to, ","), it.State.Attempts, next, it.State.LastError)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d message(s), %d bytes on disk\n", l.Stats.Messages, l.Stats.DiskBytes)
+}

@@ -1,0 +1,85 @@
+// Package mailjet holds what the relay needs to reach Mailjet: the delivery
+// contract that every upstream transport implements (this file), the SMTP
+// transport (smtpout), the account state (account) and a test emulator
+// (mjtest).
+package mailjet
+
+import (
+	"context"
+	"time"
+)
+
+// Message is one delivery attempt's input.
+type Message struct {
+	ID    string // the relay's queue id
+	From  string // envelope sender
+	Rcpts []string
+	UTF8  bool // the envelope needs SMTPUTF8
+	Body  []byte
+}
+
+// Status is a recipient's outcome.
+type Status int
+
+const (
+	Delivered Status = iota // accepted by the upstream
+	TempFail                // try again later
+	PermFail                // give up
+)
+
+func (s Status) String() string {
+	switch s {
+	case Delivered:
+		return "delivered"
+	case TempFail:
+		return "temporary"
+	}
+	return "permanent"
+}
+
+// RcptResult is one recipient's outcome.
+type RcptResult struct {
+	Rcpt   string
+	Status Status
+	Reply  string
+}
+
+// Result is what an attempt produced. Rcpts has one entry per recipient of
+// the Message, in order.
+type Result struct {
+	Rcpts      []RcptResult
+	Reply      string // the upstream's final reply (or the error)
+	UpstreamID string // Mailjet's queue id, when the upstream gave one
+	Upstream   string // host:port or URL reached
+}
+
+// Target is an upstream transport (Mailjet SMTP, Mailjet Send API, sandbox).
+type Target interface {
+	Name() string
+	Deliver(ctx context.Context, m *Message) Result
+	Close() error
+}
+
+// AllRcpts gives every recipient of m the same outcome.
+func AllRcpts(m *Message, st Status, reply string) []RcptResult {
+	out := make([]RcptResult, len(m.Rcpts))
+	for i, r := range m.Rcpts {
+		out[i] = RcptResult{Rcpt: r, Status: st, Reply: reply}
+	}
+	return out
+}
+
+// Sandbox records nothing upstream: every recipient is "delivered" without
+// anything being sent.
+type Sandbox struct{}
+
+func (Sandbox) Name() string { return "sandbox" }
+func (Sandbox) Close() error { return nil }
+
+func (Sandbox) Deliver(_ context.Context, m *Message) Result {
+	const reply = "250 sandbox mode: recorded, not sent"
+	return Result{Rcpts: AllRcpts(m, Delivered, reply), Reply: reply, Upstream: "sandbox"}
+}
+
+// Dur is a helper for log durations in milliseconds.
+func Dur(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -1,0 +1,282 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/mjrelay/mjrelay/mailjet/account"
+	"github.com/mjrelay/mjrelay/relay/config"
+)
+
+// Account is the view of the Mailjet account the rule needs;
+// *account.Cache implements it.
+type Account interface {
+	State() account.State
+	RefreshOnDemand(ctx context.Context) account.State
+}
+
+// Sender-check modes (policy.sender_check).
+const (
+	ModeEnforce = "enforce"
+	ModeWarn    = "warn"
+	ModeOff     = "off"
+)
+
+// Rule is the sender policy:
+//
+//   - a login's allowed_from entries ("user@domain" or "*@domain") limit the
+//     header From (exact or wildcard match) and the envelope sender (its
+//     domain must be one of the entries' domains); this applies in every mode,
+//     sandbox included;
+//   - unless sender_check is off or the relay has no Mailjet keys, the header
+//     From must be authorized by an Active Mailjet sender (exact address or
+//     "*@domain"), the envelope sender's domain must be known to the account,
+//     and with require_dkim/require_spf the From domain's DKIM/SPF status in
+//     Mailjet must be OK. In warn mode these refusals become warnings.
+//
+// An address unknown to the current snapshot triggers one rate-limited
+// on-demand refresh before the verdict. While the account state is unknown
+// the verdict is 451 4.7.0.
+type Rule struct {
+	mode        string
+	mailjet     bool
+	requireDKIM bool
+	requireSPF  bool
+	allowed     map[string][]string // login → entries, lower-cased, "*@domain" for wildcards
+	acct        Account
+	log         *slog.Logger
+}
+
+var _ Checker = (*Rule)(nil)
+
+// New builds the rule from the configuration. acct is the account cache; it
+// is not used (and may be nil) when the configuration has no Mailjet keys or
+// sender_check is off.
+func New(cfg *config.Config, acct Account, log *slog.Logger) (*Rule, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "policy")
+	r := &Rule{
+		mode:        cfg.Policy.SenderCheck,
+		requireDKIM: cfg.Policy.RequireDKIM,
+		requireSPF:  cfg.Policy.RequireSPF,
+		allowed:     map[string][]string{},
+		log:         log,
+	}
+	if r.mode == "" {
+		r.mode = ModeEnforce
+	}
+	var errs []error
+	for _, u := range cfg.SMTP.Users {
+		for _, e := range u.AllowedFrom {
+			n, err := normalizeEntry(e)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("smtp.users %q allowed_from: %w", u.Username, err))
+				continue
+			}
+			r.allowed[u.Username] = append(r.allowed[u.Username], n)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	switch {
+	case r.mode != ModeEnforce && r.mode != ModeWarn && r.mode != ModeOff:
+		return nil, fmt.Errorf("policy.sender_check: %q is not enforce, warn or off", r.mode)
+	case r.mode == ModeOff:
+		log.Info("sender check against Mailjet is off (policy.sender_check = off); allowed_from still applies")
+	case !cfg.HasKeys():
+		log.Info("sender check against Mailjet skipped: no Mailjet keys (sandbox); allowed_from still applies",
+			"sender_check", r.mode)
+	case acct == nil:
+		return nil, fmt.Errorf("policy: sender_check = %s needs the Mailjet account cache", r.mode)
+	default:
+		r.mailjet, r.acct = true, acct
+		log.Info("sender check against Mailjet enabled", "sender_check", r.mode,
+			"require_dkim", r.requireDKIM, "require_spf", r.requireSPF)
+	}
+	return r, nil
+}
+
+func normalizeEntry(e string) (string, error) {
+	e = strings.TrimSpace(e)
+	if strings.HasPrefix(e, "@") {
+		e = "*" + e
+	}
+	addr, _, ok := account.SplitAddress(e)
+	if !ok || strings.ContainsAny(e, " <>\"") {
+		return "", fmt.Errorf("%q is neither an address nor *@domain", e)
+	}
+	if strings.Contains(addr[:strings.LastIndexByte(addr, '@')], "*") && !strings.HasPrefix(addr, "*@") {
+		return "", fmt.Errorf("%q: only *@domain wildcards are supported", e)
+	}
+	return addr, nil
+}
+
+// CheckEnvelope implements [Checker]: allowed_from by domain, then the
+// envelope domain must be a sending domain of the Mailjet account.
+func (r *Rule) CheckEnvelope(ctx context.Context, login, mailFrom string) Verdict {
+	addr, domain, ok := parseAddress(mailFrom)
+	if v, refused := r.checkLogin(login, mailFrom, addr, domain, ok, true); refused {
+		return v
+	}
+	if !r.mailjet {
+		return Verdict{Allow: true}
+	}
+	return r.withAccount(ctx, func(snap *account.Snapshot) Verdict {
+		if !ok {
+			return refuse("envelope_invalid", fmt.Sprintf(
+				"Envelope sender <%s> refused: Mailjet needs a sender address in a verified domain. "+
+					"Set the bounce alias and alias domain in Odoo (Settings > Technical > Alias Domains).", mailFrom))
+		}
+		if snap.KnowsDomain(domain) {
+			return Verdict{Allow: true}
+		}
+		return refuse("envelope_domain_unknown", fmt.Sprintf(
+			"Envelope sender %s refused: %s is not a sending domain of the Mailjet account (no Active sender, no domain entry). "+
+				"Add and verify %s in Mailjet > Account settings > Senders & Domains, or use an alias domain verified there in Odoo.",
+			addr, domain, domain))
+	})
+}
+
+// CheckMessage implements [Checker]: allowed_from, then the header From must
+// be an Active Mailjet sender, then the required DKIM/SPF statuses.
+func (r *Rule) CheckMessage(ctx context.Context, login, mailFrom, headerFrom string) Verdict {
+	addr, domain, ok := parseAddress(headerFrom)
+	if v, refused := r.checkLogin(login, headerFrom, addr, domain, ok, false); refused {
+		return v
+	}
+	if !r.mailjet {
+		return Verdict{Allow: true}
+	}
+	return r.withAccount(ctx, func(snap *account.Snapshot) Verdict {
+		if !ok {
+			return refuse("header_from_invalid", fmt.Sprintf(
+				"Message refused: the From header %q has no usable address; Mailjet needs a verified sender address.", headerFrom))
+		}
+		return r.checkFrom(snap, addr, domain)
+	})
+}
+
+func (r *Rule) checkFrom(snap *account.Snapshot, addr, domain string) Verdict {
+	m := snap.Authorize(addr)
+	switch {
+	case !m.Allowed && !m.Found:
+		return refuse("sender_not_found", fmt.Sprintf(
+			"From address %s refused: it is not a sender of the Mailjet account. "+
+				"Add and verify %s (or *@%s) in Mailjet > Account settings > Senders & Domains, or send as a verified address.",
+			addr, addr, domain))
+	case !m.Allowed:
+		which := "its Mailjet sender"
+		if m.Sender.IsWildcard() {
+			which = "the Mailjet domain sender " + m.Sender.Email
+		}
+		return refuse("sender_inactive", fmt.Sprintf(
+			"From address %s refused: %s has status %s, not Active. "+
+				"Validate it in Mailjet > Account settings > Senders & Domains (activation email or DNS), or send as a verified address.",
+			addr, which, m.Sender.Status))
+	}
+	d, hasDomain := snap.Domain(domain)
+	dkim, spf := "no domain entry", "no domain entry"
+	if hasDomain {
+		dkim, spf = d.DKIMStatus, d.SPFStatus
+	}
+	if r.requireDKIM && dkim != account.CheckOK {
+		rec := "mailjet._domainkey." + domain
+		if hasDomain && d.DKIMRecord() != "" {
+			rec = d.DKIMRecord()
+		}
+		return refuse("dkim_error", fmt.Sprintf(
+			"From address %s refused: domain %s has DKIM status %q in Mailjet and policy.require_dkim is on. "+
+				"Publish the DKIM TXT record %s shown in Mailjet > Senders & Domains and run the check there, or send from a domain whose DKIM is OK.",
+			addr, domain, dkim, rec))
+	}
+	if r.requireSPF && spf != account.CheckOK {
+		return refuse("spf_error", fmt.Sprintf(
+			"From address %s refused: domain %s has SPF status %q in Mailjet and policy.require_spf is on. "+
+				"Add include:spf.mailjet.com to the SPF TXT record of %s and run the check in Mailjet > Senders & Domains, or send from a domain whose SPF is OK.",
+			addr, domain, spf, domain))
+	}
+	v := Verdict{Allow: true}
+	if hasDomain && dkim != account.CheckOK {
+		v.Warnings = append(v.Warnings, fmt.Sprintf("domain %s has DKIM status %q in Mailjet", domain, dkim))
+	}
+	if hasDomain && spf != account.CheckOK {
+		v.Warnings = append(v.Warnings, fmt.Sprintf("domain %s has SPF status %q in Mailjet", domain, spf))
+	}
+	return v
+}
+
+// withAccount evaluates against the current snapshot; anything but "allow"
+// gets one on-demand refresh and a second evaluation. warn mode turns a
+// refusal into warnings; a stale snapshot adds a warning.
+func (r *Rule) withAccount(ctx context.Context, eval func(*account.Snapshot) Verdict) Verdict {
+	run := func(st account.State) Verdict {
+		if !st.Known() {
+			return Verdict{Code: 451, Enhanced: [3]int{4, 7, 0}, Reason: "account_state_unknown", Message: replyText(
+				"Sender not checked: the Mailjet account state is unknown (no cached copy yet and the Mailjet API is unreachable). Try again later.")}
+		}
+		return eval(st.Snapshot)
+	}
+	st := r.acct.State()
+	v := run(st)
+	if !v.Allow {
+		st = r.acct.RefreshOnDemand(ctx)
+		v = run(st)
+	}
+	if !v.Allow && r.mode == ModeWarn {
+		v = Verdict{Allow: true, Reason: v.Reason, Warnings: append(v.Warnings,
+			fmt.Sprintf("sender_check=warn: enforce would refuse with %d %d.%d.%d %s",
+				v.Code, v.Enhanced[0], v.Enhanced[1], v.Enhanced[2], v.Message))}
+	}
+	if v.Allow && st.Stale() {
+		w := fmt.Sprintf("Mailjet account snapshot is %s old (source %s)", st.Age.Round(time.Second), st.Source)
+		if st.LastError != "" {
+			w += "; last refresh failed: " + truncate(st.LastError, 160)
+		}
+		v.Warnings = append(v.Warnings, w)
+	}
+	return v
+}
+
+// checkLogin applies allowed_from. For the envelope only the domain must be
+// one of the entries' domains (Odoo's envelope is bounce@, its From is
+// notifications@ or a user); the header From must match an entry.
+func (r *Rule) checkLogin(login, raw, addr, domain string, ok, envelope bool) (Verdict, bool) {
+	entries := r.allowed[login]
+	if login == "" || len(entries) == 0 {
+		return Verdict{}, false
+	}
+	if ok {
+		for _, e := range entries {
+			eDomain := e[strings.LastIndexByte(e, '@')+1:]
+			if (envelope && eDomain == domain) || e == addr || e == "*@"+domain {
+				return Verdict{}, false
+			}
+		}
+	}
+	what, shown := "From address", addr
+	if envelope {
+		what = "envelope sender"
+	}
+	if !ok {
+		shown = "<" + raw + ">"
+	}
+	list := entries
+	if len(list) > 4 {
+		list = append(list[:4:4], "...")
+	}
+	return refuse("not_allowed_for_login", fmt.Sprintf(
+		"Login %s may not use the %s %s: its allowed_from permits %s. "+
+			"Send from an allowed address in Odoo, or extend allowed_from for this login in the mjrelay configuration.",
+		login, what, shown, strings.Join(list, ", "))), true
+}
+
+func refuse(reason, msg string) Verdict {
+	return Verdict{Code: 550, Enhanced: [3]int{5, 7, 1}, Reason: reason, Message: replyText(msg)}
+}

@@ -1,0 +1,140 @@
+package relay_test
+
+import (
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/mjrelay/mjrelay/mailjet/mjtest"
+	"github.com/mjrelay/mjrelay/relay/config"
+)
+
+// bench10KB is a 10 KB message like an Odoo notification.
+var bench10KB = func() string {
+	var b strings.Builder
+	b.WriteString("From: John <john@example.com>\r\nTo: client@example.org\r\nSubject: bench\r\nMessage-Id: <bench@odoo.test>\r\n\r\n")
+	for b.Len() < 10240-78 {
+		b.WriteString(strings.Repeat("x", 76) + "\r\n")
+	}
+	return b.String()
+}()
+
+// plainClient is an authenticated connection on the plain listener, as an
+// Odoo on the same host uses it (encryption None: AUTH allowed on loopback).
+func plainClient(b *testing.B, e *env) *smtp.Client {
+	c, err := smtp.Dial(e.plainAddr())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Auth(sasl.NewPlainClient("", odooUser, odooPass)); err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// runClients sends n messages over conns parallel sessions; it returns how
+// long that took.
+func runClients(b *testing.B, e *env, conns, n int) time.Duration {
+	clients := make([]*smtp.Client, conns)
+	for i := range clients {
+		clients[i] = plainClient(b, e)
+	}
+	work := make(chan struct{}, n)
+	for i := 0; i < n; i++ {
+		work <- struct{}{}
+	}
+	close(work)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range work {
+				if _, err := send(c, "bounce@example.com", []string{"client@example.org"}, bench10KB); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	for _, c := range clients {
+		c.Quit()
+	}
+	return took
+}
+
+// BenchmarkAccept: 10 KB messages over 32 sessions, each acknowledged only
+// once fsynced. Sandbox transport, so delivery does no network work.
+func BenchmarkAccept(b *testing.B) {
+	e := newEnv(b, mjtest.StartTLS, func(c *config.Config) { c.Mailjet.Transport = config.TransportSandbox })
+	b.ResetTimer()
+	took := runClients(b, e, 32, b.N)
+	b.ReportMetric(float64(b.N)/took.Seconds(), "msg/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkAcceptLatency: one message every 10 ms (100 msg/s) spread over 4
+// sessions; reports the time from MAIL to the 250 after DATA.
+func BenchmarkAcceptLatency(b *testing.B) {
+	e := newEnv(b, mjtest.StartTLS, func(c *config.Config) { c.Mailjet.Transport = config.TransportSandbox })
+	clients := make([]*smtp.Client, 4)
+	for i := range clients {
+		clients[i] = plainClient(b, e)
+	}
+	lat := make([]time.Duration, b.N)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		<-tick.C
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			c := clients[i%len(clients)]
+			mu.Lock() // a session does one transaction at a time
+			defer mu.Unlock()
+			start := time.Now()
+			if _, err := send(c, "bounce@example.com", []string{"client@example.org"}, bench10KB); err != nil {
+				b.Error(err)
+			}
+			lat[i] = time.Since(start)
+		}(i)
+	}
+	wg.Wait()
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkRelay: end to end, 32 sessions in, delivered over STARTTLS with
+// AUTH to a local go-smtp upstream (the emulator); msg/s counts until the
+// last message is accepted upstream.
+func BenchmarkRelay(b *testing.B) {
+	e := newEnv(b, mjtest.StartTLS, func(c *config.Config) { c.Mailjet.Concurrency = 16 })
+	b.ResetTimer()
+	start := time.Now()
+	runClients(b, e, 32, b.N)
+	for len(e.up.Received()) < b.N {
+		select {
+		case <-e.up.Arrivals():
+		case <-time.After(30 * time.Second):
+			b.Fatalf("only %d of %d delivered", len(e.up.Received()), b.N)
+		}
+	}
+	took := time.Since(start)
+	b.ReportMetric(float64(b.N)/took.Seconds(), "msg/s")
+	b.ReportMetric(0, "ns/op")
+}
+

@@ -1,0 +1,146 @@
+// Package control lets `mjrelay queue` act on a running server's queue: a
+// small JSON API over a unix socket in data_dir (mode 0600, so only the
+// relay's own user can use it). When no server runs, the command opens the
+// spool itself instead; the spool's lock file makes the two exclusive.
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/mjrelay/mjrelay/relay/spool"
+)
+
+// Queue is what the control API acts on.
+type Queue interface {
+	List() []spool.Item
+	Stats() spool.Stats
+	// Retry makes a message (or all, with id "") due now; it returns how many.
+	Retry(ctx context.Context, id string) (int, error)
+	Delete(ctx context.Context, id string) error
+}
+
+// Listing is the answer to GET /queue.
+type Listing struct {
+	Stats spool.Stats  `json:"stats"`
+	Items []spool.Item `json:"items"`
+}
+
+// Handler serves the control API.
+func Handler(q Queue) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /queue", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, Listing{Stats: q.Stats(), Items: q.List()})
+	})
+	mux.HandleFunc("POST /queue/retry", func(w http.ResponseWriter, r *http.Request) {
+		n, err := q.Retry(r.Context(), r.URL.Query().Get("id"))
+		reply(w, map[string]int{"retried": n}, err)
+	})
+	mux.HandleFunc("POST /queue/delete", func(w http.ResponseWriter, r *http.Request) {
+		err := q.Delete(r.Context(), r.URL.Query().Get("id"))
+		reply(w, map[string]bool{"deleted": err == nil}, err)
+	})
+	return mux
+}
+
+func reply(w http.ResponseWriter, v any, err error) {
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, v)
+	case errors.Is(err, spool.ErrNotFound):
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+	default:
+		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// Serve listens on the unix socket path until ctx ends.
+func Serve(ctx context.Context, path string, q Queue) error {
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return err
+	}
+	srv := &http.Server{Handler: Handler(q), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+		os.Remove(path)
+	}()
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Client talks to a running server's control socket.
+type Client struct{ hc *http.Client }
+
+// NewClient returns a client for the socket at path.
+func NewClient(path string) *Client {
+	return &Client{hc: &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}},
+	}}
+}
+
+// List returns the queue.
+func (c *Client) List(ctx context.Context) (Listing, error) {
+	var l Listing
+	err := c.do(ctx, http.MethodGet, "/queue", &l)
+	return l, err
+}
+
+// Retry asks for an immediate retry of id ("" = all).
+func (c *Client) Retry(ctx context.Context, id string) (int, error) {
+	var out map[string]int
+	err := c.do(ctx, http.MethodPost, "/queue/retry?id="+id, &out)
+	return out["retried"], err
+}
+
+// Delete removes id from the queue.
+func (c *Client) Delete(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodPost, "/queue/delete?id="+id, nil)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://mjrelay"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if resp.StatusCode != http.StatusOK {
+		var e map[string]string
+		json.Unmarshal(body, &e)
+		return fmt.Errorf("%s", e["error"])
+	}
+	if out != nil {
+		return json.Unmarshal(body, out)
+	}
+	return nil
+}

@@ -1,0 +1,250 @@
+// Package relay assembles mjrelay: the SMTP listeners (smtpd) feed the
+// durable queue (spool), whose messages the scheduler (deliver) hands to a
+// Mailjet transport; the traffic log observes every step. cmd/mjrelay and
+// the end-to-end tests start the same thing through Start.
+package relay
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/mjrelay/mjrelay/mailjet"
+	"github.com/mjrelay/mjrelay/mailjet/smtpout"
+	"github.com/mjrelay/mjrelay/policy"
+	"github.com/mjrelay/mjrelay/relay/config"
+	"github.com/mjrelay/mjrelay/relay/control"
+	"github.com/mjrelay/mjrelay/relay/deliver"
+	"github.com/mjrelay/mjrelay/relay/smtpd"
+	"github.com/mjrelay/mjrelay/relay/spool"
+	"github.com/mjrelay/mjrelay/relay/trafficlog"
+)
+
+// Options are the parts that tests replace; the zero value is production.
+type Options struct {
+	Logger *slog.Logger
+	// Traffic receives events in addition to the configured traffic log.
+	Traffic trafficlog.Recorder
+	// Policy overrides the sender policy.
+	Policy policy.Checker
+	// Target overrides the upstream transport.
+	Target mailjet.Target
+	// UpstreamRoots replaces the system roots for the upstream's certificate.
+	UpstreamRoots *x509.CertPool
+}
+
+// Relay is a running relay.
+type Relay struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	Spool   *spool.Spool
+	Sched   *deliver.Scheduler
+	smtp    *smtpd.Server
+	target  mailjet.Target
+	traffic *trafficlog.JSONLines
+	http    *http.Server
+	httpLn  net.Listener
+
+	stopCtl   context.CancelFunc
+	stopSched context.CancelFunc
+	schedDone chan struct{}
+	closeOnce sync.Once
+}
+
+// Start opens the queue, starts delivery and binds the listeners.
+func Start(cfg *config.Config, o Options) (r *Relay, err error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	log := o.Logger
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	r = &Relay{cfg: cfg, log: log, schedDone: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			r.closeAll()
+		}
+	}()
+
+	var recorders trafficlog.Multi
+	if r.traffic, err = openTraffic(cfg); err != nil {
+		return nil, fmt.Errorf("traffic log: %w", err)
+	}
+	if r.traffic != nil {
+		recorders = append(recorders, r.traffic)
+	}
+	if o.Traffic != nil {
+		recorders = append(recorders, o.Traffic)
+	}
+
+	r.Spool, err = spool.Open(cfg.QueueDir(), spool.Options{
+		MaxBytes: cfg.Queue.MaxBytes, MaxMessages: cfg.Queue.MaxMessages, MinFreeBytes: cfg.Queue.MinFreeBytes, Logger: log,
+	})
+	if errors.Is(err, spool.ErrLocked) {
+		return nil, fmt.Errorf("another mjrelay is already running with data_dir %s", cfg.DataDir)
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	r.target = o.Target
+	if r.target == nil {
+		if r.target, err = newTarget(cfg, o.UpstreamRoots, log); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Sandbox() {
+		log.Warn("SANDBOX MODE: mail is accepted and recorded, and never sent; set mailjet.api_key and mailjet.secret_key (or MJ_APIKEY_PUBLIC/MJ_APIKEY_PRIVATE) to deliver through Mailjet")
+	} else {
+		log.Info("delivering through Mailjet", "transport", r.target.Name(), "upstream", fmt.Sprintf("%s:%d (%s)", cfg.Mailjet.SMTPHost, cfg.Mailjet.SMTPPort, cfg.Mailjet.SMTPTLS), "api_key", cfg.Mailjet.APIKey)
+	}
+
+	r.Sched = deliver.New(r.Spool, r.target, deliver.Options{
+		Concurrency: cfg.Mailjet.Concurrency, RetryMin: cfg.Queue.RetryMin.D(), RetryMax: cfg.Queue.RetryMax.D(),
+		MaxLifetime: cfg.Queue.MaxLifetime.D(), Traffic: recorders, Logger: log,
+	})
+	r.Spool.Subscribe(r.Sched.Enqueue)
+	var schedCtx context.Context
+	schedCtx, r.stopSched = context.WithCancel(context.Background())
+	go func() { defer close(r.schedDone); r.Sched.Run(schedCtx) }()
+	if st := r.Spool.Stats(); st.Messages > 0 {
+		log.Info("resuming the queue", "messages", st.Messages)
+	}
+
+	r.smtp, err = smtpd.New(cfg, smtpd.Deps{Queue: r.Spool, Policy: o.Policy, Traffic: recorders, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if err := r.smtp.Listen(); err != nil {
+		return nil, err
+	}
+	for _, a := range r.smtp.Addrs() {
+		log.Info("SMTP listening", "addr", a.String())
+	}
+
+	var ctlCtx context.Context
+	ctlCtx, r.stopCtl = context.WithCancel(context.Background())
+	go func() {
+		if err := control.Serve(ctlCtx, cfg.ControlSocket(), control.Live{Spool: r.Spool, Sched: r.Sched}); err != nil {
+			log.Error("control socket", "err", err)
+		}
+	}()
+	if cfg.HTTP.Listen != "" {
+		if err := r.startHTTP(); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func newTarget(cfg *config.Config, roots *x509.CertPool, log *slog.Logger) (mailjet.Target, error) {
+	if cfg.Sandbox() {
+		return mailjet.Sandbox{}, nil
+	}
+	return smtpout.New(smtpout.Config{
+		Host: cfg.Mailjet.SMTPHost, Port: cfg.Mailjet.SMTPPort, TLS: cfg.Mailjet.SMTPTLS,
+		Username: cfg.Mailjet.APIKey, Password: cfg.Mailjet.SecretKey.Reveal(),
+		CAFile: cfg.Mailjet.TLSCAFile, RootCAs: roots, Helo: cfg.Hostname,
+		Timeout: cfg.Mailjet.Timeout.D(), MaxIdle: cfg.Mailjet.Concurrency, Logger: log,
+	})
+}
+
+func openTraffic(cfg *config.Config) (*trafficlog.JSONLines, error) {
+	var w io.Writer
+	switch dest := cfg.Log.Traffic; dest {
+	case "off":
+		return nil, nil
+	case "stdout":
+		w = os.Stdout
+	case "stderr":
+		w = os.Stderr
+	default:
+		if dest == "" {
+			dest = filepath.Join(cfg.DataDir, "traffic.log")
+		}
+		f, err := os.OpenFile(dest, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		w = f
+	}
+	return trafficlog.NewJSONLines(w), nil
+}
+
+func (r *Relay) startHTTP() error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintln(w, "ok")
+	})
+	l, err := net.Listen("tcp", r.cfg.HTTP.Listen)
+	if err != nil {
+		return err
+	}
+	r.httpLn = l
+	r.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go r.http.Serve(l)
+	r.log.Info("HTTP listening", "addr", l.Addr().String())
+	return nil
+}
+
+// SMTPAddrs are the bound SMTP addresses (plain first, then TLS).
+func (r *Relay) SMTPAddrs() []net.Addr { return r.smtp.Addrs() }
+
+// HTTPAddr is the bound HTTP address, or nil.
+func (r *Relay) HTTPAddr() net.Addr {
+	if r.httpLn == nil {
+		return nil
+	}
+	return r.httpLn.Addr()
+}
+
+// Shutdown stops accepting mail, lets open sessions finish and delivery
+// attempts complete until ctx ends (then cuts them short: they are retried
+// after the next start), and closes the queue.
+func (r *Relay) Shutdown(ctx context.Context) error {
+	err := r.smtp.Shutdown(ctx)
+	r.stopSched()
+	select {
+	case <-r.schedDone:
+	case <-ctx.Done():
+		r.Sched.Abort()
+		<-r.schedDone
+	}
+	r.closeAll()
+	return err
+}
+
+func (r *Relay) closeAll() {
+	r.closeOnce.Do(func() {
+		if r.stopCtl != nil {
+			r.stopCtl()
+		}
+		if r.http != nil {
+			r.http.Close()
+		}
+		if r.stopSched != nil {
+			r.stopSched()
+			<-r.schedDone
+		}
+		if r.target != nil {
+			r.target.Close()
+		}
+		if r.Spool != nil {
+			r.Spool.Close()
+		}
+		if r.traffic != nil {
+			r.traffic.Close()
+		}
+	})
+}

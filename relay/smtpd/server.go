@@ -1,0 +1,221 @@
+// Package smtpd is the SMTP side of mjrelay: the listeners Odoo connects to
+// (plain with STARTTLS, and implicit TLS), AUTH PLAIN/LOGIN, and the session
+// that checks each message, stores it durably and only then answers 250.
+package smtpd
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mjrelay/mjrelay/policy"
+	"github.com/mjrelay/mjrelay/relay/config"
+	"github.com/mjrelay/mjrelay/relay/spool"
+	"github.com/mjrelay/mjrelay/relay/trafficlog"
+)
+
+// Queue is where accepted messages go (a *spool.Spool).
+type Queue interface {
+	NewID() string
+	Admit(size int64) error
+	Put(ctx context.Context, env *spool.Envelope, parts ...[]byte) error
+}
+
+// Deps are the parts the SMTP server talks to.
+type Deps struct {
+	Queue   Queue
+	Policy  policy.Checker // nil: allow all
+	Traffic trafficlog.Recorder
+	Logger  *slog.Logger
+	TLS     *tls.Config // nil: LoadTLS(cfg)
+}
+
+// Server serves SMTP on the configured listeners.
+type Server struct {
+	cfg     *config.Config
+	queue   Queue
+	policy  policy.Checker
+	traffic trafficlog.Recorder
+	log     *slog.Logger
+	users   *users
+	fails   *failures
+	trusted []netip.Prefix
+	tlsConf *tls.Config
+	slots   chan struct{} // connection slots shared by both listeners
+	bufs    sync.Pool
+	maxLine int
+
+	plain, implicit *smtp.Server
+	addrs           []net.Addr
+}
+
+// New builds a server; Listen binds it.
+func New(cfg *config.Config, d Deps) (*Server, error) {
+	s := &Server{
+		cfg: cfg, queue: d.Queue, policy: d.Policy, traffic: d.Traffic, log: d.Logger,
+		users: newUsers(cfg.SMTP.Users), fails: newFailures(), trusted: cfg.TrustedPrefixes(),
+		tlsConf: d.TLS, slots: make(chan struct{}, max(cfg.SMTP.MaxConnections, 1)),
+	}
+	if s.policy == nil {
+		s.policy = policy.AllowAll{}
+	}
+	if s.traffic == nil {
+		s.traffic = trafficlog.Discard{}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.tlsConf == nil {
+		var err error
+		if s.tlsConf, err = LoadTLS(cfg, s.log); err != nil {
+			return nil, err
+		}
+	}
+	s.plain = s.newSMTPServer()
+	s.plain.TLSConfig = s.tlsConf
+	s.implicit = s.newSMTPServer()
+	return s, nil
+}
+
+func (s *Server) newSMTPServer() *smtp.Server {
+	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	srv.Domain = s.cfg.Hostname
+	srv.MaxMessageBytes = s.cfg.SMTP.MaxMessageSize
+	srv.MaxRecipients = 0 // enforced (and logged) by the session
+	srv.ReadTimeout = s.cfg.SMTP.ReadTimeout.D()
+	srv.WriteTimeout = time.Minute
+	// AUTH without TLS is decided per connection (loopback, or
+	// allow_insecure_auth) by session.AuthMechanisms.
+	srv.AllowInsecureAuth = true
+	srv.EnableSMTPUTF8 = true
+	srv.ErrorLog = slogErrorLog{s.log}
+	s.maxLine = srv.MaxLineLength
+	return srv
+}
+
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	sess := &session{srv: s, conn: c, client: c.Conn().RemoteAddr().String()}
+	if ap, err := netip.ParseAddrPort(sess.client); err == nil {
+		sess.ip = ap.Addr().Unmap()
+	}
+	for _, p := range s.trusted {
+		if p.Contains(sess.ip) {
+			sess.trusted = true
+		}
+	}
+	return sess, nil
+}
+
+// Listen binds smtp.listen and smtp.listen_tls (when set).
+func (s *Server) Listen() error {
+	if a := s.cfg.SMTP.Listen; a != "" {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			return err
+		}
+		s.addrs = append(s.addrs, l.Addr())
+		go s.plain.Serve(&limitListener{Listener: l, slots: s.slots, greet: []byte("421 4.7.0 " + s.cfg.Hostname + " Too many connections, try again later\r\n")})
+	}
+	if a := s.cfg.SMTP.ListenTLS; a != "" {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			s.plain.Close()
+			return err
+		}
+		s.addrs = append(s.addrs, l.Addr())
+		go s.implicit.Serve(tls.NewListener(&limitListener{Listener: l, slots: s.slots}, s.tlsConf))
+	}
+	return nil
+}
+
+// Addrs are the bound addresses: plain first (if configured), then TLS.
+func (s *Server) Addrs() []net.Addr { return s.addrs }
+
+// Shutdown stops accepting, lets sessions finish until ctx ends, then closes
+// what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var wg sync.WaitGroup
+	var errs [2]error
+	for i, srv := range []*smtp.Server{s.plain, s.implicit} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+				errs[i] = err
+				srv.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs[:]...)
+}
+
+const maxPooledBuf = 1 << 20
+
+func (s *Server) getBuf() *bytes.Buffer {
+	if b, ok := s.bufs.Get().(*bytes.Buffer); ok {
+		return b
+	}
+	return bytes.NewBuffer(make([]byte, 0, 64<<10))
+}
+
+func (s *Server) putBuf(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledBuf {
+		b.Reset()
+		s.bufs.Put(b)
+	}
+}
+
+// limitListener caps concurrent connections. Over the cap, a plain client
+// gets a 421 greeting and the connection ends (never mid-session).
+type limitListener struct {
+	net.Listener
+	slots chan struct{}
+	greet []byte
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &slotConn{Conn: c, release: func() { <-l.slots }}, nil
+		default:
+			if l.greet != nil {
+				c.SetWriteDeadline(time.Now().Add(time.Second))
+				c.Write(l.greet)
+			}
+			c.Close()
+		}
+	}
+}
+
+type slotConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *slotConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
+
+type slogErrorLog struct{ l *slog.Logger }
+
+func (e slogErrorLog) Printf(format string, v ...any) {
+	e.l.Warn("smtp", "msg", fmt.Sprintf(format, v...))
+}
+func (e slogErrorLog) Println(v ...any) { e.l.Warn("smtp", "msg", fmt.Sprint(v...)) }

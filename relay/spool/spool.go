@@ -1,0 +1,405 @@
+// Package spool is mjrelay's durable message queue.
+//
+// Messages, retry states and completions are appended as CRC-checked records
+// to segment files in one directory. A single committer goroutine writes the
+// records of all waiting callers with one write and one fdatasync (group
+// commit), so Put returns only once the message is on disk, and 32 sessions
+// pay for one fsync instead of 32. An in-memory index maps queue ids to body
+// offsets. Segments are deleted oldest first once every message in them is
+// done; a long-lived message in the oldest segment is copied forward so it
+// does not pin the segments behind it. Corrupt data found on start-up is
+// copied to quarantine/ and reported, and everything readable is kept.
+package spool
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Errors returned by the spool.
+var (
+	ErrFull     = errors.New("spool: queue is over its size limit")
+	ErrNotFound = errors.New("spool: no such message")
+	ErrClosed   = errors.New("spool: closed")
+	ErrLocked   = errors.New("spool: another process holds the queue")
+)
+
+// Envelope is what the relay knows about a message besides its bytes.
+type Envelope struct {
+	ID         string    `json:"id"`
+	Received   time.Time `json:"received"`
+	From       string    `json:"from"`
+	To         []string  `json:"to"`
+	User       string    `json:"user,omitempty"`
+	Client     string    `json:"client,omitempty"`
+	Helo       string    `json:"helo,omitempty"`
+	UTF8       bool      `json:"utf8,omitempty"`
+	HeaderFrom string    `json:"header_from,omitempty"`
+	Subject    string    `json:"subject,omitempty"`
+	MessageID  string    `json:"message_id,omitempty"`
+	Size       int64     `json:"size"`
+}
+
+// State is a message's delivery progress.
+type State struct {
+	ID        string    `json:"id"`
+	Attempts  int       `json:"attempts"`
+	Next      time.Time `json:"next,omitzero"`
+	LastError string    `json:"last_error,omitempty"`
+	// Pending are the recipients still to deliver; nil means all of To.
+	Pending []string `json:"pending,omitempty"`
+}
+
+// Item is a queued message as List shows it.
+type Item struct {
+	Envelope Envelope `json:"envelope"`
+	State    State    `json:"state"`
+}
+
+// Options configure a spool.
+type Options struct {
+	MaxBytes     int64 // total segment bytes on disk; 0 = no limit
+	MaxMessages  int   // 0 = no limit
+	MinFreeBytes int64 // refuse when the file system has less free space
+	SegmentSize  int64 // rotate after this many bytes (default 64 MiB)
+	Logger       *slog.Logger
+}
+
+// Spool is an open queue directory. It is safe for concurrent use.
+type Spool struct {
+	dir  string
+	opts Options
+	log  *slog.Logger
+	lock *os.File
+
+	mu      sync.Mutex
+	index   map[string]*entry
+	segs    []*segment // ascending; the last is active
+	diskLen int64      // bytes in all segments
+
+	onCommit func(Item)
+
+	reserved atomic.Int64 // bytes submitted but not yet committed
+	ops      chan *op
+	quit     chan struct{}
+	stopped  chan struct{} // closed when the committer has exited
+	wg       sync.WaitGroup
+	closed   atomic.Bool
+
+	idPrefix [4]byte
+	idSeq    atomic.Uint32
+
+	freeMu    sync.Mutex
+	freeBytes int64
+	freeAt    time.Time
+}
+
+type entry struct {
+	env   Envelope
+	state State
+	seg   *segment
+	off   int64 // body offset within seg
+	n     int64 // body length
+	// stateSeg holds the latest state record (nil if none).
+	stateSeg *segment
+}
+
+type segment struct {
+	seq     uint64
+	path    string
+	f       *os.File
+	size    int64
+	live    int   // messages whose body is here
+	liveLen int64 // their bytes
+	readers int
+	// doneRefs are ids completed by records in this segment whose message
+	// lives in an older segment (known after replay only; see evacuate).
+	doneRefs []string
+}
+
+// Open opens (creating if needed) the spool in dir, takes its lock and
+// replays it. It fails with ErrLocked if another process has it open.
+func Open(dir string, opts Options) (*Spool, error) {
+	if opts.SegmentSize <= 0 {
+		opts.SegmentSize = 64 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, ErrLocked
+		}
+		return nil, err
+	}
+	s := &Spool{
+		dir: dir, opts: opts, log: opts.Logger, lock: lock,
+		index:   map[string]*entry{},
+		ops:     make(chan *op, 1024),
+		quit:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	if _, err := rand.Read(s.idPrefix[:]); err != nil {
+		return nil, err
+	}
+	if err := s.replay(); err != nil {
+		s.closeFiles()
+		return nil, err
+	}
+	s.wg.Add(2)
+	go s.committer()
+	go s.maintain()
+	return s, nil
+}
+
+// Subscribe makes fn see every message: at once for those already queued,
+// then each new one as soon as it is durable. fn runs outside the spool's
+// locks and must not block for long.
+func (s *Spool) Subscribe(fn func(Item)) {
+	s.mu.Lock()
+	s.onCommit = fn
+	s.mu.Unlock()
+	for _, it := range s.List() {
+		fn(it)
+	}
+}
+
+// Close stops the committer after the queued operations and closes files.
+func (s *Spool) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	close(s.quit)
+	s.wg.Wait()
+	s.closeFiles()
+	return nil
+}
+
+func (s *Spool) closeFiles() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sg := range s.segs {
+		sg.f.Close()
+	}
+	s.lock.Close()
+}
+
+// NewID returns a fresh queue id: 12 hex digits of Unix milliseconds, so ids
+// sort by time, then 12 of a per-process random prefix and a counter.
+func (s *Spool) NewID() string {
+	var b [10]byte
+	ms := uint64(time.Now().UnixMilli())
+	b[0], b[1], b[2], b[3], b[4], b[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
+	binary.BigEndian.PutUint32(b[6:], binary.BigEndian.Uint32(s.idPrefix[:])+s.idSeq.Add(1))
+	return hex.EncodeToString(b[:])
+}
+
+// Put stores a message durably; the message is the concatenation of parts.
+// When it returns nil the message and its envelope are fsynced and will
+// survive a crash. env.ID must be set (NewID); Put sets env.Size.
+func (s *Spool) Put(ctx context.Context, env *Envelope, parts ...[]byte) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	size := 0
+	for _, p := range parts {
+		size += len(p)
+	}
+	if err := s.Admit(int64(size)); err != nil {
+		return err
+	}
+	env.Size = int64(size)
+	ej, err := json.Marshal(env)
+	if err != nil {
+		return err
+	}
+	data := appendRecord(make([]byte, 0, headerLen+4+len(ej)+size), recMessage, messagePayload(ej, parts...)...)
+	e := &entry{env: *env, state: State{ID: env.ID}, n: int64(size)}
+	bodyOff := int64(headerLen + 4 + len(ej))
+	s.reserved.Add(int64(len(data)))
+	defer s.reserved.Add(-int64(len(data)))
+	err = s.submit(ctx, data, func(sg *segment, base int64) {
+		e.seg, e.off = sg, base+bodyOff
+		s.index[env.ID] = e
+		sg.addLive(e.n)
+	})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	fn := s.onCommit
+	s.mu.Unlock()
+	if fn != nil {
+		fn(Item{Envelope: e.env, State: e.state})
+	}
+	return nil
+}
+
+// Admit reports whether a message of size bytes would be accepted now
+// (ErrFull if not). Put calls it; the SMTP session calls it early, at MAIL.
+func (s *Spool) Admit(size int64) error {
+	s.mu.Lock()
+	n, disk := len(s.index), s.diskLen
+	s.mu.Unlock()
+	if s.opts.MaxMessages > 0 && n >= s.opts.MaxMessages {
+		return ErrFull
+	}
+	if s.opts.MaxBytes > 0 && disk+s.reserved.Load()+size > s.opts.MaxBytes {
+		return ErrFull
+	}
+	if s.opts.MinFreeBytes > 0 && s.free() < s.opts.MinFreeBytes+size {
+		return ErrFull
+	}
+	return nil
+}
+
+// free returns the file system's free bytes, re-read at most once a second.
+func (s *Spool) free() int64 {
+	s.freeMu.Lock()
+	defer s.freeMu.Unlock()
+	if time.Since(s.freeAt) > time.Second {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(s.dir, &st); err == nil {
+			s.freeBytes = int64(st.Bavail) * int64(st.Bsize)
+		}
+		s.freeAt = time.Now()
+	}
+	return s.freeBytes
+}
+
+// SetState records a message's delivery progress durably.
+func (s *Spool) SetState(ctx context.Context, st State) error {
+	s.mu.Lock()
+	_, ok := s.index[st.ID]
+	s.mu.Unlock()
+	if !ok {
+		return ErrNotFound
+	}
+	j, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return s.submit(ctx, appendRecord(nil, recState, j), func(sg *segment, _ int64) {
+		if e := s.index[st.ID]; e != nil {
+			e.state, e.stateSeg = st, sg
+		}
+	})
+}
+
+// Done removes a message from the queue durably (delivered, failed or deleted).
+func (s *Spool) Done(ctx context.Context, id string) error {
+	s.mu.Lock()
+	_, ok := s.index[id]
+	s.mu.Unlock()
+	if !ok {
+		return ErrNotFound
+	}
+	return s.submit(ctx, appendRecord(nil, recDone, []byte(id)), func(*segment, int64) {
+		if e := s.index[id]; e != nil {
+			e.seg.addLive(-e.n)
+			delete(s.index, id)
+		}
+	})
+}
+
+// addLive counts a message (n > 0: its body length) in or out of sg.
+func (sg *segment) addLive(n int64) {
+	if n >= 0 {
+		sg.live++
+	} else {
+		sg.live--
+	}
+	sg.liveLen += n
+}
+
+// Get returns one queued message's envelope and state.
+func (s *Spool) Get(id string) (Item, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.index[id]
+	if !ok {
+		return Item{}, ErrNotFound
+	}
+	return Item{Envelope: e.env, State: e.state}, nil
+}
+
+// Body returns a queued message's bytes.
+func (s *Spool) Body(id string) ([]byte, error) {
+	s.mu.Lock()
+	e, ok := s.index[id]
+	if !ok {
+		s.mu.Unlock()
+		return nil, ErrNotFound
+	}
+	sg, off, n := e.seg, e.off, e.n
+	sg.readers++
+	s.mu.Unlock()
+	defer func() { s.mu.Lock(); sg.readers--; s.mu.Unlock() }()
+	b := make([]byte, n)
+	if _, err := sg.f.ReadAt(b, off); err != nil {
+		return nil, fmt.Errorf("spool: reading %s: %w", id, err)
+	}
+	return b, nil
+}
+
+// List returns every queued message, oldest first.
+func (s *Spool) List() []Item {
+	s.mu.Lock()
+	out := make([]Item, 0, len(s.index))
+	for _, e := range s.index {
+		out = append(out, Item{Envelope: e.env, State: e.state})
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Envelope.ID < out[j].Envelope.ID })
+	return out
+}
+
+// Stats are the spool's current totals.
+type Stats struct {
+	Messages  int   `json:"messages"`
+	DiskBytes int64 `json:"disk_bytes"`
+	Segments  int   `json:"segments"`
+}
+
+// Stats returns the current totals.
+func (s *Spool) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Messages: len(s.index), DiskBytes: s.diskLen, Segments: len(s.segs)}
+}
+
+func segPath(dir string, seq uint64) string {
+	return filepath.Join(dir, fmt.Sprintf("seg-%012d.log", seq))
+}
+
+// syncDir fsyncs a directory so that creations, renames and removals in it
+// are durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

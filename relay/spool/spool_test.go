@@ -1,0 +1,281 @@
+package spool_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mjrelay/mjrelay/relay/spool"
+)
+
+func open(t *testing.T, dir string, opts spool.Options) *spool.Spool {
+	t.Helper()
+	s, err := spool.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func put(t *testing.T, s *spool.Spool, body string) string {
+	t.Helper()
+	env := &spool.Envelope{ID: s.NewID(), Received: time.Now(), From: "a@example.com", To: []string{"b@example.org"}}
+	if err := s.Put(context.Background(), env, []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	return env.ID
+}
+
+func TestPutReplayDone(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, spool.Options{})
+	ctx := context.Background()
+	a := put(t, s, "message A\r\n")
+	b := put(t, s, "message B\r\n")
+	if err := s.SetState(ctx, spool.State{ID: b, Attempts: 2, LastError: "451 later", Pending: []string{"b@example.org"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Done(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Done(ctx, a); err != spool.ErrNotFound {
+		t.Fatalf("second Done: %v, want ErrNotFound", err)
+	}
+	s.Close()
+
+	var seen []string
+	s = open(t, dir, spool.Options{})
+	defer s.Close()
+	s.Subscribe(func(it spool.Item) { seen = append(seen, it.Envelope.ID) })
+	if len(seen) != 1 || seen[0] != b {
+		t.Fatalf("after reopen Subscribe saw %v, want [%s]", seen, b)
+	}
+	it, err := s.Get(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.State.Attempts != 2 || it.State.LastError != "451 later" || it.Envelope.Size != int64(len("message B\r\n")) {
+		t.Fatalf("replayed item = %+v", it)
+	}
+	body, err := s.Body(b)
+	if err != nil || string(body) != "message B\r\n" {
+		t.Fatalf("Body = %q, %v", body, err)
+	}
+}
+
+func TestSecondOpenIsLocked(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, spool.Options{})
+	defer s.Close()
+	if _, err := spool.Open(dir, spool.Options{}); err != spool.ErrLocked {
+		t.Fatalf("second Open: %v, want ErrLocked", err)
+	}
+}
+
+func segments(t *testing.T, dir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "seg-*.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestTornTailIsTruncated(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, spool.Options{})
+	a := put(t, s, "kept\r\n")
+	s.Close()
+	seg := segments(t, dir)[0]
+	f, _ := os.OpenFile(seg, os.O_APPEND|os.O_WRONLY, 0)
+	f.Write([]byte("MJR1M\x00\x00\x10\x00partial"))
+	f.Close()
+
+	s = open(t, dir, spool.Options{})
+	defer s.Close()
+	if items := s.List(); len(items) != 1 || items[0].Envelope.ID != a {
+		t.Fatalf("List = %+v", items)
+	}
+	q, _ := filepath.Glob(filepath.Join(dir, "quarantine", "*"))
+	if len(q) != 1 {
+		t.Fatalf("quarantine holds %v, want one copy", q)
+	}
+	// The torn bytes are gone, so new writes land after the good data.
+	b := put(t, s, "after\r\n")
+	s.Close()
+	s = open(t, dir, spool.Options{})
+	if len(s.List()) != 2 {
+		t.Fatalf("after a new write: %d items, want 2 (%s, %s)", len(s.List()), a, b)
+	}
+	s.Close()
+}
+
+func TestCorruptMiddleQuarantinedRestKept(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, spool.Options{})
+	var ids []string
+	for i := 0; i < 5; i++ {
+		ids = append(ids, put(t, s, fmt.Sprintf("message %d %s\r\n", i, bytes.Repeat([]byte("x"), 100))))
+	}
+	s.Close()
+	seg := segments(t, dir)[0]
+	data, _ := os.ReadFile(seg)
+	// Flip a byte inside the third message's body.
+	i := bytes.Index(data, []byte("message 2"))
+	data[i+3] ^= 0xff
+	os.WriteFile(seg, data, 0o600)
+
+	s = open(t, dir, spool.Options{})
+	got := map[string]bool{}
+	for _, it := range s.List() {
+		got[it.Envelope.ID] = true
+	}
+	for k, id := range ids {
+		if got[id] != (k != 2) {
+			t.Errorf("message %d present=%v", k, got[id])
+		}
+	}
+	if q, _ := filepath.Glob(filepath.Join(dir, "quarantine", "*")); len(q) != 1 {
+		t.Errorf("quarantine = %v", q)
+	}
+	if _, err := os.Stat(seg); !os.IsNotExist(err) {
+		t.Errorf("damaged segment still in place (err=%v)", err)
+	}
+	s.Close()
+	// A second start finds nothing wrong and the same messages.
+	s = open(t, dir, spool.Options{})
+	defer s.Close()
+	if n := len(s.List()); n != 4 {
+		t.Fatalf("after second reopen: %d messages, want 4", n)
+	}
+	if q, _ := filepath.Glob(filepath.Join(dir, "quarantine", "*")); len(q) != 1 {
+		t.Errorf("second start quarantined again: %v", q)
+	}
+	for _, id := range []string{ids[0], ids[4]} {
+		if b, err := s.Body(id); err != nil || !bytes.HasPrefix(b, []byte("message ")) {
+			t.Errorf("Body(%s) = %q, %v", id, b, err)
+		}
+	}
+}
+
+func TestPinnedSegmentIsCopiedForward(t *testing.T) {
+	dir := t.TempDir()
+	opts := spool.Options{SegmentSize: 4096}
+	s := open(t, dir, opts)
+	ctx := context.Background()
+	long := put(t, s, "long-lived\r\n")
+	s.SetState(ctx, spool.State{ID: long, Attempts: 7})
+	payload := string(bytes.Repeat([]byte("y"), 1000))
+	for i := 0; i < 60; i++ {
+		id := put(t, s, payload)
+		if err := s.Done(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(segments(t, dir)) > 5 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := len(segments(t, dir)); n > 5 {
+		t.Fatalf("%d segments still on disk; the long-lived message pins them", n)
+	}
+	s.Close()
+	s = open(t, dir, opts)
+	defer s.Close()
+	items := s.List()
+	if len(items) != 1 || items[0].Envelope.ID != long || items[0].State.Attempts != 7 {
+		t.Fatalf("after reclaim and reopen: %+v", items)
+	}
+	if b, _ := s.Body(long); string(b) != "long-lived\r\n" {
+		t.Fatalf("body = %q", b)
+	}
+}
+
+func TestLimits(t *testing.T) {
+	tests := []struct {
+		name string
+		opts spool.Options
+		puts int
+		size int
+	}{
+		{"max messages", spool.Options{MaxMessages: 3}, 3, 10},
+		{"max bytes", spool.Options{MaxBytes: 3 * 200}, 2, 150},
+		{"free disk", spool.Options{MinFreeBytes: 1 << 62}, 0, 10},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t, t.TempDir(), tc.opts)
+			defer s.Close()
+			for i := 0; i < tc.puts; i++ {
+				put(t, s, string(bytes.Repeat([]byte("z"), tc.size)))
+			}
+			env := &spool.Envelope{ID: s.NewID(), To: []string{"x@y"}}
+			if err := s.Put(context.Background(), env, bytes.Repeat([]byte("z"), tc.size)); err != spool.ErrFull {
+				t.Fatalf("Put over the limit: %v, want ErrFull", err)
+			}
+			if got := len(s.List()); got != tc.puts {
+				t.Fatalf("%d stored, want %d", got, tc.puts)
+			}
+		})
+	}
+}
+
+func TestConcurrentPutsShareCommits(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, spool.Options{SegmentSize: 1 << 20})
+	var wg sync.WaitGroup
+	ids := make(chan string, 2000)
+	for g := 0; g < 32; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				env := &spool.Envelope{ID: s.NewID(), To: []string{"b@example.org"}}
+				if err := s.Put(context.Background(), env, bytes.Repeat([]byte("m"), 10240)); err != nil {
+					t.Error(err)
+					return
+				}
+				ids <- env.ID
+			}
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	s.Close()
+	s = open(t, dir, spool.Options{})
+	defer s.Close()
+	n := 0
+	for id := range ids {
+		n++
+		if _, err := s.Get(id); err != nil {
+			t.Fatalf("acknowledged %s missing after reopen", id)
+		}
+	}
+	if n != 1600 || len(s.List()) != 1600 {
+		t.Fatalf("acked %d, stored %d, want 1600", n, len(s.List()))
+	}
+}
+
+func BenchmarkPut10KB32(b *testing.B) {
+	s, err := spool.Open(b.TempDir(), spool.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	body := bytes.Repeat([]byte("m"), 10240)
+	b.SetParallelism(16) // 32 goroutines on 2 cores
+	b.SetBytes(int64(len(body)))
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			env := &spool.Envelope{ID: s.NewID(), To: []string{"b@example.org"}}
+			if err := s.Put(context.Background(), env, body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

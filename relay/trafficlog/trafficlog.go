@@ -1,0 +1,180 @@
+// Package trafficlog records what happened to each message: one JSON line per
+// event (received, refused, aborted, attempt, delivered, deferred, failed,
+// sandboxed). Recorders observe the relay; they never decide anything, and a
+// slow or failing recorder must not hold up mail.
+package trafficlog
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"sync"
+	"time"
+)
+
+// Event kinds.
+const (
+	Received  = "received"
+	Refused   = "refused"
+	Aborted   = "aborted"
+	Attempt   = "attempt"
+	Delivered = "delivered"
+	Deferred  = "deferred"
+	Failed    = "failed"
+	Sandboxed = "sandboxed"
+	Deleted   = "deleted"
+)
+
+// Event is one line of the traffic log. Empty fields are left out.
+type Event struct {
+	Time       time.Time `json:"time"`
+	Event      string    `json:"event"`
+	ID         string    `json:"id,omitempty"`
+	Client     string    `json:"client,omitempty"`
+	User       string    `json:"user,omitempty"`
+	Helo       string    `json:"helo,omitempty"`
+	TLS        bool      `json:"tls,omitempty"`
+	From       string    `json:"from,omitempty"`
+	To         []string  `json:"to,omitempty"`
+	HeaderFrom string    `json:"header_from,omitempty"`
+	Subject    string    `json:"subject,omitempty"`
+	MessageID  string    `json:"message_id,omitempty"`
+	Size       int64     `json:"size,omitempty"`
+	// Stage is where a refusal happened: auth, mail, rcpt, data.
+	Stage string `json:"stage,omitempty"`
+	// Reply is the SMTP reply we gave (refused) or the upstream's (attempts).
+	Reply     string `json:"reply,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	Transport string `json:"transport,omitempty"`
+	Upstream  string `json:"upstream,omitempty"`
+	// UpstreamID is Mailjet's queue id from its reply.
+	UpstreamID string       `json:"upstream_id,omitempty"`
+	Attempt    int          `json:"attempt,omitempty"`
+	Rcpts      []RcptResult `json:"rcpts,omitempty"`
+	DurationMS float64      `json:"duration_ms,omitempty"`
+	Next       time.Time    `json:"next,omitzero"`
+}
+
+// RcptResult is one recipient's outcome in an attempt.
+type RcptResult struct {
+	Rcpt  string `json:"rcpt"`
+	Reply string `json:"reply"`
+}
+
+// Recorder receives events.
+type Recorder interface {
+	Record(Event)
+}
+
+// Multi sends each event to every recorder.
+type Multi []Recorder
+
+func (m Multi) Record(e Event) {
+	for _, r := range m {
+		r.Record(e)
+	}
+}
+
+// Discard drops every event.
+type Discard struct{}
+
+func (Discard) Record(Event) {}
+
+// JSONLines writes events as JSON lines. Lines are buffered and flushed at
+// least every FlushEvery (default 200 ms) and on Close.
+type JSONLines struct {
+	mu    sync.Mutex
+	w     *bufio.Writer
+	c     io.Closer
+	stop  chan struct{}
+	done  chan struct{}
+	dirty bool
+}
+
+// NewJSONLines writes to w; if w is an io.Closer, Close closes it.
+func NewJSONLines(w io.Writer) *JSONLines {
+	j := &JSONLines{w: bufio.NewWriterSize(w, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
+	j.c, _ = w.(io.Closer)
+	go j.flusher(200 * time.Millisecond)
+	return j
+}
+
+// Record writes one event.
+func (j *JSONLines) Record(e Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	e.Time = e.Time.UTC()
+	b, err := json.Marshal(e)
+	if err != nil {
+		return
+	}
+	j.mu.Lock()
+	j.w.Write(b)
+	j.w.WriteByte('\n')
+	j.dirty = true
+	j.mu.Unlock()
+}
+
+func (j *JSONLines) flusher(every time.Duration) {
+	defer close(j.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			j.Flush()
+		case <-j.stop:
+			return
+		}
+	}
+}
+
+// Flush writes out buffered lines.
+func (j *JSONLines) Flush() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if !j.dirty {
+		return nil
+	}
+	j.dirty = false
+	return j.w.Flush()
+}
+
+// Close flushes and closes the underlying writer if it is a Closer.
+func (j *JSONLines) Close() error {
+	close(j.stop)
+	<-j.done
+	err := j.Flush()
+	if j.c != nil {
+		if cerr := j.c.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// Memory keeps events in memory, for tests.
+type Memory struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (m *Memory) Record(e Event) {
+	m.mu.Lock()
+	m.events = append(m.events, e)
+	m.mu.Unlock()
+}
+
+// Events returns a copy of what was recorded, optionally only of one kind.
+func (m *Memory) Events(kind string) []Event {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Event
+	for _, e := range m.events {
+		if kind == "" || e.Event == kind {
+			out = append(out, e)
+		}
+	}
+	return out
+}
