@@ -63,6 +63,7 @@ type SMTPRelay struct {
 	srv               *smtp.Server
 	ln                net.Listener
 	caPool            *x509.CertPool
+	certDER           []byte
 
 	mu         sync.Mutex
 	received   []Received
@@ -84,7 +85,7 @@ func NewSMTPRelay(apiKey, secretKey string, mode SMTPMode) (*SMTPRelay, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &SMTPRelay{APIKey: apiKey, SecretKey: secretKey, caPool: pool, rcptFaults: map[string]Fault{}, arrivals: make(chan struct{}, 1<<16)}
+	r := &SMTPRelay{APIKey: apiKey, SecretKey: secretKey, caPool: pool, certDER: cert.Certificate[0], rcptFaults: map[string]Fault{}, arrivals: make(chan struct{}, 1<<16)}
 	r.srv = smtp.NewServer(smtp.BackendFunc(r.newSession))
 	r.srv.Domain = "in-v3.mailjet.test"
 	r.srv.MaxMessageBytes = 50 << 20
@@ -117,6 +118,9 @@ func (r *SMTPRelay) Port() int {
 	n, _ := strconv.Atoi(p)
 	return n
 }
+
+// CertDER is the relay's certificate (DER), for a tls_ca_file.
+func (r *SMTPRelay) CertDER() []byte { return r.certDER }
 
 // CAPool trusts the relay's certificate.
 func (r *SMTPRelay) CAPool() *x509.CertPool { return r.caPool }

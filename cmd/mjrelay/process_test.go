@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/mjrelay/mjrelay/mailjet/mjtest"
+)
+
+const (
+	apiKey    = "0123456789abcdef0123456789abcdef"
+	secretKey = "s3cr3t-mailjet-key-fedcba9876543210"
+	odooPass  = "odoo-relay-password"
+)
+
+// binary is the mjrelay executable built once for the process tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mjrelay-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "mjrelay")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building mjrelay: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// world is an upstream emulator plus a data_dir and config for the binary.
+type world struct {
+	t       *testing.T
+	up      *mjtest.SMTPRelay
+	dir     string
+	cfgPath string
+}
+
+func newWorld(t *testing.T) *world {
+	up, err := mjtest.NewSMTPRelay(apiKey, secretKey, mjtest.StartTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { up.Close() })
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "upstream-ca.pem")
+	var pemBuf bytes.Buffer
+	pem.Encode(&pemBuf, &pem.Block{Type: "CERTIFICATE", Bytes: up.CertDER()})
+	os.WriteFile(ca, pemBuf.Bytes(), 0o600)
+	hash, _ := bcrypt.GenerateFromPassword([]byte(odooPass), bcrypt.MinCost)
+	cfg := fmt.Sprintf(`data_dir = %q
+hostname = "relay.test"
+[smtp]
+listen = "127.0.0.1:0"
+[[smtp.users]]
+username = "odoo"
+password_hash = %q
+[mailjet]
+api_key = %q
+secret_key = %q
+smtp_host = "127.0.0.1"
+smtp_port = %d
+tls_ca_file = %q
+timeout = "5s"
+[queue]
+retry_min = "100ms"
+retry_max = "300ms"
+[http]
+listen = "127.0.0.1:0"
+[policy]
+sender_check = "off"
+`, filepath.Join(dir, "data"), hash, apiKey, secretKey, up.Port(), ca)
+	p := filepath.Join(dir, "mjrelay.toml")
+	os.WriteFile(p, []byte(cfg), 0o600)
+	return &world{t: t, up: up, dir: dir, cfgPath: p}
+}
+
+// proc is a running mjrelay serve.
+type proc struct {
+	cmd    *exec.Cmd
+	addr   string
+	stderr *bytes.Buffer
+	mu     *sync.Mutex
+	exited chan struct{}
+}
+
+func (w *world) serve() *proc {
+	w.t.Helper()
+	cmd := exec.Command(binary, "serve", "--config", w.cfgPath)
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		w.t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, exited: make(chan struct{})}
+	addrCh := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.stderr.Write(append(sc.Bytes(), '\n'))
+			p.mu.Unlock()
+			var line struct{ Msg, Addr string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "SMTP listening" {
+				addrCh <- line.Addr
+			}
+		}
+	}()
+	go func() { cmd.Wait(); pw.Close(); close(p.exited) }()
+	select {
+	case p.addr = <-addrCh:
+	case <-p.exited:
+		w.t.Fatalf("mjrelay exited at start:\n%s", p.log())
+	case <-time.After(15 * time.Second):
+		w.t.Fatalf("mjrelay did not start:\n%s", p.log())
+	}
+	w.t.Cleanup(func() { p.cmd.Process.Kill(); <-p.exited })
+	return p
+}
+
+func (p *proc) log() string { p.mu.Lock(); defer p.mu.Unlock(); return p.stderr.String() }
+
+func (p *proc) kill9() { p.cmd.Process.Signal(syscall.SIGKILL); <-p.exited }
+
+func dial(t testing.TB, addr string) *smtp.Client {
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Auth(sasl.NewPlainClient("", "odoo", odooPass)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func sendToken(c *smtp.Client, token string) error {
+	if err := c.Mail("bounce@example.com", nil); err != nil {
+		return err
+	}
+	if err := c.Rcpt("client@example.org", nil); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "From: john@example.com\r\nTo: client@example.org\r\nSubject: %s\r\n\r\n%s\r\n%s\r\n", token, token, strings.Repeat(strings.Repeat("z", 78)+"\r\n", 50))
+	return w.Close()
+}
+
+// tokensAt returns how often each token arrived upstream.
+func tokensAt(up *mjtest.SMTPRelay) map[string]int {
+	out := map[string]int{}
+	for _, r := range up.Received() {
+		if i := bytes.Index(r.Data, []byte("\r\nSubject: ")); i >= 0 {
+			rest := r.Data[i+len("\r\nSubject: "):]
+			out[string(rest[:bytes.IndexByte(rest, '\r')])]++
+		}
+	}
+	return out
+}
+
+func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

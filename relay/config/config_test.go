@@ -1,0 +1,73 @@
+package config_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/mjrelay/mjrelay/relay/config"
+)
+
+func TestExampleConfigIsSandboxByDefault(t *testing.T) {
+	t.Setenv("MJ_APIKEY_PUBLIC", "")
+	t.Setenv("MJ_APIKEY_PRIVATE", "")
+	c, err := config.Load("../../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Sandbox() || c.SMTP.Listen != "127.0.0.1:2525" || c.Queue.RetryMin.D().String() != "1m0s" {
+		t.Fatalf("example config: %+v", c)
+	}
+}
+
+func TestKeysFromEnvironmentSelectSMTP(t *testing.T) {
+	t.Setenv("MJ_APIKEY_PUBLIC", "pub")
+	t.Setenv("MJ_APIKEY_PRIVATE", "priv-secret")
+	c, err := config.Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Sandbox() || c.Mailjet.APIKey != "pub" || c.Mailjet.SecretKey.Reveal() != "priv-secret" {
+		t.Fatalf("transport %q", c.Mailjet.Transport)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	t.Setenv("MJ_APIKEY_PUBLIC", "")
+	t.Setenv("MJ_APIKEY_PRIVATE", "")
+	tests := []struct{ doc, want string }{
+		{"bogus = 1", "unknown configuration key bogus"},
+		{"[smtp]\nlisten_tsl = \"x\"", "unknown configuration key smtp.listen_tsl"},
+		{"[mailjet]\ntransport = \"smtp\"", "needs mailjet.api_key"},
+		{"[mailjet]\ntransport = \"pigeon\"", "not one of"},
+		{"[mailjet]\nsmtp_tls = \"none\"", "mailjet.smtp_tls"},
+		{"[smtp]\ntrusted_networks = [\"10.0.0.0/33\"]", "trusted_networks"},
+		{"[[smtp.users]]\nusername = \"odoo\"\npassword_hash = \"plain\"", "bcrypt hash"},
+		{"[queue]\nretry_min = \"2h\"\nretry_max = \"1h\"", "retry_min"},
+		{"[queue]\nretry_min = \"soon\"", "soon"},
+		{"[policy]\nsender_check = \"maybe\"", "sender_check"},
+	}
+	for _, tc := range tests {
+		_, err := config.Parse([]byte(tc.doc))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want it to mention %q", tc.doc, err, tc.want)
+		}
+	}
+}
+
+func TestSecretNeverPrints(t *testing.T) {
+	c, err := config.Parse([]byte("[mailjet]\napi_key = \"pub\"\nsecret_key = \"TOPSECRET\"\n[[smtp.users]]\nusername = \"u\"\npassword_hash = \"$2a$10$HASHHASH\""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("cfg", "mailjet", c.Mailjet, "users", c.SMTP.Users, "key", c.Mailjet.SecretKey)
+	j, _ := json.Marshal(c)
+	out := buf.String() + string(j) + fmt.Sprintf("%v %+v %#v", c, c.Mailjet, c.SMTP.Users)
+	if strings.Contains(out, "TOPSECRET") || strings.Contains(out, "HASHHASH") {
+		t.Fatalf("a secret was printed: %s", out)
+	}
+}
