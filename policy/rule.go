@@ -60,6 +60,9 @@ func New(cfg *config.Config, acct Account, log *slog.Logger) (*Rule, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if c, ok := acct.(*account.Cache); ok && c == nil {
+		acct = nil // a typed nil would pass the acct == nil test below
+	}
 	log = log.With("component", "policy")
 	r := &Rule{
 		mode:        cfg.Policy.SenderCheck,

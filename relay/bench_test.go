@@ -137,4 +137,3 @@ func BenchmarkRelay(b *testing.B) {
 	b.ReportMetric(float64(b.N)/took.Seconds(), "msg/s")
 	b.ReportMetric(0, "ns/op")
 }
-

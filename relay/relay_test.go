@@ -292,4 +292,3 @@ func TestSandboxSendsNothing(t *testing.T) {
 		t.Fatalf("sandbox contacted the upstream")
 	}
 }
-

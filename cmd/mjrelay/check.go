@@ -296,12 +296,11 @@ func printTable(w io.Writer, rows [][]string) {
 	}
 	for _, row := range rows {
 		var b strings.Builder
-		b.WriteString(" ")
 		for i, c := range row {
 			if i == len(row)-1 {
-				b.WriteString(" " + c)
+				b.WriteString("  " + c)
 			} else {
-				fmt.Fprintf(&b, " %-*s", widths[i], c)
+				fmt.Fprintf(&b, "  %-*s", widths[i], c)
 			}
 		}
 		fmt.Fprintln(w, b.String())

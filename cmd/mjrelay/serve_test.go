@@ -205,4 +205,3 @@ func TestHashPassword(t *testing.T) {
 		t.Fatalf("output %q", out)
 	}
 }
-

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/mjrelay/mjrelay/relay/config"
 )
 
 // Fetcher reads a complete account snapshot; *Client implements it.
@@ -120,6 +123,23 @@ func NewCache(f Fetcher, o CacheOptions) *Cache {
 		log:     log.With("component", "mailjet-account"),
 		limiter: rate.NewLimiter(rate.Every(o.OnDemandEvery), 1),
 	}
+}
+
+// NewCacheFromConfig builds the REST client and the cache from the
+// configuration: [mailjet] keys and api_url, policy.refresh, and
+// data_dir/mailjet-account.json for the persisted snapshot. It does no I/O;
+// call Start, then Run. It fails when the configuration has no keys.
+func NewCacheFromConfig(cfg *config.Config, log *slog.Logger) (*Cache, error) {
+	client, err := FromConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return NewCache(client, CacheOptions{
+		Path:    filepath.Join(cfg.DataDir, SnapshotFile),
+		APIKey:  cfg.Mailjet.APIKey,
+		Refresh: cfg.Policy.Refresh.D(),
+		Logger:  log,
+	}), nil
 }
 
 // Start loads the persisted snapshot (if any) and refreshes once from the

@@ -14,8 +14,8 @@ type Live struct {
 	Sched *deliver.Scheduler
 }
 
-func (l Live) List() []spool.Item  { return l.Spool.List() }
-func (l Live) Stats() spool.Stats  { return l.Spool.Stats() }
+func (l Live) List() []spool.Item                          { return l.Spool.List() }
+func (l Live) Stats() spool.Stats                          { return l.Spool.Stats() }
 func (l Live) Delete(ctx context.Context, id string) error { return l.Sched.Delete(ctx, id) }
 func (l Live) Retry(_ context.Context, id string) (int, error) {
 	if id != "" {
