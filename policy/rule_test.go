@@ -239,6 +239,8 @@ func TestNew(t *testing.T) {
 	}{
 		{name: "enforce with account", keys: true, mode: "enforce", acct: &fakeAccount{}},
 		{name: "enforce without account", keys: true, mode: "enforce", wantErr: "needs the Mailjet account cache"},
+		{name: "enforce with a typed nil cache", keys: true, mode: "enforce", acct: (*account.Cache)(nil),
+			wantErr: "needs the Mailjet account cache"},
 		{name: "sandbox without account", keys: false, mode: "enforce"},
 		{name: "off without account", keys: true, mode: "off"},
 		{name: "bad mode", keys: true, mode: "strict", acct: &fakeAccount{}, wantErr: "sender_check"},

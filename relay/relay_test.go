@@ -292,3 +292,32 @@ func TestSandboxSendsNothing(t *testing.T) {
 		t.Fatalf("sandbox contacted the upstream")
 	}
 }
+
+func TestStalledDataClosesAndQueuesNothing(t *testing.T) {
+	e := newEnv(t, mjtest.StartTLS, func(c *config.Config) { c.SMTP.DataTimeout = config.Duration(300 * time.Millisecond) })
+	c := e.client()
+	defer c.Close()
+	if err := c.Mail("a@example.com", nil); err != nil {
+		t.Fatal(err)
+	}
+	c.Rcpt("b@example.org", nil)
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Half a message, then nothing; what follows would be read as commands
+	// if the connection stayed open (go-smtp#196).
+	w.Write([]byte("Subject: stalled\r\n\r\npart"))
+	time.Sleep(600 * time.Millisecond)
+	w.Write([]byte("\r\nMAIL FROM:<smuggled@example.com>\r\n.\r\n"))
+	if err := w.Close(); err == nil {
+		t.Fatal("the stalled transaction was accepted")
+	}
+	e.waitFor("an aborted event", func() bool { return len(e.traffic.Events(trafficlog.Aborted)) == 1 })
+	if ev := e.traffic.Events(trafficlog.Aborted)[0]; !strings.Contains(ev.Reason, "timeout") {
+		t.Errorf("aborted reason %q", ev.Reason)
+	}
+	if n := len(e.traffic.Events(trafficlog.Received)); n != 0 || e.r.Spool.Stats().Messages != 0 {
+		t.Fatalf("%d messages received after a stalled DATA", n)
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mjrelay/mjrelay/mailjet/account"
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
+	"github.com/mjrelay/mjrelay/relay/config"
 )
 
 type clock struct {
@@ -216,5 +217,28 @@ func TestCacheOnDemandIsRateLimited(t *testing.T) {
 		if (fetched == perRefresh) != s.wantFetch || (fetched != 0 && fetched != perRefresh) {
 			t.Fatalf("step %d: %d sender requests, want fetch %v", i, fetched, s.wantFetch)
 		}
+	}
+}
+
+func TestNewCacheFromConfig(t *testing.T) {
+	api := newEmulator(t)
+	api.AddSender("a@example.com", mjtest.APIStatusActive, "")
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Mailjet.APIURL, cfg.Mailjet.APIKey, cfg.Mailjet.SecretKey = api.URL(), testKey, testSecret
+	c, err := account.NewCacheFromConfig(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := account.ReadSnapshot(filepath.Join(cfg.DataDir, "mailjet-account.json"))
+	if err != nil || !s.Authorize("a@example.com").Allowed || s.APIKey != testKey {
+		t.Fatalf("persisted snapshot: %v %+v", err, s)
+	}
+	cfg.Mailjet.SecretKey = ""
+	if _, err := account.NewCacheFromConfig(cfg, nil); err == nil {
+		t.Fatal("no keys: no error")
 	}
 }

@@ -10,8 +10,7 @@ import (
 	"time"
 )
 
-// apiRESTPrefix is where the REST resources live. /v3.1/send (a later
-// addition) gets its own branch in serveHTTP.
+// apiRESTPrefix is where the REST resources live.
 const apiRESTPrefix = "/v3/REST/"
 
 const apiUnauthorizedMessage = "API key authentication/authorization failure. You may be unauthorized to access the API or your API key may be expired. Visit API keys management section to check your keys."
@@ -116,6 +115,7 @@ func (a *API) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	path := r.URL.Path
+	// /v3.1/send (Send API) is not emulated yet; it gets its own branch here.
 	if len(path) < len(apiRESTPrefix) || !strings.EqualFold(path[:len(apiRESTPrefix)], apiRESTPrefix) {
 		a.writeError(w, http.StatusNotFound, "Object not found")
 		return

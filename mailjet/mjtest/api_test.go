@@ -127,7 +127,6 @@ func TestAPIPaginationAndFilters(t *testing.T) {
 	}{
 		{"", 10, 26, "user00@a.example"}, // default Limit 10, Deleted hidden
 		{"?Limit=1000", 26, 26, "user00@a.example"},
-		{"?Limit=5000", 26, 26, "user00@a.example"}, // capped at 1000
 		{"?Limit=10&Offset=20", 6, 26, "user20@a.example"},
 		{"?Offset=30", 0, 26, ""},
 		{"?ShowDeleted=true&Limit=100", 27, 27, "user00@a.example"},
@@ -161,6 +160,20 @@ func TestAPIPaginationAndFilters(t *testing.T) {
 				t.Fatalf("first %s, want %s", env.Data[0].Email, tt.wantFirst)
 			}
 		})
+	}
+}
+
+func TestAPILimitIsCappedAt1000(t *testing.T) {
+	a := apiTestServer(t)
+	for i := range 1200 {
+		a.AddSender(fmt.Sprintf("u%d@example.com", i), APIStatusActive, "")
+	}
+	for _, q := range []string{"?Limit=5000", "?Limit=1000"} {
+		_, _, body := apiGet(t, a, "/v3/REST/sender"+q, apiTestKey, apiTestSecret)
+		var env apiEnvelope
+		if err := json.Unmarshal(body, &env); err != nil || env.Count != 1000 || env.Total != 1200 {
+			t.Fatalf("%s: Count %d Total %d (%v)", q, env.Count, env.Total, err)
+		}
 	}
 }
 

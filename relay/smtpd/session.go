@@ -72,9 +72,13 @@ func (s *session) AuthMechanisms() []string {
 	return []string{sasl.Plain, sasl.Login}
 }
 
-// authAllowed: AUTH over TLS, from loopback, or anywhere with allow_insecure_auth.
 func (s *session) authAllowed() bool {
-	return s.tls() || s.ip.IsLoopback() || s.srv.cfg.SMTP.AllowInsecureAuth
+	return authAllowed(s.tls(), s.ip, s.srv.cfg.SMTP.AllowInsecureAuth)
+}
+
+// authAllowed: AUTH over TLS, from loopback, or anywhere with allow_insecure_auth.
+func authAllowed(tls bool, ip netip.Addr, insecureOK bool) bool {
+	return tls || ip.IsLoopback() || insecureOK
 }
 
 func (s *session) Auth(mech string) (sasl.Server, error) {

@@ -1,0 +1,195 @@
+package smtpd
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/mjrelay/mjrelay/relay/config"
+)
+
+func TestNormalizeEOL(t *testing.T) {
+	tests := []struct {
+		in, want string
+		err      bool
+	}{
+		{"a\r\nb\r\n", "a\r\nb\r\n", false},
+		{"a\nb\n", "a\r\nb\r\n", false},
+		{"a\r\nb\nc\r\n", "a\r\nb\r\nc\r\n", false},
+		{"\n.\r\nMAIL FROM:<x@y>\r\n", "\r\n.\r\nMAIL FROM:<x@y>\r\n", false}, // stays in the body; dot-stuffed when sent
+		{"a\r.\r\n", "", true},
+		{"a\r", "", true},
+		{"", "", false},
+	}
+	for _, tc := range tests {
+		got, err := normalizeEOL([]byte(tc.in))
+		if (err != nil) != tc.err || (!tc.err && string(got) != tc.want) {
+			t.Errorf("normalizeEOL(%q) = %q, %v; want %q, err=%v", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestCheckAddress(t *testing.T) {
+	tests := []struct {
+		addr string
+		ok   bool
+	}{
+		{"john@example.com", true},
+		{"noreply@odoo.com", true},
+		{"jürgen@exämple.de", true},
+		{"a@[127.0.0.1]", true},
+		{"a@[IPv6:::1]", true},
+		{`"odd%name"@example.com`, true},
+		{"user%victim.example@example.org", false},
+		{"host!user@example.org", false},
+		{"root@localhost", false},
+		{"a@-bad.example", false},
+		{"a@bad..example", false},
+		{"a@[999.1.1.1]", false},
+		{"@example.com", false},
+		{"nobody@", false},
+		{"a\tb@example.com", false},
+		{strings.Repeat("l", 65) + "@example.com", false},
+	}
+	for _, tc := range tests {
+		if err := checkAddress(tc.addr); (err == nil) != tc.ok {
+			t.Errorf("checkAddress(%q) = %v, want ok=%v", tc.addr, err, tc.ok)
+		}
+	}
+}
+
+func TestParseHeader(t *testing.T) {
+	tests := []struct {
+		msg                  string
+		from, subject, msgID string
+	}{
+		{"From: \"Jöhn\" <john@example.com>\r\nSubject: =?utf-8?q?Facture_n=C2=B042?=\r\nMessage-Id: <1.2@odoo>\r\n\r\nbody\r\n",
+			"john@example.com", "Facture n°42", "<1.2@odoo>"},
+		{"From: =?iso-8859-1?q?J=F6rg?= <jorg@example.de>, other@example.de\r\nSubject: caf\xc3\xa9\r\n\r\n", "jorg@example.de", "café", ""},
+		{"Subject: no from\r\n\r\n", "", "no from", ""},
+		{"From: not an address\r\n\r\n", "", "", ""},
+		{"garbage without header end", "", "", ""},
+	}
+	for _, tc := range tests {
+		h := parseHeader([]byte(tc.msg))
+		if h.From != tc.from || h.Subject != tc.subject || h.MessageID != tc.msgID {
+			t.Errorf("parseHeader(%q) = %+v", tc.msg, h)
+		}
+	}
+}
+
+func TestReceivedHeader(t *testing.T) {
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		tls, auth, utf8 bool
+		rcpts           []string
+		want            string
+	}{
+		{true, true, false, []string{"a@x.org"}, "with ESMTPSA id Q1\r\n\tfor <a@x.org>;"},
+		{false, false, false, []string{"a@x.org", "b@x.org"}, "with ESMTP id Q1;"},
+		{true, false, true, nil, "with UTF8SMTPS id Q1;"},
+	}
+	for _, tc := range tests {
+		h := string(receivedHeader("odoo (evil); x", "192.0.2.1", "relay.test", "Q1", tc.tls, tc.auth, tc.utf8, tc.rcpts, now))
+		if !strings.HasPrefix(h, "Received: from odoo__evil___x ([192.0.2.1])\r\n\tby relay.test (mjrelay) ") ||
+			!strings.Contains(h, tc.want) || !strings.HasSuffix(h, "Tue, 24 Nov 2026 12:00:00 +0000\r\n") {
+			t.Errorf("receivedHeader = %q, want it to contain %q", h, tc.want)
+		}
+	}
+}
+
+func TestAuthAllowed(t *testing.T) {
+	lo, remote := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("192.0.2.7")
+	tests := []struct {
+		tls      bool
+		ip       netip.Addr
+		insecure bool
+		want     bool
+	}{
+		{false, lo, false, true},
+		{false, netip.MustParseAddr("::1"), false, true},
+		{false, remote, false, false},
+		{true, remote, false, true},
+		{false, remote, true, true},
+	}
+	for _, tc := range tests {
+		if got := authAllowed(tc.tls, tc.ip, tc.insecure); got != tc.want {
+			t.Errorf("authAllowed(%v, %v, %v) = %v", tc.tls, tc.ip, tc.insecure, got)
+		}
+	}
+}
+
+func TestFailuresSlowDownAndForget(t *testing.T) {
+	f := newFailures()
+	now := time.Now()
+	f.now = func() time.Time { return now }
+	want := []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second}
+	if d := f.delay("192.0.2.1"); d != 0 {
+		t.Fatalf("delay before any failure = %v", d)
+	}
+	for i, w := range want {
+		f.fail("192.0.2.1")
+		if d := f.delay("192.0.2.1"); d != w {
+			t.Errorf("after %d failures: delay %v, want %v", i+1, d, w)
+		}
+	}
+	if d := f.delay("192.0.2.2"); d != 0 {
+		t.Errorf("another address is slowed down: %v", d)
+	}
+	now = now.Add(failWindow + time.Second)
+	if d := f.delay("192.0.2.1"); d != 0 {
+		t.Errorf("failures not forgotten after the window: %v", d)
+	}
+}
+
+func TestUsersCheck(t *testing.T) {
+	h, _ := bcrypt.GenerateFromPassword([]byte("right"), bcrypt.MinCost)
+	u := newUsers([]config.User{{Username: "odoo", PasswordHash: config.Secret(h)}})
+	tests := []struct {
+		user, pass string
+		ok         bool
+	}{
+		{"odoo", "right", true},
+		{"odoo", "right", true}, // from the cache
+		{"odoo", "wrong", false},
+		{"odoo", "", false},
+		{"ODOO", "right", false},
+		{"nobody", "right", false},
+	}
+	for _, tc := range tests {
+		if _, ok := u.check(tc.user, tc.pass); ok != tc.ok {
+			t.Errorf("check(%q, %q) = %v", tc.user, tc.pass, ok)
+		}
+	}
+}
+
+func TestLoginServer(t *testing.T) {
+	var gotUser, gotPass string
+	auth := func(u, p string) error { gotUser, gotPass = u, p; return nil }
+	// smtplib: initial response with the user name.
+	s := &loginServer{auth: auth}
+	if ch, done, _ := s.Next([]byte("odoo")); done || string(ch) != "Password:" {
+		t.Fatalf("after initial response: %q %v", ch, done)
+	}
+	if _, done, err := s.Next([]byte("pw")); !done || err != nil || gotUser != "odoo" || gotPass != "pw" {
+		t.Fatalf("smtplib flow: done=%v err=%v %q/%q", done, err, gotUser, gotPass)
+	}
+	// swaks: no initial response.
+	s = &loginServer{auth: auth}
+	steps := []struct{ in, want string }{{"", "Username:"}, {"u2", "Password:"}}
+	for i, st := range steps {
+		var in []byte
+		if i > 0 {
+			in = []byte(st.in)
+		}
+		if ch, _, _ := s.Next(in); string(ch) != st.want {
+			t.Fatalf("step %d: %q", i, ch)
+		}
+	}
+	if _, done, _ := s.Next([]byte("p2")); !done || gotUser != "u2" || gotPass != "p2" {
+		t.Fatalf("swaks flow: %q/%q", gotUser, gotPass)
+	}
+}
