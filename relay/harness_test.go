@@ -71,6 +71,8 @@ retry_min = "100ms"
 retry_max = "400ms"
 [http]
 listen = ""
+[policy]
+sender_check = "off"
 [log]
 traffic = "off"
 `, filepath.Join(t.TempDir(), "data"), odooUser, hash, apiKey, secretKey, up.Port(), tlsMode)
@@ -88,12 +90,27 @@ traffic = "off"
 
 func (e *env) start() {
 	e.t.Helper()
+	if err := e.tryStart(); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) tryStart() error {
 	r, err := relay.Start(e.cfg, relay.Options{Traffic: e.traffic, UpstreamRoots: e.up.CAPool()})
 	if err != nil {
-		e.t.Fatal(err)
+		return err
 	}
 	e.r = r
 	e.t.Cleanup(func() { e.stop() })
+	return nil
+}
+
+// withAPI points the sender check at a Mailjet REST emulator.
+func withAPI(api *mjtest.API, mode string) func(*config.Config) {
+	return func(c *config.Config) {
+		c.Mailjet.APIURL = api.URL()
+		c.Policy.SenderCheck = mode
+	}
 }
 
 func (e *env) stop() {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/mjrelay/mjrelay/mailjet"
+	"github.com/mjrelay/mjrelay/mailjet/account"
 	"github.com/mjrelay/mjrelay/mailjet/smtpout"
 	"github.com/mjrelay/mjrelay/policy"
 	"github.com/mjrelay/mjrelay/relay/config"
@@ -34,7 +35,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Traffic receives events in addition to the configured traffic log.
 	Traffic trafficlog.Recorder
-	// Policy overrides the sender policy.
+	// Policy overrides the sender policy (default: policy.Rule over the
+	// Mailjet account state).
 	Policy policy.Checker
 	// Target overrides the upstream transport.
 	Target mailjet.Target
@@ -44,24 +46,28 @@ type Options struct {
 
 // Relay is a running relay.
 type Relay struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	Spool   *spool.Spool
-	Sched   *deliver.Scheduler
+	cfg   *config.Config
+	log   *slog.Logger
+	Spool *spool.Spool
+	Sched *deliver.Scheduler
+	// Account is the cached Mailjet account state (nil when the sender
+	// check does not use Mailjet).
+	Account *account.Cache
 	smtp    *smtpd.Server
 	target  mailjet.Target
 	traffic *trafficlog.JSONLines
 	http    *http.Server
 	httpLn  net.Listener
 
-	stopCtl   context.CancelFunc
+	stopCtl   context.CancelFunc // control socket and account refresh
+	ctlCtx    context.Context
 	stopSched context.CancelFunc
 	schedDone chan struct{}
 	closeOnce sync.Once
 }
 
 // Start opens the queue, starts delivery and binds the listeners.
-func Start(cfg *config.Config, o Options) (r *Relay, err error) {
+func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -69,7 +75,8 @@ func Start(cfg *config.Config, o Options) (r *Relay, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	r = &Relay{cfg: cfg, log: log, schedDone: make(chan struct{})}
+	r := &Relay{cfg: cfg, log: log, schedDone: make(chan struct{})}
+	r.ctlCtx, r.stopCtl = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
 			r.closeAll()
@@ -121,7 +128,13 @@ func Start(cfg *config.Config, o Options) (r *Relay, err error) {
 		log.Info("resuming the queue", "messages", st.Messages)
 	}
 
-	r.smtp, err = smtpd.New(cfg, smtpd.Deps{Queue: r.Spool, Policy: o.Policy, Traffic: recorders, Logger: log})
+	checker := o.Policy
+	if checker == nil {
+		if checker, err = r.startPolicy(); err != nil {
+			return nil, err
+		}
+	}
+	r.smtp, err = smtpd.New(cfg, smtpd.Deps{Queue: r.Spool, Policy: checker, Traffic: recorders, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -132,10 +145,8 @@ func Start(cfg *config.Config, o Options) (r *Relay, err error) {
 		log.Info("SMTP listening", "addr", a.String())
 	}
 
-	var ctlCtx context.Context
-	ctlCtx, r.stopCtl = context.WithCancel(context.Background())
 	go func() {
-		if err := control.Serve(ctlCtx, cfg.ControlSocket(), control.Live{Spool: r.Spool, Sched: r.Sched}); err != nil {
+		if err := control.Serve(r.ctlCtx, cfg.ControlSocket(), control.Live{Spool: r.Spool, Sched: r.Sched}); err != nil {
 			log.Error("control socket", "err", err)
 		}
 	}()
@@ -145,6 +156,29 @@ func Start(cfg *config.Config, o Options) (r *Relay, err error) {
 		}
 	}
 	return r, nil
+}
+
+// startPolicy builds the sender policy: allowed_from always, and the check
+// against the Mailjet account's verified senders when keys are set and
+// policy.sender_check is not "off". Bad keys (401) stop the start; an
+// unreachable API does not (the last saved snapshot is used).
+func (r *Relay) startPolicy() (policy.Checker, error) {
+	cfg := r.cfg
+	if cfg.Policy.SenderCheck == "off" || !cfg.HasKeys() {
+		return policy.New(cfg, nil, r.log)
+	}
+	cache, err := account.NewCacheFromConfig(cfg, r.log)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(r.ctlCtx, 30*time.Second)
+	defer cancel()
+	if err := cache.Start(ctx); err != nil {
+		return nil, err
+	}
+	r.Account = cache
+	go cache.Run(r.ctlCtx)
+	return policy.New(cfg, cache, r.log)
 }
 
 func newTarget(cfg *config.Config, roots *x509.CertPool, log *slog.Logger) (mailjet.Target, error) {

@@ -26,12 +26,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("mjrelay starting", "version", version, "config", *path, "data_dir", cfg.DataDir)
-	checker, err := newPolicy(ctx, cfg, log)
-	if err != nil {
-		log.Error("cannot start", "err", err)
-		return 1
-	}
-	r, err := relay.Start(cfg, relay.Options{Logger: log, Policy: checker})
+	r, err := relay.Start(cfg, relay.Options{Logger: log})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
