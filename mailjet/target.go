@@ -11,11 +11,22 @@ import (
 
 // Message is one delivery attempt's input.
 type Message struct {
-	ID    string // the relay's queue id
+	ID    string // the relay's queue id (sent as X-MJ-CustomID / CustomID)
 	From  string // envelope sender
 	Rcpts []string
 	UTF8  bool // the envelope needs SMTPUTF8
 	Body  []byte
+	Hints Hints
+}
+
+// Hints are what the relay asks Mailjet for, beyond the message itself.
+// A transport applies each one only if the message does not already carry
+// it (an X-Mailjet-Prio or X-Mailjet-Campaign header set by the client wins).
+type Hints struct {
+	// Priority is X-Mailjet-Prio / Priority (0-3); -1 means not set.
+	Priority int
+	// Campaign is X-Mailjet-Campaign / CustomCampaign; "" means not set.
+	Campaign string
 }
 
 // Status is a recipient's outcome.
@@ -42,6 +53,9 @@ type RcptResult struct {
 	Rcpt   string
 	Status Status
 	Reply  string
+	// Mailjet's ids for this recipient (Send API transport).
+	MessageID   int64
+	MessageUUID string
 }
 
 // Result is what an attempt produced. Rcpts has one entry per recipient of
@@ -51,6 +65,11 @@ type Result struct {
 	Reply      string // the upstream's final reply (or the error)
 	UpstreamID string // Mailjet's queue id, when the upstream gave one
 	Upstream   string // host:port or URL reached
+	// Unsupported is set when this transport cannot carry the message
+	// faithfully (e.g. signed MIME over the Send API); Reply says why. The
+	// scheduler then tries the route's next transport, or fails the
+	// message permanently with that reason.
+	Unsupported bool
 }
 
 // Target is an upstream transport (Mailjet SMTP, Mailjet Send API, sandbox).

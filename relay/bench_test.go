@@ -122,7 +122,7 @@ func BenchmarkAcceptLatency(b *testing.B) {
 // AUTH to a local go-smtp upstream (the emulator); msg/s counts until the
 // last message is accepted upstream.
 func BenchmarkRelay(b *testing.B) {
-	e := newEnv(b, mjtest.StartTLS, func(c *config.Config) { c.Mailjet.Concurrency = 16 })
+	e := newEnv(b, mjtest.StartTLS, func(c *config.Config) { c.Routes.Transactional.Concurrency = 16 })
 	b.ResetTimer()
 	start := time.Now()
 	runClients(b, e, 32, b.N)

@@ -117,7 +117,7 @@ func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
 	}
 
 	r.Sched = deliver.New(r.Spool, r.target, deliver.Options{
-		Concurrency: cfg.Mailjet.Concurrency, RetryMin: cfg.Queue.RetryMin.D(), RetryMax: cfg.Queue.RetryMax.D(),
+		Concurrency: cfg.Routes.Transactional.Concurrency + cfg.Routes.Bulk.Concurrency, RetryMin: cfg.Queue.RetryMin.D(), RetryMax: cfg.Queue.RetryMax.D(),
 		MaxLifetime: cfg.Queue.MaxLifetime.D(), Traffic: recorders, Logger: log,
 	})
 	r.Spool.Subscribe(r.Sched.Enqueue)
@@ -189,7 +189,7 @@ func newTarget(cfg *config.Config, roots *x509.CertPool, log *slog.Logger) (mail
 		Host: cfg.Mailjet.SMTPHost, Port: cfg.Mailjet.SMTPPort, TLS: cfg.Mailjet.SMTPTLS,
 		Username: cfg.Mailjet.APIKey, Password: cfg.Mailjet.SecretKey.Reveal(),
 		CAFile: cfg.Mailjet.TLSCAFile, RootCAs: roots, Helo: cfg.Hostname,
-		Timeout: cfg.Mailjet.Timeout.D(), MaxIdle: cfg.Mailjet.Concurrency, Logger: log,
+		Timeout: cfg.Mailjet.Timeout.D(), MaxIdle: cfg.Routes.Transactional.Concurrency + cfg.Routes.Bulk.Concurrency, Logger: log,
 	})
 }
 

@@ -62,7 +62,7 @@ func TestImplicitTLSListenerAndConnectionReuse(t *testing.T) {
 	}
 	c.Quit()
 	got := e.waitDelivered(5)
-	if e.up.Connections() > e.cfg.Mailjet.Concurrency {
+	if e.up.Connections() > e.cfg.Routes.Transactional.Concurrency+e.cfg.Routes.Bulk.Concurrency {
 		t.Errorf("%d upstream connections for 5 messages; expected reuse", e.up.Connections())
 	}
 	reused := 0

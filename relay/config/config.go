@@ -22,14 +22,17 @@ import (
 
 // Config is the whole configuration file.
 type Config struct {
-	DataDir  string  `toml:"data_dir"`
-	Hostname string  `toml:"hostname"`
-	SMTP     SMTP    `toml:"smtp"`
-	Mailjet  Mailjet `toml:"mailjet"`
-	Queue    Queue   `toml:"queue"`
-	HTTP     HTTP    `toml:"http"`
-	Policy   Policy  `toml:"policy"`
-	Log      Log     `toml:"log"`
+	DataDir  string   `toml:"data_dir"`
+	Hostname string   `toml:"hostname"`
+	SMTP     SMTP     `toml:"smtp"`
+	Mailjet  Mailjet  `toml:"mailjet"`
+	Queue    Queue    `toml:"queue"`
+	HTTP     HTTP     `toml:"http"`
+	Policy   Policy   `toml:"policy"`
+	Routes   Routes   `toml:"routes"`
+	Store    Store    `toml:"store"`
+	Webhooks Webhooks `toml:"webhooks"`
+	Log      Log      `toml:"log"`
 }
 
 // SMTP configures the listeners that Odoo connects to.
@@ -53,6 +56,9 @@ type User struct {
 	Username     string   `toml:"username"`
 	PasswordHash Secret   `toml:"password_hash"`
 	AllowedFrom  []string `toml:"allowed_from"`
+	// Class, if set ("transactional" or "bulk"), classifies all this
+	// login's mail.
+	Class string `toml:"class"`
 }
 
 // Mailjet configures the upstream.
@@ -65,10 +71,54 @@ type Mailjet struct {
 	SMTPTLS   string `toml:"smtp_tls"`
 	TLSCAFile string `toml:"tls_ca_file"`
 	APIURL    string `toml:"api_url"`
-	// Concurrency is the number of upstream deliveries in flight.
-	Concurrency int `toml:"concurrency"`
-	// Timeout bounds each upstream SMTP command.
+	// Timeout bounds each upstream SMTP command and each API call.
 	Timeout Duration `toml:"timeout"`
+	// CampaignFromMailing sets X-Mailjet-Campaign / CustomCampaign from the
+	// Odoo mailing id found in List-Unsubscribe.
+	CampaignFromMailing bool `toml:"campaign_from_mailing"`
+}
+
+// Routes are the two delivery lanes.
+type Routes struct {
+	Transactional Route `toml:"transactional"`
+	Bulk          Route `toml:"bulk"`
+}
+
+// Route is one lane's delivery settings.
+type Route struct {
+	// Transports are tried in order on temporary failure: "smtp", "api"
+	// (or "sandbox"). Default: [mailjet.transport].
+	Transports []string `toml:"transports"`
+	// Priority is X-Mailjet-Prio (SMTP) / Priority (API), 0-3.
+	Priority int `toml:"priority"`
+	// Concurrency is the upstream deliveries in flight for this lane.
+	Concurrency int `toml:"concurrency"`
+	// Rate caps messages per second (0 = no cap).
+	Rate float64 `toml:"rate"`
+	// APIKey/SecretKey: an optional Mailjet sub-account for this lane.
+	APIKey    string `toml:"api_key"`
+	SecretKey Secret `toml:"secret_key"`
+}
+
+// Store configures the traffic inspection store.
+type Store struct {
+	// Retention is how long message records are kept.
+	Retention Duration `toml:"retention"`
+	// KeepBodies is how long raw messages are kept for download after
+	// delivery (0 = dropped at once).
+	KeepBodies Duration `toml:"keep_bodies"`
+}
+
+// Webhooks configures Mailjet's event callback.
+type Webhooks struct {
+	MailjetUser         string `toml:"mailjet_user"`
+	MailjetPasswordHash Secret `toml:"mailjet_password_hash"`
+}
+
+// HTTPUser is a login for the web UI and API.
+type HTTPUser struct {
+	Username     string `toml:"username"`
+	PasswordHash Secret `toml:"password_hash"`
 }
 
 // Queue configures retries and the spool's size limits.
@@ -81,9 +131,10 @@ type Queue struct {
 	MinFreeBytes int64    `toml:"min_free_bytes"`
 }
 
-// HTTP configures the health/admin listener.
+// HTTP configures the web UI, API, metrics and health listener.
 type HTTP struct {
-	Listen string `toml:"listen"`
+	Listen string     `toml:"listen"`
+	Users  []HTTPUser `toml:"users"`
 }
 
 // Policy configures the sender check against the Mailjet account.
@@ -106,7 +157,14 @@ type Log struct {
 // Transport names.
 const (
 	TransportSMTP    = "smtp"
+	TransportAPI     = "api"
 	TransportSandbox = "sandbox"
+)
+
+// Classes.
+const (
+	ClassTransactional = "transactional"
+	ClassBulk          = "bulk"
 )
 
 // Default returns the configuration used for keys the file leaves out.
@@ -123,13 +181,18 @@ func Default() *Config {
 			DataTimeout:    Duration(10 * time.Minute),
 		},
 		Mailjet: Mailjet{
-			SMTPHost:    "in-v3.mailjet.com",
-			SMTPPort:    587,
-			SMTPTLS:     "starttls",
-			APIURL:      "https://api.mailjet.com",
-			Concurrency: 8,
-			Timeout:     Duration(time.Minute),
+			SMTPHost:            "in-v3.mailjet.com",
+			SMTPPort:            587,
+			SMTPTLS:             "starttls",
+			APIURL:              "https://api.mailjet.com",
+			Timeout:             Duration(time.Minute),
+			CampaignFromMailing: true,
 		},
+		Routes: Routes{
+			Transactional: Route{Priority: 2, Concurrency: 8},
+			Bulk:          Route{Priority: 1, Concurrency: 2},
+		},
+		Store: Store{Retention: Duration(720 * time.Hour), KeepBodies: Duration(168 * time.Hour)},
 		Queue: Queue{
 			RetryMin:     Duration(time.Minute),
 			RetryMax:     Duration(time.Hour),
@@ -182,6 +245,12 @@ func Parse(data []byte) (*Config, error) {
 		c.Mailjet.Transport = TransportSMTP
 		if !c.HasKeys() {
 			c.Mailjet.Transport = TransportSandbox
+		}
+	}
+	for _, r := range []*Route{&c.Routes.Transactional, &c.Routes.Bulk} {
+		// Sandbox mode sends nothing, whatever the routes say.
+		if len(r.Transports) == 0 || c.Mailjet.Transport == TransportSandbox {
+			r.Transports = []string{c.Mailjet.Transport}
 		}
 	}
 	if err := c.validate(); err != nil {
@@ -275,22 +344,65 @@ func (c *Config) validate() error {
 		seen[u.Username] = true
 	}
 	switch c.Mailjet.Transport {
-	case TransportSandbox:
-	case TransportSMTP:
-		if !c.HasKeys() {
-			bad("mailjet.transport", "%q needs mailjet.api_key and mailjet.secret_key (or MJ_APIKEY_PUBLIC/MJ_APIKEY_PRIVATE)", c.Mailjet.Transport)
-		}
+	case TransportSandbox, TransportSMTP, TransportAPI:
 	default:
-		bad("mailjet.transport", "%q is not one of smtp, sandbox", c.Mailjet.Transport)
+		bad("mailjet.transport", "%q is not one of smtp, api, sandbox", c.Mailjet.Transport)
+	}
+	for name, r := range map[string]Route{"routes.transactional": c.Routes.Transactional, "routes.bulk": c.Routes.Bulk} {
+		keys := c.HasKeys() || (r.APIKey != "" && r.SecretKey != "")
+		for _, t := range r.Transports {
+			switch t {
+			case TransportSandbox:
+			case TransportSMTP, TransportAPI:
+				if !keys {
+					bad(name+".transports", "%q needs mailjet.api_key and mailjet.secret_key (or MJ_APIKEY_PUBLIC/MJ_APIKEY_PRIVATE)", t)
+				}
+			default:
+				bad(name+".transports", "%q is not one of smtp, api, sandbox", t)
+			}
+		}
+		if (r.APIKey == "") != (r.SecretKey == "") {
+			bad(name+".api_key", "api_key and secret_key go together")
+		}
+		if r.Priority < 0 || r.Priority > 3 {
+			bad(name+".priority", "%d is not 0-3", r.Priority)
+		}
+		if r.Concurrency <= 0 {
+			bad(name+".concurrency", "must be positive")
+		}
+		if r.Rate < 0 {
+			bad(name+".rate", "must not be negative")
+		}
+	}
+	for i, u := range c.SMTP.Users {
+		if u.Class != "" && u.Class != ClassTransactional && u.Class != ClassBulk {
+			bad(fmt.Sprintf("smtp.users[%d].class", i), "%q is not transactional or bulk", u.Class)
+		}
+	}
+	if c.HTTP.Listen != "" && !loopbackListen(c.HTTP.Listen) && len(c.HTTP.Users) == 0 {
+		bad("http.users", "required when http.listen (%s) is not a loopback address", c.HTTP.Listen)
+	}
+	for i, u := range c.HTTP.Users {
+		if u.Username == "" || !strings.HasPrefix(string(u.PasswordHash), "$2") {
+			bad(fmt.Sprintf("http.users[%d]", i), "needs a username and a bcrypt password_hash from `mjrelay hash-password`")
+		}
+	}
+	if (c.Webhooks.MailjetUser == "") != (c.Webhooks.MailjetPasswordHash == "") {
+		bad("webhooks.mailjet_user", "mailjet_user and mailjet_password_hash go together")
+	} else if c.Webhooks.MailjetPasswordHash != "" && !strings.HasPrefix(string(c.Webhooks.MailjetPasswordHash), "$2") {
+		bad("webhooks.mailjet_password_hash", "must be a bcrypt hash from `mjrelay hash-password`")
+	}
+	if c.Store.Retention <= 0 {
+		bad("store.retention", "must be positive")
+	}
+	if c.Store.KeepBodies < 0 {
+		bad("store.keep_bodies", "must not be negative")
 	}
 	if c.Mailjet.SMTPTLS != "starttls" && c.Mailjet.SMTPTLS != "tls" {
 		bad("mailjet.smtp_tls", "%q is not starttls or tls", c.Mailjet.SMTPTLS)
 	}
 	if c.Mailjet.SMTPPort <= 0 || c.Mailjet.SMTPPort > 65535 {
 		bad("mailjet.smtp_port", "%d is not a port", c.Mailjet.SMTPPort)
-	}
-	if c.Mailjet.Concurrency <= 0 {
-		bad("mailjet.concurrency", "must be positive")
 	}
 	if c.Queue.RetryMin <= 0 || c.Queue.RetryMax < c.Queue.RetryMin {
 		bad("queue.retry_min", "need 0 < retry_min <= retry_max")
@@ -312,6 +424,19 @@ func (c *Config) validate() error {
 		bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
 	}
 	return errors.Join(errs...)
+}
+
+// loopbackListen reports whether addr (host:port) binds only loopback.
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }
 
 // Duration is a time.Duration written as a Go duration string.

@@ -18,7 +18,8 @@ func TestExampleConfigIsSandboxByDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Sandbox() || c.SMTP.Listen != "127.0.0.1:2525" || c.Queue.RetryMin.D().String() != "1m0s" {
+	if !c.Sandbox() || c.SMTP.Listen != "127.0.0.1:2525" || c.Queue.RetryMin.D().String() != "1m0s" ||
+		c.Routes.Bulk.Transports[0] != "sandbox" || c.Routes.Transactional.Priority != 2 {
 		t.Fatalf("example config: %+v", c)
 	}
 }
@@ -49,6 +50,10 @@ func TestErrors(t *testing.T) {
 		{"[queue]\nretry_min = \"2h\"\nretry_max = \"1h\"", "retry_min"},
 		{"[queue]\nretry_min = \"soon\"", "soon"},
 		{"[policy]\nsender_check = \"maybe\"", "sender_check"},
+		{"[http]\nlisten = \"0.0.0.0:8025\"", "http.users"},
+		{"[mailjet]\napi_key = \"k\"\nsecret_key = \"s\"\n[routes.bulk]\ntransports = [\"fax\"]", "routes.bulk.transports"},
+		{"[routes.bulk]\npriority = 4", "routes.bulk.priority"},
+		{"[[smtp.users]]\nusername = \"u\"\npassword_hash = \"$2a$x\"\nclass = \"spam\"", "class"},
 	}
 	for _, tc := range tests {
 		_, err := config.Parse([]byte(tc.doc))

@@ -40,6 +40,14 @@ type Event struct {
 	Subject    string    `json:"subject,omitempty"`
 	MessageID  string    `json:"message_id,omitempty"`
 	Size       int64     `json:"size,omitempty"`
+	// Class is "transactional" or "bulk"; ClassRule says which rule chose it
+	// (login, list-unsubscribe-post, precedence, x-mailjet-prio,
+	// sender-email-type, default).
+	Class     string `json:"class,omitempty"`
+	ClassRule string `json:"class_rule,omitempty"`
+	// Verdict is the sender policy's outcome when it is not a plain pass:
+	// the reason a refusal or a warning was given.
+	Verdict string `json:"verdict,omitempty"`
 	// Stage is where a refusal happened: auth, mail, rcpt, data.
 	Stage string `json:"stage,omitempty"`
 	// Reply is the SMTP reply we gave (refused) or the upstream's (attempts).
@@ -53,12 +61,20 @@ type Event struct {
 	Rcpts      []RcptResult `json:"rcpts,omitempty"`
 	DurationMS float64      `json:"duration_ms,omitempty"`
 	Next       time.Time    `json:"next,omitzero"`
+
+	// Raw is the stored message (received events only, and only when a
+	// recorder asked for bodies); never written to the log.
+	Raw []byte `json:"-"`
 }
 
 // RcptResult is one recipient's outcome in an attempt.
 type RcptResult struct {
-	Rcpt  string `json:"rcpt"`
-	Reply string `json:"reply"`
+	Rcpt   string `json:"rcpt"`
+	Status string `json:"status,omitempty"` // delivered, temporary, permanent
+	Reply  string `json:"reply"`
+	// Mailjet's ids for this recipient's message (Send API transport).
+	MessageID   int64  `json:"mailjet_message_id,omitempty"`
+	MessageUUID string `json:"mailjet_message_uuid,omitempty"`
 }
 
 // Recorder receives events.
