@@ -74,7 +74,7 @@ func runClients(b *testing.B, e *env, conns, n int) time.Duration {
 // BenchmarkAccept: 10 KB messages over 32 sessions, each acknowledged only
 // once fsynced. Sandbox transport, so delivery does no network work.
 func BenchmarkAccept(b *testing.B) {
-	e := newEnv(b, mjtest.StartTLS, func(c *config.Config) { c.Mailjet.Transport = config.TransportSandbox })
+	e := newEnv(b, mjtest.StartTLS, sandbox)
 	b.ResetTimer()
 	took := runClients(b, e, 32, b.N)
 	b.ReportMetric(float64(b.N)/took.Seconds(), "msg/s")
@@ -84,7 +84,7 @@ func BenchmarkAccept(b *testing.B) {
 // BenchmarkAcceptLatency: one message every 10 ms (100 msg/s) spread over 4
 // sessions; reports the time from MAIL to the 250 after DATA.
 func BenchmarkAcceptLatency(b *testing.B) {
-	e := newEnv(b, mjtest.StartTLS, func(c *config.Config) { c.Mailjet.Transport = config.TransportSandbox })
+	e := newEnv(b, mjtest.StartTLS, sandbox)
 	clients := make([]*smtp.Client, 4)
 	for i := range clients {
 		clients[i] = plainClient(b, e)

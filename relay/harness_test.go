@@ -105,6 +105,13 @@ func (e *env) tryStart() error {
 	return nil
 }
 
+// sandbox switches the relay to sandbox mode, as a file without keys would.
+func sandbox(c *config.Config) {
+	c.Mailjet.Transport = config.TransportSandbox
+	c.Routes.Transactional.Transports = []string{config.TransportSandbox}
+	c.Routes.Bulk.Transports = []string{config.TransportSandbox}
+}
+
 // withAPI points the sender check at a Mailjet REST emulator.
 func withAPI(api *mjtest.API, mode string) func(*config.Config) {
 	return func(c *config.Config) {
@@ -189,6 +196,8 @@ func (e *env) waitDelivered(n int) []mjtest.Received {
 	e.waitFor(fmt.Sprintf("%d messages at the upstream", n), func() bool { return len(e.up.Received()) >= n })
 	return e.up.Received()
 }
+
+func saslPlain(user, pass string) sasl.Client { return sasl.NewPlainClient("", user, pass) }
 
 func smtpCode(err error) int {
 	if se, ok := err.(*smtp.SMTPError); ok {

@@ -20,7 +20,6 @@ import (
 
 	"github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/mailjet/account"
-	"github.com/mjrelay/mjrelay/mailjet/smtpout"
 	"github.com/mjrelay/mjrelay/policy"
 	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/control"
@@ -54,7 +53,7 @@ type Relay struct {
 	// check does not use Mailjet).
 	Account *account.Cache
 	smtp    *smtpd.Server
-	target  mailjet.Target
+	targets []mailjet.Target
 	traffic *trafficlog.JSONLines
 	http    *http.Server
 	httpLn  net.Listener
@@ -104,20 +103,19 @@ func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
 		return nil, err
 	}
 
-	r.target = o.Target
-	if r.target == nil {
-		if r.target, err = newTarget(cfg, o.UpstreamRoots, log); err != nil {
-			return nil, err
-		}
+	var lns []deliver.Lane
+	if lns, r.targets, err = lanes(cfg, o.UpstreamRoots, o.Target, log); err != nil {
+		return nil, err
 	}
 	if cfg.Sandbox() {
 		log.Warn("SANDBOX MODE: mail is accepted and recorded, and never sent; set mailjet.api_key and mailjet.secret_key (or MJ_APIKEY_PUBLIC/MJ_APIKEY_PRIVATE) to deliver through Mailjet")
 	} else {
-		log.Info("delivering through Mailjet", "transport", r.target.Name(), "upstream", fmt.Sprintf("%s:%d (%s)", cfg.Mailjet.SMTPHost, cfg.Mailjet.SMTPPort, cfg.Mailjet.SMTPTLS), "api_key", cfg.Mailjet.APIKey)
+		log.Info("delivering through Mailjet", "transactional", cfg.Routes.Transactional.Transports, "bulk", cfg.Routes.Bulk.Transports,
+			"smtp", fmt.Sprintf("%s:%d (%s)", cfg.Mailjet.SMTPHost, cfg.Mailjet.SMTPPort, cfg.Mailjet.SMTPTLS), "api_key", cfg.Mailjet.APIKey)
 	}
 
-	r.Sched = deliver.New(r.Spool, r.target, deliver.Options{
-		Concurrency: cfg.Routes.Transactional.Concurrency + cfg.Routes.Bulk.Concurrency, RetryMin: cfg.Queue.RetryMin.D(), RetryMax: cfg.Queue.RetryMax.D(),
+	r.Sched = deliver.New(r.Spool, deliver.Options{
+		Lanes: lns, RetryMin: cfg.Queue.RetryMin.D(), RetryMax: cfg.Queue.RetryMax.D(),
 		MaxLifetime: cfg.Queue.MaxLifetime.D(), Traffic: recorders, Logger: log,
 	})
 	r.Spool.Subscribe(r.Sched.Enqueue)
@@ -134,7 +132,12 @@ func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
 			return nil, err
 		}
 	}
-	r.smtp, err = smtpd.New(cfg, smtpd.Deps{Queue: r.Spool, Policy: checker, Traffic: recorders, Logger: log})
+	var acct policy.Account
+	if r.Account != nil {
+		acct = r.Account
+	}
+	r.smtp, err = smtpd.New(cfg, smtpd.Deps{Queue: r.Spool, Policy: checker, Traffic: recorders, Logger: log,
+		Classifier: policy.NewClassifier(cfg, acct)})
 	if err != nil {
 		return nil, err
 	}
@@ -179,18 +182,6 @@ func (r *Relay) startPolicy() (policy.Checker, error) {
 	r.Account = cache
 	go cache.Run(r.ctlCtx)
 	return policy.New(cfg, cache, r.log)
-}
-
-func newTarget(cfg *config.Config, roots *x509.CertPool, log *slog.Logger) (mailjet.Target, error) {
-	if cfg.Sandbox() {
-		return mailjet.Sandbox{}, nil
-	}
-	return smtpout.New(smtpout.Config{
-		Host: cfg.Mailjet.SMTPHost, Port: cfg.Mailjet.SMTPPort, TLS: cfg.Mailjet.SMTPTLS,
-		Username: cfg.Mailjet.APIKey, Password: cfg.Mailjet.SecretKey.Reveal(),
-		CAFile: cfg.Mailjet.TLSCAFile, RootCAs: roots, Helo: cfg.Hostname,
-		Timeout: cfg.Mailjet.Timeout.D(), MaxIdle: cfg.Routes.Transactional.Concurrency + cfg.Routes.Bulk.Concurrency, Logger: log,
-	})
 }
 
 func openTraffic(cfg *config.Config) (*trafficlog.JSONLines, error) {
@@ -271,8 +262,8 @@ func (r *Relay) closeAll() {
 			r.stopSched()
 			<-r.schedDone
 		}
-		if r.target != nil {
-			r.target.Close()
+		for _, t := range r.targets {
+			t.Close()
 		}
 		if r.Spool != nil {
 			r.Spool.Close()

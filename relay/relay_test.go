@@ -33,8 +33,9 @@ func TestDeliversThroughEachUpstreamMode(t *testing.T) {
 		if !got.TLS || got.User != apiKey || got.From != "bounce@example.com" || strings.Join(got.Rcpts, ",") != "client@example.org,other@example.net" {
 			t.Errorf("upstream got %+v", got)
 		}
-		// Unchanged but for one Received header on top.
-		if !bytes.HasSuffix(got.Data, []byte(msg)) || !bytes.HasPrefix(got.Data, []byte("Received: from ")) ||
+		// Unchanged but for the Mailjet hints and one Received header on top.
+		want := "X-Mailjet-Prio: 2\r\nX-MJ-CustomID: " + id + "\r\nReceived: from "
+		if !bytes.HasSuffix(got.Data, []byte(msg)) || !bytes.HasPrefix(got.Data, []byte(want)) ||
 			!bytes.Contains(got.Data[:len(got.Data)-len(msg)], []byte("by relay.test (mjrelay) with ESMTPSA id "+id)) {
 			t.Errorf("forwarded bytes:\n%s", got.Data)
 		}
@@ -280,7 +281,7 @@ func TestQueueSurvivesRestart(t *testing.T) {
 }
 
 func TestSandboxSendsNothing(t *testing.T) {
-	e := newEnv(t, mjtest.StartTLS, func(c *config.Config) { c.Mailjet.Transport = config.TransportSandbox })
+	e := newEnv(t, mjtest.StartTLS, sandbox)
 	c := e.client()
 	if _, err := send(c, "a@example.com", []string{"b@example.org"}, testMessage("sandbox")); err != nil {
 		t.Fatal(err)

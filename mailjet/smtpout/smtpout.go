@@ -165,7 +165,8 @@ func (t *Target) send(ctx context.Context, c *conn, m *mailjet.Message) (res mai
 		res.Rcpts, res.Reply = mailjet.AllRcpts(m, mailjet.PermFail, reply), reply
 		return res, true, false
 	}
-	if err := c.c.Mail(m.From, &smtp.MailOptions{Size: int64(len(m.Body)), UTF8: m.UTF8}); err != nil {
+	hints := mailjet.HintHeaders(m)
+	if err := c.c.Mail(m.From, &smtp.MailOptions{Size: int64(len(hints) + len(m.Body)), UTF8: m.UTF8}); err != nil {
 		res.Rcpts, res.Reply = t.classify(m, err)
 		return res, resetOK(c, err), !isSMTP(err)
 	}
@@ -193,7 +194,11 @@ func (t *Target) send(ctx context.Context, c *conn, m *mailjet.Message) (res mai
 		res.Rcpts, res.Reply = t.classify(m, err)
 		return res, resetOK(c, err), false
 	}
-	if _, err := w.Write(m.Body); err != nil {
+	_, err = w.Write(hints)
+	if err == nil {
+		_, err = w.Write(m.Body)
+	}
+	if err != nil {
 		w.Close()
 		res.Rcpts, res.Reply = t.classify(m, err)
 		return res, false, false

@@ -15,17 +15,14 @@ func event(kind string, it spool.Item) trafficlog.Event {
 		Event: kind, ID: it.Envelope.ID, Client: it.Envelope.Client, User: it.Envelope.User,
 		From: it.Envelope.From, To: it.Envelope.To, HeaderFrom: it.Envelope.HeaderFrom,
 		Subject: it.Envelope.Subject, MessageID: it.Envelope.MessageID, Size: it.Envelope.Size,
+		Class: it.Envelope.Class, ClassRule: it.Envelope.ClassRule,
 	}
 }
 
-// attempt delivers one message once and records the outcome.
-func (s *Scheduler) attempt(id string) {
-	defer func() {
-		s.mu.Lock()
-		delete(s.inFlight, id)
-		delete(s.deleted, id)
-		s.mu.Unlock()
-	}()
+// attempt delivers one message once through its lane's transports, in
+// order: recipients that fail temporarily on one transport are tried on the
+// next; a transport that cannot carry the message hands all of it on.
+func (s *Scheduler) attempt(id string, l *lane) {
 	// Bookkeeping must not be cut short by shutdown: it is what makes the
 	// outcome durable.
 	ctx := context.Background()
@@ -38,30 +35,110 @@ func (s *Scheduler) attempt(id string) {
 		s.log.Error("cannot read queued message", "id", id, "err", err)
 		return
 	}
-	rcpts := it.State.Pending
-	if rcpts == nil {
-		rcpts = it.Envelope.To
+	remaining := it.State.Pending
+	if remaining == nil {
+		remaining = it.Envelope.To
 	}
-	m := &mailjet.Message{ID: id, From: it.Envelope.From, Rcpts: rcpts, UTF8: it.Envelope.UTF8, Body: body}
+	attemptNo := it.State.Attempts + 1
+	tried, unsupported := 0, ""
+	var lastTransport, lastUpstream string
+	var temp []mailjet.RcptResult
+	for i, t := range l.Targets {
+		if len(remaining) == 0 {
+			break
+		}
+		if !l.health[i].available(time.Now()) {
+			continue
+		}
+		tried++
+		m := &mailjet.Message{ID: id, From: it.Envelope.From, Rcpts: remaining, UTF8: it.Envelope.UTF8, Body: body,
+			Hints: mailjet.Hints{Priority: l.Priority, Campaign: it.Envelope.Campaign}}
+		res := s.deliverOnce(ctx, t, l.health[i], m, it, attemptNo)
+		lastTransport, lastUpstream = t.Name(), res.Upstream
+		if res.Unsupported {
+			unsupported = fmt.Sprintf("%s transport: %s", t.Name(), res.Reply)
+			continue
+		}
+		temp, remaining = nil, nil
+		for _, r := range res.Rcpts {
+			if r.Status == mailjet.TempFail {
+				temp = append(temp, r)
+				remaining = append(remaining, r.Rcpt)
+			}
+		}
+	}
+	if len(remaining) == 0 {
+		s.finish(ctx, it)
+		return
+	}
+
+	s.mu.Lock()
+	deleted := s.deleted[id]
+	s.mu.Unlock()
+	final := func(reason string) {
+		o := event(trafficlog.Failed, it)
+		o.To, o.Transport, o.Upstream, o.Attempt, o.Reason = remaining, lastTransport, lastUpstream, attemptNo, reason
+		if len(temp) > 0 {
+			o.Reply = temp[0].Reply
+		}
+		s.opts.Traffic.Record(o)
+		s.finish(ctx, it)
+	}
+	switch {
+	case deleted:
+		final("deleted by an administrator during delivery")
+		return
+	case tried > 0 && len(temp) == 0:
+		// Every transport tried said it cannot carry this message.
+		final("no transport of the " + l.Name + " lane can carry this message: " + unsupported)
+		return
+	case time.Since(it.Envelope.Received) > s.opts.MaxLifetime:
+		final(fmt.Sprintf("gave up after %d attempts over %s (queue.max_lifetime)", attemptNo, s.opts.MaxLifetime))
+		return
+	}
+
+	st := spool.State{ID: id, Attempts: attemptNo, Pending: remaining}
+	if tried == 0 {
+		// All transports are cooling down: wait for the first probe, and
+		// do not count an attempt that was not made.
+		st.Attempts = it.State.Attempts
+		st.Next = s.earliestProbe(l)
+		st.LastError = "all transports of the " + l.Name + " lane are cooling down after repeated failures"
+	} else {
+		st.Next = time.Now().Add(s.backoff(attemptNo))
+		st.LastError = temp[0].Reply
+	}
+	if err := s.sp.SetState(ctx, st); err != nil {
+		s.log.Error("cannot record retry state", "id", id, "err", err)
+	}
+	d := event(trafficlog.Deferred, it)
+	d.To, d.Transport, d.Upstream, d.Reply, d.Attempt, d.Next = st.Pending, lastTransport, lastUpstream, st.LastError, st.Attempts, st.Next
+	s.opts.Traffic.Record(d)
+	s.Enqueue(spool.Item{Envelope: it.Envelope, State: st})
+}
+
+// deliverOnce runs one transport and records the attempt and the final
+// outcomes it produced (delivered, permanent failures).
+func (s *Scheduler) deliverOnce(ctx context.Context, t mailjet.Target, h *health, m *mailjet.Message, it spool.Item, attemptNo int) mailjet.Result {
 	actx, cancel := context.WithTimeout(s.abortCtx, s.opts.AttemptTimeout)
 	start := time.Now()
-	res := s.target.Deliver(actx, m)
+	res := t.Deliver(actx, m)
 	cancel()
-	took := time.Since(start)
-	attemptNo := it.State.Attempts + 1
+	if h.observe(res, time.Now()) {
+		s.log.Warn("transport failing repeatedly: skipped for a cool-down, then probed again", "transport", t.Name(), "upstream", res.Upstream, "until", h.wait(), "reply", res.Reply)
+	}
 
 	e := event(trafficlog.Attempt, it)
-	e.Transport, e.Upstream, e.UpstreamID, e.Reply, e.Attempt = s.target.Name(), res.Upstream, res.UpstreamID, res.Reply, attemptNo
-	e.DurationMS = mailjet.Dur(took)
-	var ok, temp, perm []mailjet.RcptResult
+	e.To, e.Transport, e.Upstream, e.UpstreamID, e.Reply, e.Attempt = m.Rcpts, t.Name(), res.Upstream, res.UpstreamID, res.Reply, attemptNo
+	e.DurationMS = mailjet.Dur(time.Since(start))
+	var ok, perm []mailjet.RcptResult
 	for _, r := range res.Rcpts {
-		e.Rcpts = append(e.Rcpts, trafficlog.RcptResult{Rcpt: r.Rcpt, Reply: r.Reply})
-		switch r.Status {
-		case mailjet.Delivered:
+		e.Rcpts = append(e.Rcpts, trafficlog.RcptResult{Rcpt: r.Rcpt, Status: r.Status.String(), Reply: r.Reply, MessageID: r.MessageID, MessageUUID: r.MessageUUID})
+		switch {
+		case res.Unsupported:
+		case r.Status == mailjet.Delivered:
 			ok = append(ok, r)
-		case mailjet.TempFail:
-			temp = append(temp, r)
-		default:
+		case r.Status == mailjet.PermFail:
 			perm = append(perm, r)
 		}
 	}
@@ -73,44 +150,41 @@ func (s *Scheduler) attempt(id string) {
 		}
 		o := event(kind, it)
 		o.To = rcptsOf(rs)
-		o.Transport, o.Upstream, o.UpstreamID, o.Attempt, o.Reason = s.target.Name(), res.Upstream, res.UpstreamID, attemptNo, reason
+		o.Transport, o.Upstream, o.UpstreamID, o.Attempt, o.Reason = t.Name(), res.Upstream, res.UpstreamID, attemptNo, reason
 		o.Reply = rs[0].Reply
 		o.DurationMS = mailjet.Dur(time.Since(it.Envelope.Received))
+		for _, r := range rs {
+			o.Rcpts = append(o.Rcpts, trafficlog.RcptResult{Rcpt: r.Rcpt, Status: r.Status.String(), Reply: r.Reply, MessageID: r.MessageID, MessageUUID: r.MessageUUID})
+		}
 		s.opts.Traffic.Record(o)
 	}
-	if s.target.Name() == "sandbox" {
+	if t.Name() == "sandbox" {
 		outcome(trafficlog.Sandboxed, ok, "sandbox mode: recorded, not sent")
 	} else {
 		outcome(trafficlog.Delivered, ok, "")
 	}
 	outcome(trafficlog.Failed, perm, "permanent error from the upstream")
+	return res
+}
 
-	s.mu.Lock()
-	deleted := s.deleted[id]
-	s.mu.Unlock()
-	expired := time.Since(it.Envelope.Received) > s.opts.MaxLifetime
-	if len(temp) == 0 || deleted || expired {
-		if len(temp) > 0 {
-			reason := "deleted by an administrator during delivery"
-			if !deleted {
-				reason = fmt.Sprintf("gave up after %d attempts over %s (queue.max_lifetime)", attemptNo, s.opts.MaxLifetime)
-			}
-			outcome(trafficlog.Failed, temp, reason)
-		}
-		if err := s.sp.Done(ctx, id); err != nil {
-			s.log.Error("cannot complete queued message", "id", id, "err", err)
-		}
-		return
+func (s *Scheduler) finish(ctx context.Context, it spool.Item) {
+	if err := s.sp.Done(ctx, it.Envelope.ID); err != nil {
+		s.log.Error("cannot complete queued message", "id", it.Envelope.ID, "err", err)
 	}
-	next := time.Now().Add(s.backoff(attemptNo))
-	st := spool.State{ID: id, Attempts: attemptNo, Next: next, LastError: temp[0].Reply, Pending: rcptsOf(temp)}
-	if err := s.sp.SetState(ctx, st); err != nil {
-		s.log.Error("cannot record retry state", "id", id, "err", err)
+}
+
+// earliestProbe is when the first of a lane's transports may be tried again.
+func (s *Scheduler) earliestProbe(l *lane) time.Time {
+	var t time.Time
+	for _, h := range l.health {
+		if w := h.wait(); t.IsZero() || w.Before(t) {
+			t = w
+		}
 	}
-	d := event(trafficlog.Deferred, it)
-	d.To, d.Transport, d.Upstream, d.Reply, d.Attempt, d.Next = st.Pending, s.target.Name(), res.Upstream, st.LastError, attemptNo, next
-	s.opts.Traffic.Record(d)
-	s.Enqueue(spool.Item{Envelope: it.Envelope, State: st})
+	if t.Before(time.Now()) {
+		t = time.Now().Add(time.Second)
+	}
+	return t
 }
 
 func rcptsOf(rs []mailjet.RcptResult) []string {

@@ -1,8 +1,13 @@
-// Package deliver moves queued messages to the upstream: a FIFO of ready
-// messages, a timer heap of deferred ones, and a pool of workers that hand
-// each message to a mailjet.Target and record the outcome in the spool and
-// the traffic log. 4xx and network failures are retried with exponential
-// backoff and jitter until queue.max_lifetime; 5xx failures are final.
+// Package deliver moves queued messages to the upstream. Each lane
+// (transactional, bulk) has its own FIFO of ready messages, its own
+// concurrency and rate, and its own ordered list of transports; a timer heap
+// holds deferred messages. The dispatcher always starts a ready
+// transactional message before any ready bulk one, and since each lane has
+// its own capacity, bulk mail never takes the transactional lane's. A
+// temporary failure tries the lane's next transport before the message is
+// deferred with exponential backoff and jitter (until queue.max_lifetime); a
+// transport that keeps failing is skipped for a cool-down, then probed. 5xx
+// failures are final.
 package deliver
 
 import (
@@ -13,6 +18,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/relay/spool"
@@ -27,9 +34,20 @@ type Spool interface {
 	Done(ctx context.Context, id string) error
 }
 
+// Lane is one delivery lane's settings.
+type Lane struct {
+	Name        string           // the class it serves: "transactional", "bulk"
+	Targets     []mailjet.Target // tried in order on temporary failure
+	Concurrency int
+	Rate        float64 // messages per second, 0 = no cap
+	Priority    int     // the Mailjet priority hint, -1 = none
+}
+
 // Options configure the scheduler.
 type Options struct {
-	Concurrency int
+	// Lanes in priority order: the first is served first. A message whose
+	// class names no lane goes to the first.
+	Lanes       []Lane
 	RetryMin    time.Duration
 	RetryMax    time.Duration
 	MaxLifetime time.Duration
@@ -40,30 +58,35 @@ type Options struct {
 }
 
 // Scheduler delivers queued messages. Enqueue is its input (wire it to the
-// spool's OnCommit); Run drives it.
+// spool's Subscribe); Run drives it.
 type Scheduler struct {
-	sp     Spool
-	target mailjet.Target
-	opts   Options
-	log    *slog.Logger
+	sp   Spool
+	opts Options
+	log  *slog.Logger
 
 	mu       sync.Mutex
-	ready    []string // FIFO
+	lanes    []*lane
 	later    delayHeap
 	inFlight map[string]bool
 	deleted  map[string]bool // deleted while in flight
 	wake     chan struct{}
+	running  sync.WaitGroup
 
-	// abort cancels the attempts in flight (see Abort).
 	abortCtx context.Context
 	abort    context.CancelFunc
 }
 
+type lane struct {
+	Lane
+	ready    []string // FIFO
+	busy     int
+	limiter  *rate.Limiter
+	health   []*health
+	deferred int
+}
+
 // New builds a scheduler.
-func New(sp Spool, target mailjet.Target, opts Options) *Scheduler {
-	if opts.Concurrency <= 0 {
-		opts.Concurrency = 1
-	}
+func New(sp Spool, opts Options) *Scheduler {
 	if opts.AttemptTimeout <= 0 {
 		opts.AttemptTimeout = 10 * time.Minute
 	}
@@ -74,9 +97,22 @@ func New(sp Spool, target mailjet.Target, opts Options) *Scheduler {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Scheduler{
-		sp: sp, target: target, opts: opts, log: opts.Logger,
+		sp: sp, opts: opts, log: opts.Logger,
 		inFlight: map[string]bool{}, deleted: map[string]bool{},
 		wake: make(chan struct{}, 1),
+	}
+	for _, l := range opts.Lanes {
+		ln := &lane{Lane: l}
+		if ln.Concurrency <= 0 {
+			ln.Concurrency = 1
+		}
+		if l.Rate > 0 {
+			ln.limiter = rate.NewLimiter(rate.Limit(l.Rate), max(1, int(l.Rate)))
+		}
+		for range l.Targets {
+			ln.health = append(ln.health, &health{min: min(coolMin, opts.RetryMin), max: max(min(coolMax, opts.RetryMax), min(coolMin, opts.RetryMin))})
+		}
+		s.lanes = append(s.lanes, ln)
 	}
 	s.abortCtx, s.abort = context.WithCancel(context.Background())
 	return s
@@ -87,13 +123,24 @@ func New(sp Spool, target mailjet.Target, opts Options) *Scheduler {
 // stop takes too long.
 func (s *Scheduler) Abort() { s.abort() }
 
+func (s *Scheduler) laneFor(class string) *lane {
+	for _, l := range s.lanes {
+		if l.Name == class {
+			return l
+		}
+	}
+	return s.lanes[0]
+}
+
 // Enqueue schedules a stored message: at once, or at its State.Next.
 func (s *Scheduler) Enqueue(it spool.Item) {
 	s.mu.Lock()
+	l := s.laneFor(it.Envelope.Class)
 	if it.State.Next.After(time.Now()) {
-		heap.Push(&s.later, delayed{id: it.Envelope.ID, at: it.State.Next})
+		heap.Push(&s.later, delayed{id: it.Envelope.ID, at: it.State.Next, lane: l})
+		l.deferred++
 	} else {
-		s.ready = append(s.ready, it.Envelope.ID)
+		l.ready = append(l.ready, it.Envelope.ID)
 	}
 	s.mu.Unlock()
 	s.poke()
@@ -108,30 +155,27 @@ func (s *Scheduler) poke() {
 
 // Run delivers until ctx ends, then waits for the attempts in flight.
 func (s *Scheduler) Run(ctx context.Context) {
-	work := make(chan string)
-	var wg sync.WaitGroup
-	for i := 0; i < s.opts.Concurrency; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for id := range work {
-				s.attempt(id)
-			}
-		}()
-	}
-	defer func() { close(work); wg.Wait() }()
+	defer s.running.Wait()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		id, wait := s.next()
+		if ctx.Err() != nil {
+			return
+		}
+		id, l, wait := s.next()
 		if id != "" {
-			select {
-			case work <- id:
-				continue
-			case <-ctx.Done():
-				s.requeueFront(id)
-				return
-			}
+			s.running.Add(1)
+			go func() {
+				defer s.running.Done()
+				s.attempt(id, l)
+				s.mu.Lock()
+				l.busy--
+				delete(s.inFlight, id)
+				delete(s.deleted, id)
+				s.mu.Unlock()
+				s.poke()
+			}()
+			continue
 		}
 		timer.Reset(wait)
 		select {
@@ -143,36 +187,45 @@ func (s *Scheduler) Run(ctx context.Context) {
 	}
 }
 
-// next pops the next ready message, moving due ones from the heap first. If
-// none is ready it returns how long to wait.
-func (s *Scheduler) next() (string, time.Duration) {
+// next picks the next message to start: due deferred messages join their
+// lane's FIFO; lanes are served in order, each within its concurrency and
+// rate. Without one it returns how long to wait at most.
+func (s *Scheduler) next() (string, *lane, time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
 	for s.later.Len() > 0 && !s.later[0].at.After(now) {
-		s.ready = append(s.ready, heap.Pop(&s.later).(delayed).id)
+		d := heap.Pop(&s.later).(delayed)
+		d.lane.deferred--
+		d.lane.ready = append(d.lane.ready, d.id)
 	}
-	for len(s.ready) > 0 {
-		id := s.ready[0]
-		s.ready[0] = ""
-		s.ready = s.ready[1:]
-		if s.inFlight[id] {
-			continue
-		}
-		s.inFlight[id] = true
-		return id, 0
-	}
+	wait := time.Hour
 	if s.later.Len() > 0 {
-		return "", s.later[0].at.Sub(now)
+		wait = s.later[0].at.Sub(now)
 	}
-	return "", time.Hour
-}
-
-func (s *Scheduler) requeueFront(id string) {
-	s.mu.Lock()
-	delete(s.inFlight, id)
-	s.ready = append([]string{id}, s.ready...)
-	s.mu.Unlock()
+	for _, l := range s.lanes {
+		for len(l.ready) > 0 && l.busy < l.Concurrency {
+			id := l.ready[0]
+			if s.inFlight[id] {
+				l.ready = l.ready[1:]
+				continue
+			}
+			if l.limiter != nil {
+				r := l.limiter.ReserveN(now, 1)
+				if d := r.DelayFrom(now); d > 0 {
+					r.CancelAt(now)
+					wait = min(wait, d)
+					break
+				}
+			}
+			l.ready[0] = ""
+			l.ready = l.ready[1:]
+			l.busy++
+			s.inFlight[id] = true
+			return id, l, 0
+		}
+	}
+	return "", nil, wait
 }
 
 // RetryNow makes a deferred message (or all, with id "") ready at once.
@@ -182,7 +235,8 @@ func (s *Scheduler) RetryNow(id string) int {
 	keep := s.later[:0]
 	for _, d := range s.later {
 		if id == "" || d.id == id {
-			s.ready = append(s.ready, d.id)
+			d.lane.ready = append(d.lane.ready, d.id)
+			d.lane.deferred--
 			n++
 		} else {
 			keep = append(keep, d)
@@ -196,7 +250,7 @@ func (s *Scheduler) RetryNow(id string) int {
 }
 
 // ErrInFlight is returned by Delete for a message being delivered right now.
-var ErrInFlight = errors.New("deliver: message is being delivered right now")
+var ErrInFlight = errors.New("deliver: message is being delivered right now; it is removed if this attempt does not deliver it")
 
 // Delete removes a message from the queue for good.
 func (s *Scheduler) Delete(ctx context.Context, id string) error {
@@ -220,11 +274,20 @@ func (s *Scheduler) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
-// Pending reports how many messages wait (ready, deferred, in flight).
-func (s *Scheduler) Pending() (ready, deferred, inFlight int) {
+// Depth is one lane's queue: ready, deferred and in flight.
+type Depth struct {
+	Ready, Deferred, InFlight int
+}
+
+// Depths reports each lane's queue.
+func (s *Scheduler) Depths() map[string]Depth {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.ready), s.later.Len(), len(s.inFlight)
+	out := map[string]Depth{}
+	for _, l := range s.lanes {
+		out[l.Name] = Depth{Ready: len(l.ready), Deferred: l.deferred, InFlight: l.busy}
+	}
+	return out
 }
 
 // backoff is min(RetryMin·2^(n-1), RetryMax), jittered by ±20% and kept
@@ -239,8 +302,9 @@ func (s *Scheduler) backoff(attempts int) time.Duration {
 }
 
 type delayed struct {
-	id string
-	at time.Time
+	id   string
+	at   time.Time
+	lane *lane
 }
 
 type delayHeap []delayed

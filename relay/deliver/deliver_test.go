@@ -12,7 +12,7 @@ import (
 )
 
 func TestBackoff(t *testing.T) {
-	s := New(nil, mailjet.Sandbox{}, Options{RetryMin: time.Minute, RetryMax: time.Hour})
+	s := New(nil, Options{Lanes: []Lane{{Name: "transactional", Targets: []mailjet.Target{mailjet.Sandbox{}}}}, RetryMin: time.Minute, RetryMax: time.Hour})
 	tests := []struct {
 		attempt  int
 		lo, high time.Duration
@@ -66,7 +66,8 @@ func setup(t *testing.T, target mailjet.Target, lifetime time.Duration) (*spool.
 		t.Fatal(err)
 	}
 	mem := &trafficlog.Memory{}
-	s := New(sp, target, Options{Concurrency: 2, RetryMin: 20 * time.Millisecond, RetryMax: 40 * time.Millisecond, MaxLifetime: lifetime, Traffic: mem})
+	s := New(sp, Options{Lanes: []Lane{{Name: "transactional", Targets: []mailjet.Target{target}, Concurrency: 2, Priority: -1}},
+		RetryMin: 20 * time.Millisecond, RetryMax: 40 * time.Millisecond, MaxLifetime: lifetime, Traffic: mem})
 	sp.Subscribe(s.Enqueue)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -136,8 +137,8 @@ func TestRetryNowAndDelete(t *testing.T) {
 	for len(mem.Events(trafficlog.Deferred)) == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if _, deferred, _ := s.Pending(); deferred != 1 {
-		t.Fatalf("deferred = %d", deferred)
+	if d := s.Depths()["transactional"]; d.Deferred != 1 {
+		t.Fatalf("depth = %+v", d)
 	}
 	if n := s.RetryNow(""); n != 1 {
 		t.Fatalf("RetryNow = %d", n)

@@ -57,6 +57,11 @@ type headerInfo struct {
 	From      string // the address of the (first) From
 	Subject   string // decoded
 	MessageID string
+	// For classification and Mailjet hints.
+	ListUnsubscribe     string
+	ListUnsubscribePost bool
+	Precedence          string
+	MailjetPrio         string
 }
 
 // parseHeader reads the fields the relay logs and checks. It never fails:
@@ -82,6 +87,10 @@ func parseHeader(msg []byte) headerInfo {
 		info.Subject = clip(v, 200)
 	}
 	info.MessageID = clip(strings.TrimSpace(h.Get("Message-Id")), 250)
+	info.ListUnsubscribe = h.Get("List-Unsubscribe")
+	_, info.ListUnsubscribePost = h["List-Unsubscribe-Post"]
+	info.Precedence = h.Get("Precedence")
+	info.MailjetPrio = h.Get("X-Mailjet-Prio")
 	return info
 }
 

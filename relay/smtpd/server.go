@@ -37,6 +37,15 @@ type Deps struct {
 	Traffic trafficlog.Recorder
 	Logger  *slog.Logger
 	TLS     *tls.Config // nil: LoadTLS(cfg)
+	// Classifier picks each message's lane (nil: all transactional).
+	Classifier Classifier
+	// WantBodies makes received events carry a copy of the stored message.
+	WantBodies bool
+}
+
+// Classifier picks a message's delivery lane (a *policy.Classifier).
+type Classifier interface {
+	Classify(login string, f policy.Facts) policy.Classification
 }
 
 // Server serves SMTP on the configured listeners.
@@ -50,6 +59,8 @@ type Server struct {
 	fails   *failures
 	trusted []netip.Prefix
 	tlsConf *tls.Config
+	classes Classifier
+	bodies  bool
 	slots   chan struct{} // connection slots shared by both listeners
 	bufs    sync.Pool
 	maxLine int
@@ -64,6 +75,10 @@ func New(cfg *config.Config, d Deps) (*Server, error) {
 		cfg: cfg, queue: d.Queue, policy: d.Policy, traffic: d.Traffic, log: d.Logger,
 		users: newUsers(cfg.SMTP.Users), fails: newFailures(), trusted: cfg.TrustedPrefixes(),
 		tlsConf: d.TLS, slots: make(chan struct{}, max(cfg.SMTP.MaxConnections, 1)),
+		classes: d.Classifier, bodies: d.WantBodies,
+	}
+	if s.classes == nil {
+		s.classes = policy.NewClassifier(&config.Config{}, nil)
 	}
 	if s.policy == nil {
 		s.policy = policy.AllowAll{}

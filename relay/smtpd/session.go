@@ -243,10 +243,16 @@ func (s *session) Data(r io.Reader) error {
 	s.warn(v, info.From)
 
 	now := time.Now()
+	cl := s.srv.classes.Classify(s.login(), policy.Facts{HeaderFrom: info.From, ListUnsubscribePost: info.ListUnsubscribePost,
+		Precedence: info.Precedence, MailjetPrio: info.MailjetPrio})
 	env := &spool.Envelope{
 		ID: s.srv.queue.NewID(), Received: now, From: s.from, To: append([]string(nil), s.rcpts...),
 		User: s.login(), Client: s.client, Helo: s.conn.Hostname(), UTF8: s.utf8 || !isASCII(s.from, s.rcpts),
 		HeaderFrom: info.From, Subject: info.Subject, MessageID: info.MessageID,
+		Class: cl.Class, ClassRule: cl.Rule,
+	}
+	if s.srv.cfg.Mailjet.CampaignFromMailing {
+		env.Campaign = policy.MailingCampaign(info.ListUnsubscribe)
 	}
 	trace := receivedHeader(s.conn.Hostname(), s.ip.String(), s.srv.cfg.Hostname, env.ID, s.tls(), s.user != nil, env.UTF8, env.To, now)
 	if err := s.srv.queue.Put(ctx, env, trace, msg); err != nil {
@@ -260,7 +266,10 @@ func (s *session) Data(r io.Reader) error {
 	}
 	e := s.event(trafficlog.Received)
 	e.ID, e.HeaderFrom, e.Subject, e.MessageID, e.Size = env.ID, env.HeaderFrom, env.Subject, env.MessageID, env.Size
-	e.To = env.To
+	e.To, e.Class, e.ClassRule, e.Verdict = env.To, env.Class, env.ClassRule, v.Reason
+	if s.srv.bodies {
+		e.Raw = append(append(make([]byte, 0, len(trace)+len(msg)), trace...), msg...)
+	}
 	s.srv.traffic.Record(e)
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + env.ID}
 }

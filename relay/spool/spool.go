@@ -51,6 +51,11 @@ type Envelope struct {
 	Subject    string    `json:"subject,omitempty"`
 	MessageID  string    `json:"message_id,omitempty"`
 	Size       int64     `json:"size"`
+	// Class is the delivery lane ("transactional" or "bulk"); ClassRule the
+	// rule that chose it. Campaign is the Mailjet campaign to set, if any.
+	Class     string `json:"class,omitempty"`
+	ClassRule string `json:"class_rule,omitempty"`
+	Campaign  string `json:"campaign,omitempty"`
 }
 
 // State is a message's delivery progress.
