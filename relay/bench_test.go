@@ -1,6 +1,8 @@
 package relay_test
 
 import (
+	"fmt"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -23,6 +25,14 @@ var bench10KB = func() string {
 	}
 	return b.String()
 }()
+
+// likeServe applies the GC settings that `mjrelay serve` uses (see
+// cmd/mjrelay/serve.go tuneGC), so that benchmarks measure the binary.
+func likeServe(b *testing.B) {
+	old := debug.SetGCPercent(400)
+	oldLimit := debug.SetMemoryLimit(1 << 30)
+	b.Cleanup(func() { debug.SetGCPercent(old); debug.SetMemoryLimit(oldLimit) })
+}
 
 // plainClient is an authenticated connection on the plain listener, as an
 // Odoo on the same host uses it (encryption None: AUTH allowed on loopback).
@@ -74,6 +84,7 @@ func runClients(b *testing.B, e *env, conns, n int) time.Duration {
 // BenchmarkAccept: 10 KB messages over 32 sessions, each acknowledged only
 // once fsynced. Sandbox transport, so delivery does no network work.
 func BenchmarkAccept(b *testing.B) {
+	likeServe(b)
 	e := newEnv(b, mjtest.StartTLS, sandbox)
 	b.ResetTimer()
 	took := runClients(b, e, 32, b.N)
@@ -84,6 +95,7 @@ func BenchmarkAccept(b *testing.B) {
 // BenchmarkAcceptLatency: one message every 10 ms (100 msg/s) spread over 4
 // sessions; reports the time from MAIL to the 250 after DATA.
 func BenchmarkAcceptLatency(b *testing.B) {
+	likeServe(b)
 	e := newEnv(b, mjtest.StartTLS, sandbox)
 	clients := make([]*smtp.Client, 4)
 	for i := range clients {
@@ -122,6 +134,7 @@ func BenchmarkAcceptLatency(b *testing.B) {
 // AUTH to a local go-smtp upstream (the emulator); msg/s counts until the
 // last message is accepted upstream.
 func BenchmarkRelay(b *testing.B) {
+	likeServe(b)
 	e := newEnv(b, mjtest.StartTLS, func(c *config.Config) { c.Routes.Transactional.Concurrency = 16 })
 	b.ResetTimer()
 	start := time.Now()
@@ -136,4 +149,88 @@ func BenchmarkRelay(b *testing.B) {
 	took := time.Since(start)
 	b.ReportMetric(float64(b.N)/took.Seconds(), "msg/s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// transactionalLatency sends n transactional messages, one every 10 ms, and
+// returns the p50 and p99 of their end-to-end latency (received → accepted
+// upstream).
+func transactionalLatency(b *testing.B, e *env, n int) (p50, p99 time.Duration) {
+	c := plainClient(b, e)
+	defer c.Quit()
+	e.lat.mu.Lock()
+	start := len(e.lat.d)
+	e.lat.mu.Unlock()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; i < n; i++ {
+		<-tick.C
+		if _, err := send(c, "bounce@example.com", []string{"user@example.org"}, testMessage(fmt.Sprintf("t%d", i))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var lat []time.Duration
+	deadline := time.Now().Add(60 * time.Second)
+	for len(lat) < n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		lat = e.lat.since(start)
+	}
+	if len(lat) < n {
+		b.Fatalf("only %d of %d transactional messages delivered", len(lat), n)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return lat[len(lat)/2], lat[len(lat)*99/100]
+}
+
+// BenchmarkTransactionalDuringBulk: the end-to-end latency of transactional
+// mail while 20,000 mass-mailing messages are submitted and queued, against
+// the same on an idle relay. The upstream takes 2 ms per message; bulk has 2
+// upstream connections, transactional 8. The burst comes through one SMTP
+// session (as Odoo's mass-mailing cron sends it) or through 8 sessions flat
+// out (which saturates both cores with intake). Run with -benchtime 1x.
+func BenchmarkTransactionalDuringBulk(b *testing.B) {
+	likeServe(b)
+	for _, sessions := range []int{1, 8} {
+		b.Run(fmt.Sprintf("sessions=%d", sessions), func(b *testing.B) {
+			e := newEnv(b, mjtest.StartTLS, func(c *config.Config) {
+				c.Routes.Bulk.Concurrency, c.Routes.Transactional.Concurrency = 2, 8
+			})
+			e.up.SetDataDelay(2 * time.Millisecond)
+			const probes = 500
+			idle50, idle99 := transactionalLatency(b, e, probes)
+
+			const burst = 20000
+			var wg sync.WaitGroup
+			work := make(chan int, burst)
+			for i := 0; i < burst; i++ {
+				work <- i
+			}
+			close(work)
+			for s := 0; s < sessions; s++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c := plainClient(b, e)
+					defer c.Quit()
+					for i := range work {
+						if _, err := send(c, "bounce@example.com", []string{"c@example.org"}, massMailing(i)); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			time.Sleep(200 * time.Millisecond) // the backlog builds up
+			burst50, burst99 := transactionalLatency(b, e, probes)
+			backlog := e.r.Sched.Depths()["bulk"]
+			wg.Wait()
+			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+			b.ReportMetric(ms(idle50), "idle-p50-ms")
+			b.ReportMetric(ms(idle99), "idle-p99-ms")
+			b.ReportMetric(ms(burst50), "burst-p50-ms")
+			b.ReportMetric(ms(burst99), "burst-p99-ms")
+			b.ReportMetric(float64(burst99)/float64(idle99), "p99-ratio")
+			b.ReportMetric(float64(backlog.Ready+backlog.Deferred), "bulk-backlog")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,6 +34,27 @@ type env struct {
 	up      *mjtest.SMTPRelay
 	r       *relay.Relay
 	traffic *trafficlog.Memory
+	lat     *latencies
+}
+
+// latencies keeps the end-to-end latency of delivered transactional mail.
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) Record(e trafficlog.Event) {
+	if e.Event == trafficlog.Delivered && e.Class == config.ClassTransactional {
+		l.mu.Lock()
+		l.d = append(l.d, time.Duration(e.DurationMS*float64(time.Millisecond)))
+		l.mu.Unlock()
+	}
+}
+
+func (l *latencies) since(n int) []time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]time.Duration(nil), l.d[min(n, len(l.d)):]...)
 }
 
 // newEnv starts an emulated Mailjet relay and mjrelay in front of it.
@@ -83,7 +105,7 @@ traffic = "off"
 	if mutate != nil {
 		mutate(cfg)
 	}
-	e := &env{t: t, cfg: cfg, up: up, traffic: &trafficlog.Memory{}}
+	e := &env{t: t, cfg: cfg, up: up, traffic: &trafficlog.Memory{}, lat: &latencies{}}
 	e.start()
 	return e
 }
@@ -96,7 +118,7 @@ func (e *env) start() {
 }
 
 func (e *env) tryStart() error {
-	r, err := relay.Start(e.cfg, relay.Options{Traffic: e.traffic, UpstreamRoots: e.up.CAPool()})
+	r, err := relay.Start(e.cfg, relay.Options{Traffic: trafficlog.Multi{e.traffic, e.lat}, UpstreamRoots: e.up.CAPool()})
 	if err != nil {
 		return err
 	}

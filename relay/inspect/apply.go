@@ -1,0 +1,409 @@
+package inspect
+
+import (
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mjrelay/mjrelay/relay/trafficlog"
+)
+
+// apply records one relay event.
+func (w *writer) apply(en *entry) error {
+	e := &en.ev
+	switch e.Event {
+	case trafficlog.Aborted:
+		return nil // nothing was queued: counted by the metrics, not stored
+	case trafficlog.Refused:
+		return w.applyRefused(e)
+	}
+	if e.ID == "" {
+		return nil
+	}
+	m, err := w.load("byID", e.ID)
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		if m, err = w.create(e, StateQueued); err != nil {
+			return err
+		}
+	}
+	ms := e.Time.UnixMilli()
+	switch e.Event {
+	case trafficlog.Received:
+		m.receivedAt = msFromID(e.ID, e.Time)
+		m.client, m.user, m.helo, m.tls = e.Client, e.User, e.Helo, e.TLS
+		m.verdict = e.Verdict
+		if e.Class != "" {
+			m.class, m.classRule = e.Class, e.ClassRule
+		}
+		m.headerFrom, m.subject, m.messageID, m.size = e.HeaderFrom, e.Subject, e.MessageID, e.Size
+		if err := w.loadRcpts(m); err != nil {
+			return err
+		}
+		for _, t := range e.To {
+			m.rcpt(t, StateQueued)
+		}
+		if en.body != nil {
+			if _, err := w.st["putBody"].ExecContext(w.ctx, m.key, nullInt(m.finalAt), len(e.Raw), en.body); err != nil {
+				return err
+			}
+		}
+	case trafficlog.Attempt:
+		if err := w.loadRcpts(m); err != nil {
+			return err
+		}
+		m.attempts = max(m.attempts, e.Attempt)
+		m.transport, m.upstream, m.reply = e.Transport, e.Upstream, e.Reply
+		for _, rr := range e.Rcpts {
+			r := m.rcpt(rr.Rcpt, StateQueued)
+			r.reply, r.dirty = rr.Reply, true
+			if rr.MessageID != 0 {
+				r.mjID = rr.MessageID
+				m.addMailjetID(strconv.FormatInt(rr.MessageID, 10))
+			}
+			if rr.MessageUUID != "" {
+				r.mjUUID = rr.MessageUUID
+			}
+		}
+		w.stat(e.Time, "attempt", m.class, e.Transport, e.DurationMS)
+	case trafficlog.Delivered, trafficlog.Sandboxed, trafficlog.Failed, trafficlog.Deferred:
+		state := map[string]string{trafficlog.Delivered: StateSent, trafficlog.Sandboxed: StateSandboxed,
+			trafficlog.Failed: StateFailed, trafficlog.Deferred: StateDeferred}[e.Event]
+		if err := w.setRcpts(m, e.To, state, e.Reply, false); err != nil {
+			return err
+		}
+		if e.Transport != "" {
+			m.transport, m.upstream = e.Transport, e.Upstream
+		}
+		m.attempts = max(m.attempts, e.Attempt)
+		m.reply = e.Reply
+		reason := ""
+		switch e.Event {
+		case trafficlog.Failed:
+			m.reason = e.Reason
+			reason = failReason(e.Reply, e.Reason)
+		case trafficlog.Delivered, trafficlog.Sandboxed:
+			if m.latencyMS == 0 && e.DurationMS > 0 {
+				m.latencyMS = e.DurationMS
+			}
+		}
+		w.stat(e.Time, e.Event, m.class, reason, latencyOf(e))
+	case trafficlog.Deleted:
+		if err := w.setRcpts(m, e.To, StateDeleted, "", true); err != nil {
+			return err
+		}
+		m.reason = e.Reason
+		w.stat(e.Time, e.Event, m.class, "", 0)
+	default:
+		return fmt.Errorf("unknown event %q", e.Event)
+	}
+	if err := w.event(m.key, e.Time, e.Event, eventData(e)); err != nil {
+		return err
+	}
+	return w.settle(m, ms)
+}
+
+func latencyOf(e *trafficlog.Event) float64 {
+	if e.Event == trafficlog.Delivered || e.Event == trafficlog.Sandboxed {
+		return e.DurationMS
+	}
+	return 0
+}
+
+// applyRefused stores a refusal as a message of its own.
+func (w *writer) applyRefused(e *trafficlog.Event) error {
+	if e.ID != "" {
+		if m, err := w.load("byID", e.ID); err != nil || m != nil {
+			e.ID = "" // a refusal of a message the store knows: keep both
+		}
+	}
+	m, err := w.create(e, StateRefused)
+	if err != nil {
+		return err
+	}
+	w.stat(e.Time, "refused", "", clip(e.Stage+": "+e.Reason, 60), 0)
+	return w.event(m.key, e.Time, e.Event, eventData(e))
+}
+
+// create inserts a message from the first event seen for it.
+func (w *writer) create(e *trafficlog.Event, state string) (*row, error) {
+	ms := e.Time.UnixMilli()
+	recv := msFromID(e.ID, e.Time)
+	m := &row{key: w.newKey(recv), id: e.ID, receivedAt: recv, updatedAt: ms, state: state,
+		class: e.Class, classRule: e.ClassRule, mailFrom: e.From, rcptTo: strings.Join(e.To, "\n"),
+		headerFrom: e.HeaderFrom, subject: e.Subject, messageID: e.MessageID, size: e.Size,
+		user: e.User, client: e.Client, helo: e.Helo, tls: e.TLS, verdict: e.Verdict, reason: e.Reason,
+		stage: e.Stage, reply: e.Reply, rcptsLoaded: true}
+	if m.id == "" {
+		m.id = fmt.Sprintf("r%016x", m.key)
+	}
+	if state == StateRefused {
+		m.finalAt = ms
+	}
+	if _, err := w.st["insertMsg"].ExecContext(w.ctx, m.values()...); err != nil {
+		return nil, err
+	}
+	for _, a := range m.addrKeys() {
+		if _, err := w.st["insertAddr"].ExecContext(w.ctx, a, m.key); err != nil {
+			return nil, err
+		}
+	}
+	subj, addrs, ids := m.ftsText()
+	if _, err := w.st["insertFTS"].ExecContext(w.ctx, m.key, subj, addrs, ids); err != nil {
+		return nil, err
+	}
+	for _, t := range e.To {
+		m.rcpt(t, state)
+	}
+	if state != StateRefused {
+		w.stat(e.Time, "received", m.class, "", 0)
+	} else if err := w.writeRcpts(m, ms); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// msFromID reads the receive time from a queue id (12 hex digits of unix
+// milliseconds first), or falls back to t.
+func msFromID(id string, t time.Time) int64 {
+	if len(id) >= 16 && len(id) <= 32 {
+		var b [8]byte
+		if _, err := hex.Decode(b[2:], []byte(id[:12])); err == nil {
+			ms := int64(b[2])<<40 | int64(b[3])<<32 | int64(b[4])<<24 | int64(b[5])<<16 | int64(b[6])<<8 | int64(b[7])
+			if d := ms - t.UnixMilli(); d > -400*24*3600*1000 && d < 3600*1000 {
+				return ms
+			}
+		}
+	}
+	return t.UnixMilli()
+}
+
+func (w *writer) load(stmt string, arg any) (*row, error) {
+	m, err := scanRow(w.st[stmt].QueryRowContext(w.ctx, arg))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return m, err
+}
+
+func (w *writer) loadRcpts(m *row) error {
+	if m.rcptsLoaded {
+		return nil
+	}
+	rows, err := w.st["rcpts"].QueryContext(w.ctx, m.key)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r := &rcptRow{}
+		if err := rows.Scan(&r.addr, &r.state, &r.reply, &r.mjID, &r.mjUUID); err != nil {
+			return err
+		}
+		m.rcpts = append(m.rcpts, r)
+	}
+	m.rcptsLoaded = true
+	return rows.Err()
+}
+
+// rcpt returns the recipient addr, adding it with state if it is new.
+func (m *row) rcpt(addr, state string) *rcptRow {
+	if r := m.findRcpt(addr); r != nil {
+		return r
+	}
+	r := &rcptRow{addr: addr, state: state, dirty: true}
+	m.rcpts = append(m.rcpts, r)
+	return r
+}
+
+func (m *row) findRcpt(addr string) *rcptRow {
+	for _, r := range m.rcpts {
+		if strings.EqualFold(r.addr, addr) {
+			return r
+		}
+	}
+	return nil
+}
+
+// setRcpts moves recipients (all when to is empty; only pending ones when
+// pendingOnly) to state.
+func (w *writer) setRcpts(m *row, to []string, state, reply string, pendingOnly bool) error {
+	if err := w.loadRcpts(m); err != nil {
+		return err
+	}
+	var targets []*rcptRow
+	if len(to) == 0 {
+		targets = m.rcpts
+	}
+	for _, t := range to {
+		targets = append(targets, m.rcpt(t, state))
+	}
+	for _, r := range targets {
+		if (pendingOnly && !Pending(r.state)) || !relayMayReplace(r.state) {
+			continue
+		}
+		r.state, r.dirty = state, true
+		if reply != "" {
+			r.reply = reply
+		}
+	}
+	return nil
+}
+
+func (w *writer) writeRcpts(m *row, ms int64) error {
+	for _, r := range m.rcpts {
+		if !r.dirty {
+			continue
+		}
+		if _, err := w.st["putRcpt"].ExecContext(w.ctx, m.key, r.addr, r.state, r.reply,
+			nullInt(r.mjID), nullString(r.mjUUID), ms); err != nil {
+			return err
+		}
+		r.dirty = false
+	}
+	return nil
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// settle writes the recipients, derives the message state and writes the
+// message row.
+func (w *writer) settle(m *row, ms int64) error {
+	if err := w.writeRcpts(m, ms); err != nil {
+		return err
+	}
+	if m.rcptsLoaded {
+		m.state = messageState(m.rcpts, m.state)
+	}
+	m.updatedAt = ms
+	if !Pending(m.state) && m.finalAt == 0 {
+		m.finalAt = ms
+		if _, err := w.st["finalBody"].ExecContext(w.ctx, ms, m.key); err != nil {
+			return err
+		}
+		w.stat(time.UnixMilli(ms), "final", m.class, "", 0)
+	}
+	_, err := w.st["updateMsg"].ExecContext(w.ctx, m.updateValues()...)
+	return err
+}
+
+func (w *writer) event(key int64, t time.Time, kind string, data []byte) error {
+	w.seq++
+	_, err := w.st["insertEvent"].ExecContext(w.ctx, key, w.seq, t.UnixMilli(), kind, data)
+	return err
+}
+
+// eventData is what the timeline keeps of an event: what the message row
+// does not already hold.
+func eventData(e *trafficlog.Event) []byte {
+	d := *e
+	d.Time, d.Event, d.ID, d.Raw = time.Time{}, "", "", nil
+	d.From, d.HeaderFrom, d.Subject, d.MessageID = "", "", "", ""
+	if e.Event != trafficlog.Refused {
+		d.Size = 0
+	}
+	switch e.Event {
+	case trafficlog.Received, trafficlog.Attempt:
+		d.To = nil
+	}
+	if e.Event != trafficlog.Received && e.Event != trafficlog.Refused {
+		d.Client, d.User, d.Helo, d.TLS = "", "", "", false
+	}
+	b, _ := json.Marshal(d)
+	return b
+}
+
+// applyMailjet joins a Mailjet event to its message (by CustomID, then
+// MessageID, then Message_GUID) and records it.
+func (w *writer) applyMailjet(ev *MailjetEvent) error {
+	if ev.Time.IsZero() {
+		ev.Time = w.s.opts.Now()
+	}
+	var m *row
+	var err error
+	if ev.CustomID != "" {
+		if m, err = w.load("byID", ev.CustomID); err != nil {
+			return err
+		}
+	}
+	for _, j := range []struct {
+		stmt string
+		arg  any
+		ok   bool
+	}{{"byMJID", ev.MessageID, ev.MessageID != 0}, {"byMJUUID", ev.MessageUUID, ev.MessageUUID != ""}} {
+		if m != nil || !j.ok {
+			continue
+		}
+		var key int64
+		switch err := w.st[j.stmt].QueryRowContext(w.ctx, j.arg).Scan(&key); {
+		case errors.Is(err, sql.ErrNoRows):
+			continue
+		case err != nil:
+			return err
+		}
+		if m, err = w.load("byKey", key); err != nil {
+			return err
+		}
+	}
+	if m == nil {
+		// Webhooks are per account: other senders' events arrive here too.
+		w.unjoined++
+		w.s.log.Debug("Mailjet event for a message the store does not know", "event", ev.Event,
+			"custom_id", ev.CustomID, "mailjet_id", ev.MessageID)
+		w.stat(ev.Time, "mj_unjoined", "", ev.Event, 0)
+		return nil
+	}
+	if err := w.loadRcpts(m); err != nil {
+		return err
+	}
+	r := m.findRcpt(ev.Email)
+	if r == nil && ev.MessageID != 0 {
+		for _, x := range m.rcpts {
+			if x.mjID == ev.MessageID {
+				r = x
+			}
+		}
+	}
+	if r == nil && len(m.rcpts) == 1 {
+		r = m.rcpts[0]
+	}
+	if r != nil {
+		if ev.MessageID != 0 && r.mjID == 0 {
+			r.mjID, r.dirty = ev.MessageID, true
+		}
+		if ev.MessageUUID != "" && r.mjUUID == "" {
+			r.mjUUID, r.dirty = ev.MessageUUID, true
+		}
+		next := mailjetState(ev.Event)
+		if next == "" && (ev.Event == "open" || ev.Event == "click") && r.state == StateSent {
+			next = StateDelivered
+		}
+		if next != "" && mailjetMayReplace(r.state, next) {
+			r.state, r.dirty = next, true
+			if rep := ev.reply(); rep != "" {
+				r.reply = rep
+			}
+		}
+	}
+	if ev.MessageID != 0 {
+		m.addMailjetID(strconv.FormatInt(ev.MessageID, 10))
+	}
+	data, _ := json.Marshal(ev)
+	if err := w.event(m.key, ev.Time, "mj_"+ev.Event, data); err != nil {
+		return err
+	}
+	w.stat(ev.Time, "mj_"+ev.Event, m.class, ev.reason(), 0)
+	return w.settle(m, ev.Time.UnixMilli())
+}

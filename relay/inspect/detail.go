@@ -1,0 +1,280 @@
+package inspect
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mjrelay/mjrelay/relay/trafficlog"
+)
+
+// Message is one message with its recipients and full timeline.
+type Message struct {
+	Summary
+	ClassRule string     `json:"class_rule,omitempty"`
+	Verdict   string     `json:"verdict,omitempty"`
+	Stage     string     `json:"stage,omitempty"`
+	Helo      string     `json:"helo,omitempty"`
+	TLS       bool       `json:"tls"`
+	Upstream  string     `json:"upstream,omitempty"`
+	UpdatedAt time.Time  `json:"updated_at"`
+	FinalAt   *time.Time `json:"final_at,omitempty"`
+	// LatencyMS is the time from receipt to Mailjet's acceptance.
+	LatencyMS  float64     `json:"latency_ms,omitempty"`
+	Recipients []Recipient `json:"recipients"`
+	// Attempts are the delivery attempts, oldest first.
+	AttemptList []Attempt `json:"attempts"`
+	// Events are Mailjet's webhook events, oldest first.
+	Events []MailjetEvent `json:"events"`
+	// Timeline is everything in order: received → policy → attempts and
+	// outcomes → Mailjet events.
+	Timeline []Step `json:"timeline"`
+	HasRaw   bool   `json:"has_raw"`
+	RawSize  int64  `json:"raw_size,omitempty"`
+}
+
+// Recipient is one envelope recipient's outcome.
+type Recipient struct {
+	Rcpt        string `json:"rcpt"`
+	State       string `json:"state"`
+	Reply       string `json:"reply,omitempty"`
+	MailjetID   string `json:"mailjet_id,omitempty"`
+	MailjetUUID string `json:"mailjet_uuid,omitempty"`
+}
+
+// Attempt is one delivery attempt.
+type Attempt struct {
+	Time       time.Time                `json:"time"`
+	Attempt    int                      `json:"attempt"`
+	Transport  string                   `json:"transport"`
+	Upstream   string                   `json:"upstream,omitempty"`
+	UpstreamID string                   `json:"upstream_id,omitempty"`
+	Reply      string                   `json:"reply"`
+	DurationMS float64                  `json:"duration_ms"`
+	Rcpts      []trafficlog.RcptResult `json:"rcpts,omitempty"`
+}
+
+// Step is one line of the timeline.
+type Step struct {
+	Time time.Time `json:"time"`
+	// Kind is a relay event (received, policy, refused, attempt, deferred,
+	// delivered, failed, sandboxed, deleted) or mailjet:EVENT.
+	Kind   string `json:"kind"`
+	Source string `json:"source"` // relay or mailjet
+	Text   string `json:"text"`
+	// Reply is the SMTP reply or Mailjet's explanation, if any.
+	Reply string `json:"reply,omitempty"`
+	// Bad marks failures, for the UI.
+	Bad bool `json:"bad,omitempty"`
+}
+
+// Get returns a message with its timeline.
+func (s *Store) Get(ctx context.Context, id string) (*Message, error) {
+	r, err := scanRow(s.rdb.QueryRowContext(ctx, `SELECT `+rowColumns+` FROM messages WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	m := &Message{Summary: r.summary(), ClassRule: r.classRule, Verdict: r.verdict, Stage: r.stage,
+		Helo: r.helo, TLS: r.tls, Upstream: r.upstream, UpdatedAt: time.UnixMilli(r.updatedAt).UTC(),
+		LatencyMS: r.latencyMS, Recipients: []Recipient{}, AttemptList: []Attempt{}, Events: []MailjetEvent{}}
+	if r.finalAt != 0 {
+		t := time.UnixMilli(r.finalAt).UTC()
+		m.FinalAt = &t
+	}
+	rows, err := s.rdb.QueryContext(ctx, `SELECT rcpt, state, reply, coalesce(mj_id, 0), coalesce(mj_uuid, '')
+		FROM rcpts WHERE key = ?`, r.key)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var rc Recipient
+		var mj int64
+		if err := rows.Scan(&rc.Rcpt, &rc.State, &rc.Reply, &mj, &rc.MailjetUUID); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if mj != 0 {
+			rc.MailjetID = strconv.FormatInt(mj, 10)
+		}
+		m.Recipients = append(m.Recipients, rc)
+	}
+	rows.Close()
+	if err := s.rdb.QueryRowContext(ctx, `SELECT size FROM bodies WHERE key = ?`, r.key).Scan(&m.RawSize); err == nil {
+		m.HasRaw = true
+	} else if !errors.Is(err, sql.ErrNoRows) {
+		return nil, err
+	}
+	if err := s.timeline(ctx, r, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (s *Store) timeline(ctx context.Context, r *row, m *Message) error {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT at, kind, data FROM events WHERE key = ? ORDER BY seq`, r.key)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var relay, mj []Step
+	for rows.Next() {
+		var at int64
+		var kind string
+		var data []byte
+		if err := rows.Scan(&at, &kind, &data); err != nil {
+			return err
+		}
+		t := time.UnixMilli(at).UTC()
+		if ev, ok := strings.CutPrefix(kind, "mj_"); ok {
+			var e MailjetEvent
+			if json.Unmarshal(data, &e) != nil {
+				continue
+			}
+			e.Event = ev
+			m.Events = append(m.Events, e)
+			mj = append(mj, mailjetStep(t, &e))
+			continue
+		}
+		var e trafficlog.Event
+		if json.Unmarshal(data, &e) != nil {
+			continue
+		}
+		e.Event, e.Time = kind, t
+		if kind == trafficlog.Attempt {
+			m.AttemptList = append(m.AttemptList, Attempt{Time: t, Attempt: e.Attempt, Transport: e.Transport,
+				Upstream: e.Upstream, UpstreamID: e.UpstreamID, Reply: e.Reply, DurationMS: e.DurationMS, Rcpts: e.Rcpts})
+		}
+		steps := relaySteps(r, &e)
+		if kind == trafficlog.Received || kind == trafficlog.Refused {
+			relay = append(steps, relay...) // receipt comes first, whenever it was written
+		} else {
+			relay = append(relay, steps...)
+		}
+	}
+	m.Timeline = append(relay, mj...)
+	return rows.Err()
+}
+
+func relaySteps(r *row, e *trafficlog.Event) []Step {
+	st := Step{Time: e.Time, Kind: e.Event, Source: "relay", Reply: e.Reply}
+	to := strings.Join(e.To, ", ")
+	switch e.Event {
+	case trafficlog.Received:
+		st.Text = fmt.Sprintf("Received from %s", orDash(e.Client))
+		if e.User != "" {
+			st.Text += " (login " + e.User + ")"
+		}
+		if e.TLS {
+			st.Text += " over TLS"
+		}
+		if e.Class != "" {
+			st.Text += fmt.Sprintf("; lane %s (rule %s)", e.Class, orDash(e.ClassRule))
+		}
+		pol := Step{Time: e.Time, Kind: "policy", Source: "relay", Text: "Sender policy: pass"}
+		if e.Verdict != "" {
+			pol.Text = "Sender policy: accepted with warning " + e.Verdict
+		}
+		return []Step{st, pol}
+	case trafficlog.Refused:
+		st.Text, st.Bad = fmt.Sprintf("Refused at %s: %s", orDash(e.Stage), orDash(e.Reason)), true
+		if e.Verdict != "" {
+			st.Text += " (policy " + e.Verdict + ")"
+		}
+	case trafficlog.Attempt:
+		st.Text = fmt.Sprintf("Attempt %d via %s", e.Attempt, orDash(e.Transport))
+		if e.Upstream != "" {
+			st.Text += " (" + e.Upstream + ")"
+		}
+		st.Text += fmt.Sprintf(" took %s", (time.Duration(e.DurationMS * float64(time.Millisecond))).Round(time.Millisecond))
+		if e.UpstreamID != "" {
+			st.Text += "; Mailjet id " + e.UpstreamID
+		}
+	case trafficlog.Delivered:
+		st.Text = "Accepted by Mailjet for " + orDash(to)
+	case trafficlog.Sandboxed:
+		st.Text = "Sandbox: recorded, not sent, for " + orDash(to)
+	case trafficlog.Deferred:
+		st.Text = "Deferred for " + orDash(to)
+		if !e.Next.IsZero() {
+			st.Text += "; next attempt " + e.Next.UTC().Format("2006-01-02 15:04:05 UTC")
+		}
+	case trafficlog.Failed:
+		st.Text, st.Bad = "Failed for "+orDash(to), true
+		if e.Reason != "" {
+			st.Text += ": " + e.Reason
+		}
+	case trafficlog.Deleted:
+		st.Text, st.Bad = "Deleted from the queue", true
+		if e.Reason != "" {
+			st.Text += ": " + e.Reason
+		}
+	default:
+		st.Text = e.Event
+	}
+	return []Step{st}
+}
+
+func mailjetStep(t time.Time, e *MailjetEvent) Step {
+	st := Step{Time: t, Kind: "mailjet:" + e.Event, Source: "mailjet", Reply: e.reply()}
+	who := orDash(e.Email)
+	switch e.Event {
+	case "sent":
+		st.Text = "Mailjet delivered to " + who
+	case "open":
+		st.Text = "Opened by " + who
+	case "click":
+		st.Text = "Link clicked by " + who + ": " + e.URL
+	case "bounce":
+		kind := "soft"
+		if e.HardBounce {
+			kind = "hard"
+		}
+		st.Text, st.Bad = fmt.Sprintf("Bounced (%s) for %s", kind, who), true
+	case "blocked":
+		st.Text, st.Bad = "Blocked by Mailjet for "+who, true
+	case "spam":
+		st.Text, st.Bad = "Reported as spam by "+who, true
+	case "unsub":
+		st.Text = who + " unsubscribed"
+	default:
+		st.Text = "Mailjet " + e.Event + " for " + who
+	}
+	if e.IP != "" && (e.Event == "open" || e.Event == "click" || e.Event == "unsub") {
+		st.Text += " from " + e.IP
+	}
+	return st
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// Raw returns the stored raw message of id (ErrNotFound when there is none:
+// bodies are not kept, or already pruned).
+func (s *Store) Raw(ctx context.Context, id string) (io.Reader, int64, error) {
+	var data []byte
+	var size int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT b.data, b.size FROM bodies b JOIN messages m ON m.key = b.key
+		WHERE m.id = ?`, id).Scan(&data, &size)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, 0, ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return flate.NewReader(bytes.NewReader(data)), size, nil
+}

@@ -1,0 +1,333 @@
+// Package inspect is the traffic inspection store: an embedded SQLite
+// database (data_dir/store.db, WAL) that keeps, for every message the relay
+// received or refused, its envelope and headers, class, policy verdict,
+// every delivery attempt, the Mailjet events that came back by webhook and
+// the resulting state, plus the raw message for a while after delivery.
+//
+// The relay's hot path only ever calls [Store.Record], which never touches
+// the disk: it hands the event to a buffered channel (Options.Buffer, 65,536
+// by default) and returns. One writer goroutine drains the channel and
+// commits whatever has accumulated in one transaction, so batches grow with
+// the load. When the channel is full, Record drops the event instead of
+// waiting, counts it ([Store.Dropped]) and logs how many were lost at most
+// once a minute: the inspection record of those messages is then incomplete,
+// the messages themselves are not affected (the spool is the durable copy).
+// Raw bodies waiting for the writer are capped too
+// (Options.MaxPendingBodyBytes); past the cap the record is kept without its
+// body. The benchmark in this package measures how far the writer is from
+// that point.
+//
+// Records are pruned after Options.Retention, raw bodies Options.KeepBodies
+// after the message left the queue.
+package inspect
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	_ "modernc.org/sqlite" // database/sql driver "sqlite", pure Go
+
+	"github.com/mjrelay/mjrelay/relay/trafficlog"
+)
+
+// FileName is the store's file name in data_dir.
+const FileName = "store.db"
+
+// Path returns the store's path for a data directory.
+func Path(dataDir string) string { return filepath.Join(dataDir, FileName) }
+
+// Options configure a Store. Zero values get the defaults noted.
+type Options struct {
+	// Retention is how long message records are kept (default 720h).
+	Retention time.Duration
+	// KeepBodies is how long raw messages are kept after the message left
+	// the queue; 0 stores no bodies at all.
+	KeepBodies time.Duration
+	Logger     *slog.Logger
+	// ReadOnly opens an existing store for queries only (mjrelay log): no
+	// writer, no pruning; Record drops everything.
+	ReadOnly bool
+	// Buffer is how many events may wait for the writer (default 65536).
+	Buffer int
+	// MaxPendingBodyBytes caps the raw bodies waiting for the writer
+	// (default 256 MiB).
+	MaxPendingBodyBytes int64
+	// PruneEvery is the pruning period (default 10m).
+	PruneEvery time.Duration
+	// Now is the clock (tests). Default time.Now.
+	Now func() time.Time
+}
+
+// Store is an open traffic store. It is safe for concurrent use.
+type Store struct {
+	opts Options
+	log  *slog.Logger
+	path string
+	rdb  *sql.DB // readers
+	wdb  *sql.DB // the writer's single connection (nil when read-only)
+
+	in   chan *entry
+	quit chan struct{}
+	done chan struct{}
+
+	closed        atomic.Bool
+	closeOnce     sync.Once
+	closeErr      error
+	dropped       atomic.Uint64
+	bodiesDropped atomic.Uint64
+	writeErrors   atomic.Uint64
+	pendingBody   atomic.Int64
+	lastDropLog   atomic.Int64 // unix seconds
+	loggedDropped atomic.Uint64
+}
+
+// entry is one unit of work for the writer.
+type entry struct {
+	ev    trafficlog.Event
+	mj    *MailjetEvent
+	flush chan struct{} // closed once everything before it is committed
+	prune bool          // prune now, then close flush
+	body  []byte        // compressed e.ev.Raw (set by the writer)
+}
+
+// Open opens (creating if needed) the store at path and starts its writer.
+func Open(path string, o Options) (*Store, error) {
+	if o.Retention <= 0 {
+		o.Retention = 720 * time.Hour
+	}
+	if o.KeepBodies < 0 {
+		o.KeepBodies = 0
+	}
+	if o.Buffer <= 0 {
+		o.Buffer = 1 << 16
+	}
+	if o.MaxPendingBodyBytes <= 0 {
+		o.MaxPendingBodyBytes = 256 << 20
+	}
+	if o.PruneEvery <= 0 {
+		o.PruneEvery = 10 * time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{opts: o, log: o.Logger.With("component", "inspect"), path: path,
+		in: make(chan *entry, o.Buffer), quit: make(chan struct{}), done: make(chan struct{})}
+	if o.ReadOnly {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("traffic store: %w", err)
+		}
+		s.closed.Store(true)
+		close(s.done)
+	} else {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, err
+		}
+		w, err := openDB(path, 1, false)
+		if err != nil {
+			return nil, err
+		}
+		s.wdb = w
+		if err := migrate(w); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("traffic store %s: %w", path, err)
+		}
+		os.Chmod(path, 0o600)
+	}
+	r, err := openDB(path, 4, true)
+	if err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	s.rdb = r
+	if o.ReadOnly {
+		var v int
+		if err := r.QueryRow(`SELECT v FROM meta WHERE k='schema'`).Scan(&v); err != nil {
+			s.closeDBs()
+			return nil, fmt.Errorf("traffic store %s: %w", path, err)
+		} else if v != schemaVersion {
+			s.closeDBs()
+			return nil, fmt.Errorf("traffic store %s: schema version %d, this mjrelay reads %d", path, v, schemaVersion)
+		}
+		return s, nil
+	}
+	w, err := newWriter(s)
+	if err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	go w.run()
+	return s, nil
+}
+
+// openDB opens a connection pool with the store's pragmas.
+func openDB(path string, conns int, readOnly bool) (*sql.DB, error) {
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
+		"&_pragma=foreign_keys(OFF)&_pragma=cache_size(-32000)&_pragma=temp_store(MEMORY)"
+	if readOnly {
+		dsn += "&_pragma=query_only(1)"
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
+	db.SetConnMaxIdleTime(0)
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("traffic store %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// WantsBodies reports whether received events should carry the raw message.
+func (s *Store) WantsBodies() bool { return s.opts.KeepBodies > 0 && !s.opts.ReadOnly }
+
+// Record queues an event for the writer. It never waits: see the package
+// documentation for what happens when the buffer is full.
+func (s *Store) Record(e trafficlog.Event) {
+	if e.Time.IsZero() {
+		e.Time = s.opts.Now()
+	}
+	if !s.WantsBodies() {
+		e.Raw = nil
+	}
+	s.enqueue(&entry{ev: e})
+}
+
+func (s *Store) enqueue(en *entry) bool {
+	if s.closed.Load() {
+		s.drop(en)
+		return false
+	}
+	n := int64(len(en.ev.Raw))
+	if n > 0 && s.pendingBody.Add(n) > s.opts.MaxPendingBodyBytes {
+		s.pendingBody.Add(-n)
+		en.ev.Raw = nil
+		s.bodiesDropped.Add(1)
+		n = 0
+	}
+	select {
+	case s.in <- en:
+		return true
+	default:
+		s.pendingBody.Add(-n)
+		s.drop(en)
+		return false
+	}
+}
+
+func (s *Store) drop(en *entry) {
+	if en.flush != nil {
+		return
+	}
+	n := s.dropped.Add(1)
+	now := s.opts.Now().Unix()
+	last := s.lastDropLog.Load()
+	if now-last >= 60 && s.lastDropLog.CompareAndSwap(last, now) {
+		prev := s.loggedDropped.Swap(n)
+		s.log.Warn("traffic store buffer full: events dropped from the inspection record (mail is not affected)",
+			"dropped", n-prev, "dropped_total", n)
+	}
+}
+
+// RecordMailjet queues Mailjet webhook events. Unlike Record it waits for
+// room in the buffer until ctx ends, so that the webhook can answer 503 (and
+// Mailjet retry) rather than lose events.
+func (s *Store) RecordMailjet(ctx context.Context, evs []MailjetEvent) error {
+	for i := range evs {
+		if s.closed.Load() {
+			return ErrClosed
+		}
+		select {
+		case s.in <- &entry{mj: &evs[i]}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// ErrClosed is returned for work submitted after Close.
+var ErrClosed = errors.New("inspect: store closed")
+
+// Flush waits until everything recorded before it is committed.
+func (s *Store) Flush(ctx context.Context) error { return s.barrier(ctx, false) }
+
+// Prune runs the retention pruning now (it also runs every
+// Options.PruneEvery) and waits for it.
+func (s *Store) Prune(ctx context.Context) error { return s.barrier(ctx, true) }
+
+func (s *Store) barrier(ctx context.Context, prune bool) error {
+	if s.closed.Load() {
+		return nil
+	}
+	ch := make(chan struct{})
+	select {
+	case s.in <- &entry{flush: ch, prune: prune}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return nil
+	}
+}
+
+// Dropped returns how many events were dropped because the buffer was full
+// (or the store closed), and how many bodies were left out because too many
+// bytes were waiting.
+func (s *Store) Dropped() (events, bodies uint64) { return s.dropped.Load(), s.bodiesDropped.Load() }
+
+// Pending is the number of entries waiting for the writer.
+func (s *Store) Pending() int { return len(s.in) }
+
+// WriteErrors counts failed commits (their events are lost; see the log).
+func (s *Store) WriteErrors() uint64 { return s.writeErrors.Load() }
+
+// Close commits what is buffered and closes the database. Record calls
+// after Close are dropped.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		if !s.opts.ReadOnly {
+			s.closed.Store(true)
+			close(s.quit)
+			<-s.done
+		}
+		s.closeErr = s.closeDBs()
+	})
+	return s.closeErr
+}
+
+func (s *Store) closeDBs() error {
+	var err error
+	if s.rdb != nil {
+		err = s.rdb.Close()
+	}
+	if s.wdb != nil {
+		if _, cerr := s.wdb.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); cerr != nil && err == nil {
+			err = cerr
+		}
+		if cerr := s.wdb.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}

@@ -1,0 +1,70 @@
+package inspect
+
+import "time"
+
+// MailjetEvent is one event from Mailjet's event webhook (sent, open, click,
+// bounce, blocked, spam, unsub), reduced to what the store keeps. The web
+// package parses the webhook payload into these.
+type MailjetEvent struct {
+	Event string    `json:"event"`
+	Time  time.Time `json:"time"`
+	// Email is the recipient.
+	Email string `json:"email,omitempty"`
+	// MessageID is Mailjet's message id (a JSON string in the API: it
+	// exceeds JavaScript's integers).
+	MessageID   int64  `json:"mailjet_id,omitempty,string"`
+	MessageUUID string `json:"mailjet_uuid,omitempty"`
+	// CustomID is the relay's queue id, echoed by Mailjet.
+	CustomID string `json:"custom_id,omitempty"`
+	Campaign string `json:"campaign,omitempty"`
+
+	SMTPReply      string `json:"smtp_reply,omitempty"`       // sent
+	ErrorRelatedTo string `json:"error_related_to,omitempty"` // bounce, blocked
+	Error          string `json:"error,omitempty"`            // bounce, blocked
+	Comment        string `json:"comment,omitempty"`          // bounce
+	HardBounce     bool   `json:"hard_bounce,omitempty"`      // bounce
+	Blocked        bool   `json:"blocked,omitempty"`          // bounce
+	Source         string `json:"source,omitempty"`           // spam
+	URL            string `json:"url,omitempty"`              // click
+	IP             string `json:"ip,omitempty"`               // open, click, unsub
+	Geo            string `json:"geo,omitempty"`
+	Agent          string `json:"agent,omitempty"`
+	ListID         int64  `json:"list_id,omitempty,string"` // unsub
+}
+
+// MailjetEvents are the event names Mailjet sends.
+var MailjetEvents = []string{"sent", "open", "click", "bounce", "blocked", "spam", "unsub"}
+
+// reply is the text that best explains the event's outcome.
+func (e *MailjetEvent) reply() string {
+	switch {
+	case e.SMTPReply != "":
+		return e.SMTPReply
+	case e.Error != "" && e.ErrorRelatedTo != "":
+		s := e.ErrorRelatedTo + ": " + e.Error
+		if e.Comment != "" {
+			s += " (" + e.Comment + ")"
+		}
+		return s
+	case e.Error != "":
+		return e.Error
+	case e.Comment != "":
+		return e.Comment
+	case e.Source != "":
+		return "reported by " + e.Source
+	}
+	return ""
+}
+
+// reason is the short label for the failure chart.
+func (e *MailjetEvent) reason() string {
+	switch {
+	case e.ErrorRelatedTo != "" && e.Error != "":
+		return clip(e.ErrorRelatedTo+": "+e.Error, 60)
+	case e.Error != "":
+		return clip(e.Error, 60)
+	case e.Source != "":
+		return clip(e.Source, 60)
+	}
+	return ""
+}

@@ -1,0 +1,279 @@
+package inspect
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"database/sql"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// maxBatch bounds one transaction, so that a backlog is committed in
+// pieces and readers see progress.
+const maxBatch = 8192
+
+// writer owns the write connection; only its goroutine touches it.
+type writer struct {
+	s    *Store
+	ctx  context.Context
+	conn *sql.Conn
+	st   map[string]*sql.Stmt
+
+	lastKey int64
+	seq     int64
+	stats   map[statKey]*statVal
+
+	lastErrLog time.Time
+	unjoined   uint64
+}
+
+type statKey struct {
+	minute              int64
+	kind, class, reason string
+}
+
+type statVal struct {
+	n              int64
+	latSum, latMax float64
+}
+
+// statements are prepared once on the writer's connection.
+var statements = map[string]string{
+	"byID":      `SELECT ` + rowColumns + ` FROM messages WHERE id = ?`,
+	"byKey":     `SELECT ` + rowColumns + ` FROM messages WHERE key = ?`,
+	"insertMsg": `INSERT INTO messages (` + rowColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	"updateMsg": `UPDATE messages SET received_at=?, updated_at=?, final_at=?, state=?, class=?, class_rule=?,
+		mail_from=?, rcpt_to=?, header_from=?, subject=?, message_id=?, size=?, user=?, client=?, helo=?, tls=?,
+		verdict=?, reason=?, stage=?, reply=?, transport=?, upstream=?, attempts=?, mailjet_ids=?, latency_ms=?
+		WHERE key=?`,
+	"insertAddr":  `INSERT OR IGNORE INTO addrs (a, key) VALUES (?, ?)`,
+	"insertFTS":   `INSERT INTO fts (rowid, subject, addrs, ids) VALUES (?, ?, ?, ?)`,
+	"rcpts":       `SELECT rcpt, state, reply, coalesce(mj_id, 0), coalesce(mj_uuid, '') FROM rcpts WHERE key = ?`,
+	"putRcpt":     `INSERT OR REPLACE INTO rcpts (key, rcpt, state, reply, mj_id, mj_uuid, updated_at) VALUES (?,?,?,?,?,?,?)`,
+	"byMJID":      `SELECT key FROM rcpts WHERE mj_id = ? LIMIT 1`,
+	"byMJUUID":    `SELECT key FROM rcpts WHERE mj_uuid = ? LIMIT 1`,
+	"insertEvent": `INSERT INTO events (key, seq, at, kind, data) VALUES (?,?,?,?,?)`,
+	"putBody":     `INSERT OR REPLACE INTO bodies (key, final_at, size, data) VALUES (?,?,?,?)`,
+	"finalBody":   `UPDATE bodies SET final_at = ? WHERE key = ? AND final_at IS NULL`,
+	"stat": `INSERT INTO stats (minute, kind, class, reason, n, lat_sum, lat_max) VALUES (?,?,?,?,?,?,?)
+		ON CONFLICT DO UPDATE SET n = n + excluded.n, lat_sum = lat_sum + excluded.lat_sum, lat_max = max(lat_max, excluded.lat_max)`,
+}
+
+func newWriter(s *Store) (*writer, error) {
+	ctx := context.Background()
+	conn, err := s.wdb.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w := &writer{s: s, ctx: ctx, conn: conn, st: map[string]*sql.Stmt{}, stats: map[statKey]*statVal{}}
+	for name, q := range statements {
+		st, err := conn.PrepareContext(ctx, q)
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("preparing %s: %w", name, err)
+		}
+		w.st[name] = st
+	}
+	if err := conn.QueryRowContext(ctx, `SELECT coalesce(max(key), 0) FROM messages`).Scan(&w.lastKey); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	w.seq = time.Now().UnixNano()
+	return w, nil
+}
+
+func (w *writer) run() {
+	defer close(w.s.done)
+	defer func() {
+		for _, st := range w.st {
+			st.Close()
+		}
+		w.conn.Close()
+	}()
+	prune := time.NewTimer(time.Minute)
+	defer prune.Stop()
+	batch := make([]*entry, 0, maxBatch)
+	for {
+		select {
+		case en := <-w.s.in:
+			batch = w.collect(append(batch[:0], en))
+			w.process(batch, true)
+		case <-prune.C:
+			w.prune(w.s.opts.Now())
+			prune.Reset(w.s.opts.PruneEvery)
+		case <-w.s.quit:
+			for {
+				batch = w.collect(batch[:0])
+				if len(batch) == 0 {
+					return
+				}
+				w.process(batch, false)
+			}
+		}
+	}
+}
+
+// process commits a batch and answers its Prune requests (pruning once if
+// allowed).
+func (w *writer) process(batch []*entry, allowPrune bool) {
+	w.commit(batch)
+	pruned := false
+	for _, en := range batch {
+		if en.prune {
+			if allowPrune && !pruned {
+				w.prune(w.s.opts.Now())
+				pruned = true
+			}
+			close(en.flush)
+		}
+	}
+}
+
+// collect adds what is waiting, without blocking, up to maxBatch.
+func (w *writer) collect(batch []*entry) []*entry {
+	for len(batch) < maxBatch {
+		select {
+		case en := <-w.s.in:
+			batch = append(batch, en)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// commit applies a batch in one transaction.
+func (w *writer) commit(batch []*entry) {
+	w.compress(batch)
+	err := w.tx(func() error {
+		for _, en := range batch {
+			if en.flush != nil {
+				continue
+			}
+			var err error
+			if en.mj != nil {
+				err = w.applyMailjet(en.mj)
+			} else {
+				err = w.apply(en)
+			}
+			if err != nil {
+				w.logErr("cannot record an event in the traffic store", err, "event", en.ev.Event, "id", en.ev.ID)
+			}
+		}
+		return w.flushStats()
+	})
+	if err != nil {
+		w.s.writeErrors.Add(1)
+		w.logErr("traffic store commit failed: these events are missing from the inspection record", err, "events", len(batch))
+	}
+	for _, en := range batch {
+		if n := len(en.ev.Raw); n > 0 {
+			w.s.pendingBody.Add(-int64(n))
+		}
+		en.ev.Raw, en.body = nil, nil
+		if en.flush != nil && !en.prune {
+			close(en.flush)
+		}
+	}
+}
+
+func (w *writer) tx(fn func() error) error {
+	if _, err := w.conn.ExecContext(w.ctx, `BEGIN IMMEDIATE`); err != nil {
+		return err
+	}
+	if err := fn(); err != nil {
+		w.conn.ExecContext(w.ctx, `ROLLBACK`)
+		clear(w.stats)
+		return err
+	}
+	_, err := w.conn.ExecContext(w.ctx, `COMMIT`)
+	if err != nil {
+		w.conn.ExecContext(w.ctx, `ROLLBACK`)
+	}
+	return err
+}
+
+func (w *writer) logErr(msg string, err error, args ...any) {
+	now := time.Now()
+	if now.Sub(w.lastErrLog) < 10*time.Second {
+		return
+	}
+	w.lastErrLog = now
+	w.s.log.Error(msg, append(args, "err", err)...)
+}
+
+// compress deflates the batch's raw bodies, on all cores, before the
+// transaction starts.
+func (w *writer) compress(batch []*entry) {
+	var todo []*entry
+	for _, en := range batch {
+		if len(en.ev.Raw) > 0 {
+			todo = append(todo, en)
+		}
+	}
+	if len(todo) == 0 {
+		return
+	}
+	work := make(chan *entry)
+	var wg sync.WaitGroup
+	for range min(len(todo), runtime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			var buf bytes.Buffer
+			fw, _ := flate.NewWriter(&buf, flate.BestSpeed)
+			for en := range work {
+				buf.Reset()
+				fw.Reset(&buf)
+				fw.Write(en.ev.Raw)
+				fw.Close()
+				en.body = bytes.Clone(buf.Bytes())
+			}
+		})
+	}
+	for _, en := range todo {
+		work <- en
+	}
+	close(work)
+	wg.Wait()
+}
+
+func (w *writer) stat(t time.Time, kind, class, reason string, lat float64) {
+	k := statKey{minute: t.Unix() / 60, kind: kind, class: class, reason: reason}
+	v := w.stats[k]
+	if v == nil {
+		v = &statVal{}
+		w.stats[k] = v
+	}
+	v.n++
+	if lat > 0 {
+		v.latSum += lat
+		v.latMax = max(v.latMax, lat)
+	}
+}
+
+func (w *writer) flushStats() error {
+	for k, v := range w.stats {
+		if _, err := w.st["stat"].ExecContext(w.ctx, k.minute, k.kind, k.class, k.reason, v.n, v.latSum, v.latMax); err != nil {
+			return err
+		}
+	}
+	clear(w.stats)
+	return nil
+}
+
+// newKey returns a fresh message key for a message received at ms.
+func (w *writer) newKey(ms int64) int64 {
+	k := ms * keyPerMS
+	if k <= w.lastKey {
+		k = w.lastKey + 1
+	}
+	w.lastKey = k
+	return k
+}
+
+// keyPerMS: a key is unix milliseconds × keyPerMS + a sequence number.
+const keyPerMS = 1_000_000
+
+func keyAt(t time.Time) int64 { return t.UnixMilli() * keyPerMS }
