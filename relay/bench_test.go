@@ -139,11 +139,11 @@ func BenchmarkRelay(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	runClients(b, e, 32, b.N)
-	for len(e.up.Received()) < b.N {
+	for e.up.Count() < b.N {
 		select {
 		case <-e.up.Arrivals():
 		case <-time.After(30 * time.Second):
-			b.Fatalf("only %d of %d delivered", len(e.up.Received()), b.N)
+			b.Fatalf("only %d of %d delivered", e.up.Count(), b.N)
 		}
 	}
 	took := time.Since(start)

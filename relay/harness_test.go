@@ -215,7 +215,7 @@ func (e *env) waitFor(what string, cond func() bool) {
 // waitDelivered waits for n messages at the upstream.
 func (e *env) waitDelivered(n int) []mjtest.Received {
 	e.t.Helper()
-	e.waitFor(fmt.Sprintf("%d messages at the upstream", n), func() bool { return len(e.up.Received()) >= n })
+	e.waitFor(fmt.Sprintf("%d messages at the upstream", n), func() bool { return e.up.Count() >= n })
 	return e.up.Received()
 }
 

@@ -135,6 +135,13 @@ func (r *SMTPRelay) Received() []Received {
 	return append([]Received(nil), r.received...)
 }
 
+// Count is how many messages were accepted (cheaper than Received).
+func (r *SMTPRelay) Count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.received)
+}
+
 // Arrivals receives a value per accepted message.
 func (r *SMTPRelay) Arrivals() <-chan struct{} { return r.arrivals }
 

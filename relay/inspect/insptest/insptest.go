@@ -30,6 +30,7 @@ type Flow struct {
 	t      time.Time
 	recv   time.Time
 	n      int
+	tr     string
 	events []trafficlog.Event
 }
 
@@ -68,7 +69,7 @@ func (f *Flow) Received(raw []byte) *Flow {
 // Attempt adds a delivery attempt; each RcptResult's Status tells the
 // outcome the next calls will record.
 func (f *Flow) Attempt(transport, reply string, rcpts ...trafficlog.RcptResult) *Flow {
-	f.n++
+	f.n, f.tr = f.n+1, transport
 	e := f.ev(trafficlog.Attempt, 2*time.Second)
 	e.Transport, e.Upstream, e.Reply, e.Attempt, e.DurationMS = transport, "in-v3.mailjet.com:587", reply, f.n, 180
 	e.Rcpts = rcpts
@@ -81,7 +82,7 @@ func (f *Flow) outcome(kind, reply, reason string, to []string) *Flow {
 	if len(to) > 0 {
 		e.To = to
 	}
-	e.Transport, e.Upstream, e.Reply, e.Reason, e.Attempt = "smtp", "in-v3.mailjet.com:587", reply, reason, f.n
+	e.Transport, e.Upstream, e.Reply, e.Reason, e.Attempt = f.tr, "in-v3.mailjet.com:587", reply, reason, f.n
 	e.DurationMS = float64(f.t.Sub(f.recv).Milliseconds())
 	f.events = append(f.events, e)
 	return f
@@ -164,7 +165,7 @@ func NewSample(t time.Time) *Sample {
 		s.IDs[name] = f.base.ID
 		s.Events = append(s.Events, f.Events()...)
 	}
-	id := func(n uint32) string { return QueueID(t.Add(time.Duration(n)*time.Second), n) }
+	id := func(n uint32) string { return QueueID(t.Add(time.Duration(n-1)*10*time.Second), n) }
 
 	inv := NewFlow(t, id(1), "invoices@acme.example", []string{"mr.x@client.example"}, "Invoice INV/2026/0042").
 		Received([]byte("From: invoices@acme.example\r\nTo: mr.x@client.example\r\nSubject: Invoice INV/2026/0042\r\n\r\nHello Mr. X\r\n")).
