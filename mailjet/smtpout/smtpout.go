@@ -166,7 +166,7 @@ func (t *Target) send(ctx context.Context, c *conn, m *mailjet.Message) (res mai
 		return res, true, false
 	}
 	hints := mailjet.HintHeaders(m)
-	if err := c.c.Mail(m.From, &smtp.MailOptions{Size: int64(len(hints) + len(m.Body)), UTF8: m.UTF8}); err != nil {
+	if err := c.c.Mail(quoteLocal(m.From), &smtp.MailOptions{Size: int64(len(hints) + len(m.Body)), UTF8: m.UTF8}); err != nil {
 		res.Rcpts, res.Reply = t.classify(m, err)
 		return res, resetOK(c, err), !isSMTP(err)
 	}
@@ -174,7 +174,7 @@ func (t *Target) send(ctx context.Context, c *conn, m *mailjet.Message) (res mai
 	accepted := 0
 	for i, r := range m.Rcpts {
 		res.Rcpts[i] = mailjet.RcptResult{Rcpt: r, Status: mailjet.Delivered}
-		if err := c.c.Rcpt(r, nil); err != nil {
+		if err := c.c.Rcpt(quoteLocal(r), nil); err != nil {
 			if !isSMTP(err) {
 				res.Rcpts, res.Reply = t.classify(m, err)
 				return res, false, false
@@ -259,6 +259,37 @@ func resetOK(c *conn, err error) bool {
 		}
 	}
 	return c.c.Reset() == nil
+}
+
+// quoteLocal writes an address's local part as a quoted string when it is
+// not a dot-atom (RFC 5321 4.1.2): go-smtp's server hands the relay the
+// unquoted form, and its client sends addresses as given.
+func quoteLocal(addr string) string {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return addr
+	}
+	local := addr[:at]
+	if isDotAtom(local) {
+		return addr
+	}
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	return `"` + r.Replace(local) + `"` + addr[at:]
+}
+
+func isDotAtom(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for _, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c >= 0x80, c == '.':
+		case strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", c):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // upstreamID extracts the queue id from a reply like "2.0.0 OK queued as X".

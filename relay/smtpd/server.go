@@ -62,6 +62,7 @@ type Server struct {
 	classes Classifier
 	bodies  bool
 	slots   chan struct{} // connection slots shared by both listeners
+	open    *conns
 	bufs    sync.Pool
 	maxLine int
 
@@ -75,7 +76,7 @@ func New(cfg *config.Config, d Deps) (*Server, error) {
 		cfg: cfg, queue: d.Queue, policy: d.Policy, traffic: d.Traffic, log: d.Logger,
 		users: newUsers(cfg.SMTP.Users), fails: newFailures(), trusted: cfg.TrustedPrefixes(),
 		tlsConf: d.TLS, slots: make(chan struct{}, max(cfg.SMTP.MaxConnections, 1)),
-		classes: d.Classifier, bodies: d.WantBodies,
+		classes: d.Classifier, bodies: d.WantBodies, open: newConns(),
 	}
 	if s.classes == nil {
 		s.classes = policy.NewClassifier(&config.Config{}, nil)
@@ -138,7 +139,8 @@ func (s *Server) Listen() error {
 			return err
 		}
 		s.addrs = append(s.addrs, l.Addr())
-		go s.plain.Serve(&limitListener{Listener: l, slots: s.slots, greet: []byte("421 4.7.0 " + s.cfg.Hostname + " Too many connections, try again later\r\n")})
+		go s.plain.Serve(&limitListener{Listener: l, slots: s.slots, open: s.open, log: s.log,
+			greet: []byte("421 4.7.0 " + s.cfg.Hostname + " Too many connections, try again later\r\n")})
 	}
 	if a := s.cfg.SMTP.ListenTLS; a != "" {
 		l, err := net.Listen("tcp", a)
@@ -147,7 +149,7 @@ func (s *Server) Listen() error {
 			return err
 		}
 		s.addrs = append(s.addrs, l.Addr())
-		go s.implicit.Serve(tls.NewListener(&limitListener{Listener: l, slots: s.slots}, s.tlsConf))
+		go s.implicit.Serve(tls.NewListener(&limitListener{Listener: l, slots: s.slots, open: s.open, log: s.log}, s.tlsConf))
 	}
 	return nil
 }
@@ -190,12 +192,16 @@ func (s *Server) putBuf(b *bytes.Buffer) {
 	}
 }
 
-// limitListener caps concurrent connections. Over the cap, a plain client
-// gets a 421 greeting and the connection ends (never mid-session).
+// limitListener caps concurrent connections. When all slots are taken, the
+// connection that has made no progress for longest is closed to make room
+// (see conns); only if every connection is in a transaction does a new
+// plain client get a 421 greeting (never a 421 mid-session).
 type limitListener struct {
 	net.Listener
 	slots chan struct{}
+	open  *conns
 	greet []byte
+	log   *slog.Logger
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -204,27 +210,49 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
+		if l.take() {
+			sc := &slotConn{Conn: c, open: l.open, release: func() { <-l.slots }}
+			l.open.add(sc)
+			return sc, nil
+		}
+		l.log.Warn("connection refused: every connection slot is in a transaction", "client", c.RemoteAddr().String(), "max_connections", cap(l.slots))
+		if l.greet != nil {
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			c.Write(l.greet)
+		}
+		c.Close()
+	}
+}
+
+// take gets a slot, evicting idle connections while none is free.
+func (l *limitListener) take() bool {
+	for tries := 0; tries < 3; tries++ {
 		select {
 		case l.slots <- struct{}{}:
-			return &slotConn{Conn: c, release: func() { <-l.slots }}, nil
+			return true
 		default:
-			if l.greet != nil {
-				c.SetWriteDeadline(time.Now().Add(time.Second))
-				c.Write(l.greet)
-			}
-			c.Close()
+		}
+		if !l.open.evict() {
+			return false
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return true
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	return false
 }
 
 type slotConn struct {
 	net.Conn
+	open    *conns
 	once    sync.Once
 	release func()
 }
 
 func (c *slotConn) Close() error {
-	c.once.Do(c.release)
+	c.once.Do(func() { c.open.remove(c); c.release() })
 	return c.Conn.Close()
 }
 

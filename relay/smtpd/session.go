@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -98,6 +99,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 			return s.authFailed(username)
 		}
 		s.user = &u
+		s.srv.open.touch(s.client, false)
 		return nil
 	}
 	switch strings.ToUpper(mech) {
@@ -122,8 +124,10 @@ func (s *session) authFailed(username string) error {
 		s.srv.log.Warn("repeated SMTP authentication failures", "client", s.client, "failures", n, "user", clip(username, 100))
 	}
 	if s.fails >= maxAuthFailsPerConn {
-		// go-smtp writes the 535 first; the connection then ends.
-		go func() { time.Sleep(100 * time.Millisecond); s.conn.Close() }()
+		// go-smtp writes the 535 first; its next read then sees EOF and the
+		// session ends. (Odoo tries PLAIN then LOGIN: two failures, so a
+		// mistyped password never gets here.)
+		closeRead(s.conn.Conn())
 	}
 	return smtp.ErrAuthFailed
 }
@@ -156,6 +160,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	s.from = from
 	s.utf8 = opts != nil && opts.UTF8
+	s.srv.open.touch(s.client, true)
 	return nil
 }
 
@@ -189,10 +194,12 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 			fmt.Sprintf("Too many recipients: at most %d per message", s.srv.cfg.SMTP.MaxRecipients))
 	}
 	s.rcpts = append(s.rcpts, to)
+	s.srv.open.touch(s.client, true)
 	return nil
 }
 
 func (s *session) Data(r io.Reader) error {
+	defer s.srv.open.touch(s.client, false)
 	// The go-smtp read deadline was set for the DATA command line; give the
 	// whole body data_timeout from here.
 	s.conn.Conn().SetReadDeadline(time.Now().Add(s.srv.cfg.SMTP.DataTimeout.D()))
@@ -286,9 +293,31 @@ func (s *session) refuseData(v policy.Verdict, info headerInfo, size int64) *smt
 	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: v.Message}
 }
 
-func (s *session) Reset() { s.from, s.utf8, s.rcpts = "", false, nil }
+func (s *session) Reset() {
+	s.from, s.utf8, s.rcpts = "", false, nil
+	s.srv.open.idle(s.client)
+}
 
 func (s *session) Logout() error { return nil }
+
+// closeRead ends the reading side of a connection, so that what is being
+// written still goes out but the next command read ends the session.
+func closeRead(c net.Conn) {
+	for {
+		switch x := c.(type) {
+		case *tls.Conn:
+			c = x.NetConn()
+		case *slotConn:
+			c = x.Conn
+		case *net.TCPConn:
+			x.CloseRead()
+			return
+		default:
+			c.SetReadDeadline(time.Now())
+			return
+		}
+	}
+}
 
 func isASCII(from string, rcpts []string) bool {
 	for _, a := range append([]string{from}, rcpts...) {
