@@ -55,7 +55,9 @@ type world struct {
 	cfgPath string
 }
 
-func newWorld(t *testing.T) *world {
+// newWorld sets up an upstream and a config; edits are old→new
+// replacements applied to the config text.
+func newWorld(t *testing.T, edits ...string) *world {
 	up, err := mjtest.NewSMTPRelay(apiKey, secretKey, mjtest.StartTLS)
 	if err != nil {
 		t.Fatal(err)
@@ -89,6 +91,12 @@ listen = "127.0.0.1:0"
 [policy]
 sender_check = "off"
 `, filepath.Join(dir, "data"), hash, apiKey, secretKey, up.Port(), ca)
+	for i := 0; i+1 < len(edits); i += 2 {
+		if !strings.Contains(cfg, edits[i]) {
+			t.Fatalf("config edit: %q not found", edits[i])
+		}
+		cfg = strings.Replace(cfg, edits[i], edits[i+1], 1)
+	}
 	p := filepath.Join(dir, "mjrelay.toml")
 	os.WriteFile(p, []byte(cfg), 0o600)
 	return &world{t: t, up: up, dir: dir, cfgPath: p}
