@@ -139,8 +139,7 @@ func (s *Server) Listen() error {
 			return err
 		}
 		s.addrs = append(s.addrs, l.Addr())
-		go s.plain.Serve(&limitListener{Listener: l, slots: s.slots, open: s.open, log: s.log,
-			greet: []byte("421 4.7.0 " + s.cfg.Hostname + " Too many connections, try again later\r\n")})
+		go s.Serve(l)
 	}
 	if a := s.cfg.SMTP.ListenTLS; a != "" {
 		l, err := net.Listen("tcp", a)
@@ -152,6 +151,13 @@ func (s *Server) Listen() error {
 		go s.implicit.Serve(tls.NewListener(&limitListener{Listener: l, slots: s.slots, open: s.open, log: s.log}, s.tlsConf))
 	}
 	return nil
+}
+
+// Serve serves plain SMTP (STARTTLS offered) on l until it is closed; Listen
+// uses it, and tests hand it their own listener.
+func (s *Server) Serve(l net.Listener) error {
+	return s.plain.Serve(&limitListener{Listener: l, slots: s.slots, open: s.open, log: s.log,
+		greet: []byte("421 4.7.0 " + s.cfg.Hostname + " Too many connections, try again later\r\n")})
 }
 
 // Addrs are the bound addresses: plain first (if configured), then TLS.

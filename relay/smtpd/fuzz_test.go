@@ -1,0 +1,109 @@
+package smtpd_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/mjrelay/mjrelay/relay/config"
+	"github.com/mjrelay/mjrelay/relay/smtpd"
+	"github.com/mjrelay/mjrelay/relay/spool"
+)
+
+// pipeListener hands the server one end of in-memory connections that
+// look like they come from 127.0.0.1.
+type pipeListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+type loopConn struct{ net.Conn }
+
+func (loopConn) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000} }
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+func (l *pipeListener) Close() error   { l.once.Do(func() { close(l.done) }); return nil }
+func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+// panicLog fails the fuzz run when go-smtp recovers a panic (it only logs).
+type panicLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (p *panicLog) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.buf.Write(b)
+}
+func (p *panicLog) panicked() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Contains(p.buf.String(), "panic")
+}
+
+func FuzzSession(f *testing.F) {
+	for _, seed := range []string{
+		"EHLO [127.0.0.1]\r\nAUTH PLAIN AG9kb28AcHc=\r\nmail FROM:<bounce@example.com> size=20\r\nrcpt TO:<noreply@odoo.com>\r\ndata\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n",
+		"EHLO x\r\nAUTH LOGIN b2Rvbw==\r\ncHc=\r\nMAIL FROM:<a@example.com> BODY=8BITMIME SMTPUTF8\r\nRCPT TO:<jürgen@example.org>\r\nDATA\r\nSubject: é\r\n\r\n\xc3\xa9\r\n..dots\r\n.\r\n",
+		"EHLO x\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\nbody\n.\r\nMAIL FROM:<smuggled@x.y>\r\n.\r\n",
+		"HELO x\r\nAUTH PLAIN =\r\nAUTH PLAIN *\r\nRSET\r\nNOOP\r\nVRFY a\r\nBDAT 5 LAST\r\nhello",
+		"EHLO x\r\nMAIL FROM:<@a,@b:c@d.e>\r\nRCPT TO:<\"q\\\"x\"@example.org>\r\nRCPT TO:<a%b@c.d>\r\nDATA\r\n\r\n.\r\n",
+		"EHLO x\r\nSTARTTLS\r\n",
+		"EHLO x\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n" + strings.Repeat("x", 3000) + "\r\n.\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	cfg := config.Default()
+	cfg.DataDir = f.TempDir()
+	cfg.SMTP.Users = []config.User{{Username: "odoo", PasswordHash: config.Secret(hash)}}
+	cfg.SMTP.MaxMessageSize = 4096
+	cfg.SMTP.MaxRecipients = 5
+	sp, err := spool.Open(f.TempDir(), spool.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer sp.Close()
+	plog := &panicLog{}
+	srv, err := smtpd.New(cfg, smtpd.Deps{Queue: sp, Logger: slog.New(slog.NewTextHandler(plog, nil))})
+	if err != nil {
+		f.Fatal(err)
+	}
+	l := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	go srv.Serve(l)
+	defer srv.Shutdown(context.Background())
+
+	f.Fuzz(func(t *testing.T, in []byte) {
+		client, server := net.Pipe()
+		l.conns <- loopConn{server}
+		// End any DATA, then QUIT; the deadline is a backstop for inputs
+		// that leave the session waiting (e.g. inside AUTH LOGIN).
+		client.SetDeadline(time.Now().Add(time.Second))
+		go func() {
+			client.Write(in)
+			client.Write([]byte("\r\n.\r\nQUIT\r\n"))
+		}()
+		io.Copy(io.Discard, client) // until the server closes
+		client.Close()
+		if plog.panicked() {
+			t.Fatalf("the session panicked on %q:\n%s", in, plog.buf.String())
+		}
+	})
+}
