@@ -1,0 +1,69 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/mjrelay/mjrelay/mailjet/mjtest"
+)
+
+// TestSecretsNeverWritten runs the relay with real keys and a sender check
+// against the REST emulator, logs in badly and well, delivers, then greps
+// everything the relay wrote — its log and every file in data_dir — for
+// the Mailjet secret key, the passwords and the password hash.
+func TestSecretsNeverWritten(t *testing.T) {
+	api := mjtest.NewAPI(apiKey, secretKey)
+	defer api.Close()
+	api.AddSender("*@example.com", "Active", "transactional")
+	w := newWorld(t, `sender_check = "off"`, `sender_check = "enforce"`, "[mailjet]\n", "[mailjet]\napi_url = \""+api.URL()+"\"\n")
+	cfg, _ := os.ReadFile(w.cfgPath)
+	hashLine := string(cfg[bytes.Index(cfg, []byte("$2a$")):])
+	hash := hashLine[:strings.IndexByte(hashLine, '"')]
+
+	p := w.serve()
+	const badPassword = "wrong-Pa55-marker"
+	c, err := smtp.Dial(p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Auth(sasl.NewPlainClient("", "odoo", badPassword)); err == nil {
+		t.Fatal("bad password accepted")
+	}
+	c.Close()
+	c = dial(t, p.addr)
+	if err := sendToken(c, "secret-check"); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+	waitUntil(t, "delivery", 20*time.Second, func() bool { return len(w.up.Received()) == 1 })
+	time.Sleep(300 * time.Millisecond) // the traffic log flushes every 200 ms
+
+	secrets := map[string]string{"Mailjet secret key": secretKey, "SMTP password": odooPass, "bad password": badPassword, "password hash": hash}
+	check := func(where string, data []byte) {
+		for name, s := range secrets {
+			if bytes.Contains(data, []byte(s)) {
+				t.Errorf("the %s appears in %s", name, where)
+			}
+		}
+	}
+	check("the process log", []byte(p.log()))
+	n := 0
+	filepath.Walk(filepath.Join(w.dir, "data"), func(path string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			data, _ := os.ReadFile(path)
+			check(path, data)
+			n++
+		}
+		return nil
+	})
+	if n < 3 || !strings.Contains(p.log(), apiKey) {
+		t.Fatalf("checked %d files; the log should at least name the API key (it does not?)", n)
+	}
+}
