@@ -85,6 +85,7 @@ type API struct {
 	requests          int
 	byPath            map[string]int
 	now               func() time.Time
+	send              *apiSendState // /v3.1/send (api_send.go)
 }
 
 // NewAPI starts an emulated Mailjet REST API that accepts the given key pair.
@@ -96,6 +97,7 @@ func NewAPI(apiKey, secretKey string) *API {
 		nextID:    1000,
 		byPath:    map[string]int{},
 		now:       func() time.Time { return time.Now().UTC().Truncate(time.Second) },
+		send:      newAPISendState(),
 	}
 	a.srv = httptest.NewServer(http.HandlerFunc(a.serveHTTP))
 	return a

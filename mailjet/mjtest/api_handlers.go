@@ -115,7 +115,10 @@ func (a *API) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	path := r.URL.Path
-	// /v3.1/send (Send API) is not emulated yet; it gets its own branch here.
+	if strings.EqualFold(strings.TrimSuffix(path, "/"), apiSendPath) {
+		a.serveSend(w, r)
+		return
+	}
 	if len(path) < len(apiRESTPrefix) || !strings.EqualFold(path[:len(apiRESTPrefix)], apiRESTPrefix) {
 		a.writeError(w, http.StatusNotFound, "Object not found")
 		return

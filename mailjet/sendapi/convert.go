@@ -253,7 +253,9 @@ func decodeText(data []byte, label string) (string, error) {
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
-	s = strings.ReplaceAll(s, "\r\n", "\n")
+	// CRLF is the wire form of a line end; a bare CR is not legal in a body
+	// (RFC 5322 §2.3) and is read as a line end too.
+	s = strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\r", "\n")
 	return s, nil
 }
 

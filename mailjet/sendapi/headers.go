@@ -40,10 +40,13 @@ var forbidden = map[string]bool{
 // IsForbiddenHeader reports whether the Send API refuses name in Headers.
 func IsForbiddenHeader(name string) bool { return forbidden[strings.ToLower(name)] }
 
-// structural headers describe the MIME structure the API rebuilds itself.
-var structural = map[string]bool{
+// dropped are headers that are allowed but would be wrong in the message
+// Mailjet builds: the MIME structure headers (the API rebuilds the MIME
+// tree) and ARC signatures over the original bytes.
+var dropped = map[string]bool{
 	"mime-version": true, "content-type": true, "content-transfer-encoding": true,
 	"content-disposition": true, "content-id": true, "content-description": true,
+	"arc-seal": true, "arc-message-signature": true, "arc-authentication-results": true,
 }
 
 // headerData is what the top-level header gives: the message without its
@@ -149,7 +152,7 @@ func readHeader(h textproto.Header, m *mailjet.Message) (*headerData, error) {
 				msg.Variables = json.RawMessage(strings.TrimSpace(val))
 			}
 		default:
-			if forbidden[low] || structural[low] {
+			if forbidden[low] || dropped[low] {
 				continue
 			}
 			hd.addHeader(fields, key, val)

@@ -195,7 +195,7 @@ def case_attachments():
         att("application/pdf", long_name, PDF),
         att("text/csv; charset=iso-8859-1", "export.csv", CSV_LATIN1),
         att("text/csv", "brut.csv", CSV_LATIN1),
-        att("text/calendar; charset=utf-8", "invitation.ics", ICS),
+        att("text/calendar; charset=utf-8; method=REQUEST", "invitation.ics", ICS),
     ]
     exp = expected_msg(FROM, [ZOE], [], [], subject, TEXT, HTML, kept,
                        attachments=atts, custom_id="q-att")
@@ -271,7 +271,7 @@ def case_envelope_bcc():
     # To: the envelope recipients that appear in To (dave is not one), as the
     # header spells them; Cc likewise; the rest of the envelope becomes Bcc.
     exp = expected_msg(FROM, [ZOE], [CARLA], ["secret@example.com"],
-                       subject, TEXT, "", kept, custom_id="q-bcc")
+                       subject, TEXT, "", kept, custom_id="q-bcc", priority=2)
     return msg, rcpts, "q-bcc", {"priority": 2, "campaign": ""}, [exp]
 
 
