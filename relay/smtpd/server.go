@@ -9,10 +9,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -252,9 +254,19 @@ func (l *limitListener) take() bool {
 
 type slotConn struct {
 	net.Conn
-	open    *conns
-	once    sync.Once
-	release func()
+	open       *conns
+	once       sync.Once
+	release    func()
+	readClosed atomic.Bool
+}
+
+// Read returns EOF once the session is to end (see closeRead), whatever the
+// client still sends.
+func (c *slotConn) Read(b []byte) (int, error) {
+	if c.readClosed.Load() {
+		return 0, io.EOF
+	}
+	return c.Conn.Read(b)
 }
 
 func (c *slotConn) Close() error {

@@ -303,20 +303,14 @@ func (s *session) Logout() error { return nil }
 // closeRead ends the reading side of a connection, so that what is being
 // written still goes out but the next command read ends the session.
 func closeRead(c net.Conn) {
-	for {
-		switch x := c.(type) {
-		case *tls.Conn:
-			c = x.NetConn()
-		case *slotConn:
-			c = x.Conn
-		case *net.TCPConn:
-			x.CloseRead()
-			return
-		default:
-			c.SetReadDeadline(time.Now())
-			return
-		}
+	if t, ok := c.(*tls.Conn); ok {
+		c = t.NetConn()
 	}
+	if sc, ok := c.(*slotConn); ok {
+		sc.readClosed.Store(true)
+		return
+	}
+	c.Close()
 }
 
 func isASCII(from string, rcpts []string) bool {
