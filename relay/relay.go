@@ -24,9 +24,11 @@ import (
 	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/control"
 	"github.com/mjrelay/mjrelay/relay/deliver"
+	"github.com/mjrelay/mjrelay/relay/inspect"
 	"github.com/mjrelay/mjrelay/relay/smtpd"
 	"github.com/mjrelay/mjrelay/relay/spool"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
+	"github.com/mjrelay/mjrelay/relay/web"
 )
 
 // Options are the parts that tests replace; the zero value is production.
@@ -52,6 +54,10 @@ type Relay struct {
 	// Account is the cached Mailjet account state (nil when the sender
 	// check does not use Mailjet).
 	Account *account.Cache
+	// Store is the traffic inspection store (it observes; it is not in
+	// the mail's path).
+	Store   *inspect.Store
+	web     *web.Server
 	smtp    *smtpd.Server
 	targets []mailjet.Target
 	traffic *trafficlog.JSONLines
@@ -93,6 +99,18 @@ func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
 		recorders = append(recorders, o.Traffic)
 	}
 
+	checker := o.Policy
+	if checker == nil {
+		if checker, err = r.startPolicy(); err != nil {
+			return nil, err
+		}
+	}
+	var acct policy.Account
+	var acctState interface{ State() account.State }
+	if r.Account != nil {
+		acct, acctState = r.Account, r.Account
+	}
+
 	r.Spool, err = spool.Open(cfg.QueueDir(), spool.Options{
 		MaxBytes: cfg.Queue.MaxBytes, MaxMessages: cfg.Queue.MaxMessages, MinFreeBytes: cfg.Queue.MinFreeBytes, Logger: log,
 	})
@@ -102,6 +120,20 @@ func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
 	if err != nil {
 		return nil, err
 	}
+
+	if r.Store, err = inspect.Open(filepath.Join(cfg.DataDir, "store.db"), inspect.Options{
+		Retention: cfg.Store.Retention.D(), KeepBodies: cfg.Store.KeepBodies.D(), Logger: log,
+	}); err != nil {
+		return nil, fmt.Errorf("traffic store: %w", err)
+	}
+	recorders = append(recorders, r.Store)
+	if r.web, err = web.New(web.Deps{
+		Config: cfg, Store: r.Store, Queue: liveQueue{r}, Account: acctState,
+		QueueDepth: r.queueDepth, Ready: r.ready, Logger: log,
+	}); err != nil {
+		return nil, err
+	}
+	recorders = append(recorders, r.web.Recorder())
 
 	var lns []deliver.Lane
 	if lns, r.targets, err = lanes(cfg, o.UpstreamRoots, o.Target, log); err != nil {
@@ -126,18 +158,8 @@ func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
 		log.Info("resuming the queue", "messages", st.Messages)
 	}
 
-	checker := o.Policy
-	if checker == nil {
-		if checker, err = r.startPolicy(); err != nil {
-			return nil, err
-		}
-	}
-	var acct policy.Account
-	if r.Account != nil {
-		acct = r.Account
-	}
 	r.smtp, err = smtpd.New(cfg, smtpd.Deps{Queue: r.Spool, Policy: checker, Traffic: recorders, Logger: log,
-		Classifier: policy.NewClassifier(cfg, acct)})
+		Classifier: policy.NewClassifier(cfg, acct), WantBodies: r.Store.WantsBodies()})
 	if err != nil {
 		return nil, err
 	}
@@ -206,20 +228,54 @@ func openTraffic(cfg *config.Config) (*trafficlog.JSONLines, error) {
 	return trafficlog.NewJSONLines(w), nil
 }
 
+// startHTTP serves the web UI, the JSON API, /metrics, /healthz, /readyz
+// and the Mailjet webhook.
 func (r *Relay) startHTTP() error {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		fmt.Fprintln(w, "ok")
-	})
 	l, err := net.Listen("tcp", r.cfg.HTTP.Listen)
 	if err != nil {
 		return err
 	}
 	r.httpLn = l
-	r.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	r.http = &http.Server{Handler: r.web.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: time.Minute, WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute}
 	go r.http.Serve(l)
 	r.log.Info("HTTP listening", "addr", l.Addr().String())
+	return nil
+}
+
+// liveQueue is the web UI's view of the queue; it reaches the scheduler
+// lazily, as the web server is built before it.
+type liveQueue struct{ r *Relay }
+
+func (q liveQueue) live() control.Live                          { return control.Live{Spool: q.r.Spool, Sched: q.r.Sched} }
+func (q liveQueue) List() []spool.Item                          { return q.live().List() }
+func (q liveQueue) Stats() spool.Stats                          { return q.live().Stats() }
+func (q liveQueue) Delete(ctx context.Context, id string) error { return q.live().Delete(ctx, id) }
+func (q liveQueue) Retry(ctx context.Context, id string) (int, error) {
+	return q.live().Retry(ctx, id)
+}
+
+func (r *Relay) queueDepth() map[string]int {
+	out := map[string]int{}
+	if r.Sched != nil {
+		for lane, d := range r.Sched.Depths() {
+			out[lane] = d.Ready + d.Deferred + d.InFlight
+		}
+	}
+	return out
+}
+
+// ready: listening, the queue accepts a message, and the Mailjet account
+// state is known (when the sender check uses it).
+func (r *Relay) ready() error {
+	switch {
+	case r.smtp == nil || len(r.smtp.Addrs()) == 0:
+		return errors.New("SMTP is not listening")
+	case r.Spool.Admit(0) != nil:
+		return errors.New("the queue is full or the disk is short of space")
+	case r.Account != nil && !r.Account.State().Known():
+		return errors.New("the Mailjet account state is not known yet")
+	}
 	return nil
 }
 
@@ -267,6 +323,9 @@ func (r *Relay) closeAll() {
 		}
 		if r.Spool != nil {
 			r.Spool.Close()
+		}
+		if r.Store != nil {
+			r.Store.Close()
 		}
 		if r.traffic != nil {
 			r.traffic.Close()

@@ -3,6 +3,7 @@
 //	mjrelay serve --config FILE        run the relay
 //	mjrelay check --config FILE ...    check the Mailjet account and DNS
 //	mjrelay queue list|retry ID|--all|delete ID [--config FILE]
+//	mjrelay log --config FILE [filters]  search the traffic store
 //	mjrelay hash-password              read a password on stdin, print its bcrypt hash
 //	mjrelay version
 package main
@@ -29,6 +30,8 @@ const usage = `usage:
   mjrelay serve --config FILE
   mjrelay check --config FILE [--domain D ...] [--dns HOST:PORT] [--json]
   mjrelay queue [--config FILE] list | retry ID | retry --all | delete ID
+  mjrelay log --config FILE [--state S] [--class C] [--from A] [--to A] [-q TEXT]
+              [--since T] [--until T] [--limit N] [--cursor C] [--json] [ID] [--raw ID]
   mjrelay hash-password   (reads the password on stdin)
   mjrelay version
 `
@@ -52,6 +55,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runCheck(ctx, args[1:], stdout, stderr)
 	case "queue":
 		return runQueue(ctx, args[1:], stdout, stderr)
+	case "log":
+		return runLog(ctx, args[1:], stdout, stderr)
 	case "hash-password":
 		return runHashPassword(stdin, stdout, stderr)
 	case "version":

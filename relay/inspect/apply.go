@@ -37,6 +37,7 @@ func (w *writer) apply(en *entry) error {
 	ms := e.Time.UnixMilli()
 	switch e.Event {
 	case trafficlog.Received:
+		m.full = true
 		m.receivedAt = msFromID(e.ID, e.Time)
 		m.client, m.user, m.helo, m.tls = e.Client, e.User, e.Helo, e.TLS
 		m.verdict = e.Verdict
@@ -63,13 +64,12 @@ func (w *writer) apply(en *entry) error {
 		m.transport, m.upstream, m.reply = e.Transport, e.Upstream, e.Reply
 		for _, rr := range e.Rcpts {
 			r := m.rcpt(rr.Rcpt, StateQueued)
-			r.reply, r.dirty = rr.Reply, true
-			if rr.MessageID != 0 {
-				r.mjID = rr.MessageID
+			if rr.MessageID != 0 && rr.MessageID != r.mjID {
+				r.mjID, r.dirty = rr.MessageID, true
 				m.addMailjetID(strconv.FormatInt(rr.MessageID, 10))
 			}
-			if rr.MessageUUID != "" {
-				r.mjUUID = rr.MessageUUID
+			if u := strings.ToLower(rr.MessageUUID); u != "" && u != r.mjUUID {
+				r.mjUUID, r.dirty = u, true
 			}
 		}
 		w.stat(e.Time, "attempt", m.class, e.Transport, e.DurationMS)
@@ -104,7 +104,7 @@ func (w *writer) apply(en *entry) error {
 	default:
 		return fmt.Errorf("unknown event %q", e.Event)
 	}
-	if err := w.event(m.key, e.Time, e.Event, eventData(e)); err != nil {
+	if err := w.event(m.key, e.Time, e.Event, eventData(e, m.rcptTo)); err != nil {
 		return err
 	}
 	return w.settle(m, ms)
@@ -129,7 +129,7 @@ func (w *writer) applyRefused(e *trafficlog.Event) error {
 		return err
 	}
 	w.stat(e.Time, "refused", "", clip(e.Stage+": "+e.Reason, 60), 0)
-	return w.event(m.key, e.Time, e.Event, eventData(e))
+	return w.event(m.key, e.Time, e.Event, eventData(e, m.rcptTo))
 }
 
 // create inserts a message from the first event seen for it.
@@ -150,6 +150,7 @@ func (w *writer) create(e *trafficlog.Event, state string) (*row, error) {
 	if _, err := w.st["insertMsg"].ExecContext(w.ctx, m.values()...); err != nil {
 		return nil, err
 	}
+	w.cache.put(m)
 	for _, a := range m.addrKeys() {
 		if _, err := w.st["insertAddr"].ExecContext(w.ctx, a, m.key); err != nil {
 			return nil, err
@@ -186,11 +187,23 @@ func msFromID(id string, t time.Time) int64 {
 }
 
 func (w *writer) load(stmt string, arg any) (*row, error) {
+	if id, ok := arg.(string); ok && stmt == "byID" {
+		if m := w.cache.get(id); m != nil {
+			return m, nil
+		}
+	}
 	m, err := scanRow(w.st[stmt].QueryRowContext(w.ctx, arg))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
-	return m, err
+	if err != nil {
+		return nil, err
+	}
+	if c := w.cache.get(m.id); c != nil {
+		return c, nil
+	}
+	w.cache.put(m)
+	return m, nil
 }
 
 func (w *writer) loadRcpts(m *row) error {
@@ -278,12 +291,10 @@ func nullString(s string) any {
 	return s
 }
 
-// settle writes the recipients, derives the message state and writes the
-// message row.
+// settle derives the message state and marks the row for writing at the
+// end of the batch (flushRows), so that the several events of one message
+// in a batch cost one write of its row and recipients.
 func (w *writer) settle(m *row, ms int64) error {
-	if err := w.writeRcpts(m, ms); err != nil {
-		return err
-	}
 	if m.rcptsLoaded {
 		m.state = messageState(m.rcpts, m.state)
 	}
@@ -295,8 +306,29 @@ func (w *writer) settle(m *row, ms int64) error {
 		}
 		w.stat(time.UnixMilli(ms), "final", m.class, "", 0)
 	}
-	_, err := w.st["updateMsg"].ExecContext(w.ctx, m.updateValues()...)
-	return err
+	w.dirty[m.key] = m
+	return nil
+}
+
+// flushRows writes the rows settle marked.
+func (w *writer) flushRows() error {
+	for k, m := range w.dirty {
+		if err := w.writeRcpts(m, m.updatedAt); err != nil {
+			return err
+		}
+		var err error
+		if m.full {
+			_, err = w.st["updateMsg"].ExecContext(w.ctx, m.updateValues()...)
+		} else {
+			_, err = w.st["updateState"].ExecContext(w.ctx, m.stateValues()...)
+		}
+		if err != nil {
+			return err
+		}
+		m.full = false
+		delete(w.dirty, k)
+	}
+	return nil
 }
 
 func (w *writer) event(key int64, t time.Time, kind string, data []byte) error {
@@ -305,24 +337,59 @@ func (w *writer) event(key int64, t time.Time, kind string, data []byte) error {
 	return err
 }
 
-// eventData is what the timeline keeps of an event: what the message row
-// does not already hold.
-func eventData(e *trafficlog.Event) []byte {
-	d := *e
-	d.Time, d.Event, d.ID, d.Raw = time.Time{}, "", "", nil
-	d.From, d.HeaderFrom, d.Subject, d.MessageID = "", "", "", ""
-	if e.Event != trafficlog.Refused {
-		d.Size = 0
-	}
+// storedEvent is what the events table keeps of a relay event: what the
+// message row does not already hold.
+type storedEvent struct {
+	Client     string                  `json:"client,omitempty"`
+	User       string                  `json:"user,omitempty"`
+	Helo       string                  `json:"helo,omitempty"`
+	TLS        bool                    `json:"tls,omitempty"`
+	Class      string                  `json:"class,omitempty"`
+	ClassRule  string                  `json:"class_rule,omitempty"`
+	Verdict    string                  `json:"verdict,omitempty"`
+	Stage      string                  `json:"stage,omitempty"`
+	Size       int64                   `json:"size,omitempty"`
+	To         []string                `json:"to,omitempty"` // omitted: all recipients
+	Reply      string                  `json:"reply,omitempty"`
+	Reason     string                  `json:"reason,omitempty"`
+	Transport  string                  `json:"transport,omitempty"`
+	Upstream   string                  `json:"upstream,omitempty"`
+	UpstreamID string                  `json:"upstream_id,omitempty"`
+	Attempt    int                     `json:"attempt,omitempty"`
+	Rcpts      []trafficlog.RcptResult `json:"rcpts,omitempty"`
+	DurationMS float64                 `json:"duration_ms,omitempty"`
+	Next       time.Time               `json:"next,omitzero"`
+}
+
+func eventData(e *trafficlog.Event, allTo string) []byte {
+	d := storedEvent{Verdict: e.Verdict, Reply: e.Reply, Reason: e.Reason, Transport: e.Transport, Upstream: e.Upstream,
+		UpstreamID: e.UpstreamID, Attempt: e.Attempt, Rcpts: e.Rcpts, DurationMS: e.DurationMS, Next: e.Next}
 	switch e.Event {
-	case trafficlog.Received, trafficlog.Attempt:
-		d.To = nil
-	}
-	if e.Event != trafficlog.Received && e.Event != trafficlog.Refused {
-		d.Client, d.User, d.Helo, d.TLS = "", "", "", false
+	case trafficlog.Received, trafficlog.Refused:
+		d.Client, d.User, d.Helo, d.TLS, d.Class, d.ClassRule = e.Client, e.User, e.Helo, e.TLS, e.Class, e.ClassRule
+		if e.Event == trafficlog.Refused {
+			d.Stage, d.Size = e.Stage, e.Size
+		}
+	case trafficlog.Attempt:
+	default:
+		if strings.Join(e.To, "\n") != allTo {
+			d.To = e.To
+		}
 	}
 	b, _ := json.Marshal(d)
 	return b
+}
+
+// event rebuilds the trafficlog event of a stored one.
+func (d *storedEvent) event(kind string, t time.Time, allTo []string) trafficlog.Event {
+	e := trafficlog.Event{Time: t, Event: kind, Client: d.Client, User: d.User, Helo: d.Helo, TLS: d.TLS,
+		Class: d.Class, ClassRule: d.ClassRule, Verdict: d.Verdict, Stage: d.Stage, Size: d.Size, To: d.To,
+		Reply: d.Reply, Reason: d.Reason, Transport: d.Transport, Upstream: d.Upstream, UpstreamID: d.UpstreamID,
+		Attempt: d.Attempt, Rcpts: d.Rcpts, DurationMS: d.DurationMS, Next: d.Next}
+	if e.To == nil && kind != trafficlog.Attempt {
+		e.To = allTo
+	}
+	return e
 }
 
 // applyMailjet joins a Mailjet event to its message (by CustomID, then
@@ -331,10 +398,16 @@ func (w *writer) applyMailjet(ev *MailjetEvent) error {
 	if ev.Time.IsZero() {
 		ev.Time = w.s.opts.Now()
 	}
+	ev.MessageUUID = strings.ToLower(ev.MessageUUID)
 	var m *row
 	var err error
 	if ev.CustomID != "" {
 		if m, err = w.load("byID", ev.CustomID); err != nil {
+			return err
+		}
+	}
+	if m == nil && len(w.dirty) > 0 {
+		if err := w.flushRows(); err != nil { // the joins below read rcpts
 			return err
 		}
 	}
@@ -400,7 +473,12 @@ func (w *writer) applyMailjet(ev *MailjetEvent) error {
 	if ev.MessageID != 0 {
 		m.addMailjetID(strconv.FormatInt(ev.MessageID, 10))
 	}
-	data, _ := json.Marshal(ev)
+	stored := *ev
+	stored.Event, stored.Time = "", time.Time{}
+	if stored.CustomID == m.id {
+		stored.CustomID = ""
+	}
+	data, _ := json.Marshal(stored)
 	if err := w.event(m.key, ev.Time, "mj_"+ev.Event, data); err != nil {
 		return err
 	}

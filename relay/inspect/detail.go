@@ -52,13 +52,13 @@ type Recipient struct {
 
 // Attempt is one delivery attempt.
 type Attempt struct {
-	Time       time.Time                `json:"time"`
-	Attempt    int                      `json:"attempt"`
-	Transport  string                   `json:"transport"`
-	Upstream   string                   `json:"upstream,omitempty"`
-	UpstreamID string                   `json:"upstream_id,omitempty"`
-	Reply      string                   `json:"reply"`
-	DurationMS float64                  `json:"duration_ms"`
+	Time       time.Time               `json:"time"`
+	Attempt    int                     `json:"attempt"`
+	Transport  string                  `json:"transport"`
+	Upstream   string                  `json:"upstream,omitempty"`
+	UpstreamID string                  `json:"upstream_id,omitempty"`
+	Reply      string                  `json:"reply"`
+	DurationMS float64                 `json:"duration_ms"`
 	Rcpts      []trafficlog.RcptResult `json:"rcpts,omitempty"`
 }
 
@@ -141,16 +141,16 @@ func (s *Store) timeline(ctx context.Context, r *row, m *Message) error {
 			if json.Unmarshal(data, &e) != nil {
 				continue
 			}
-			e.Event = ev
+			e.Event, e.Time = ev, t
 			m.Events = append(m.Events, e)
 			mj = append(mj, mailjetStep(t, &e))
 			continue
 		}
-		var e trafficlog.Event
-		if json.Unmarshal(data, &e) != nil {
+		var d storedEvent
+		if json.Unmarshal(data, &d) != nil {
 			continue
 		}
-		e.Event, e.Time = kind, t
+		e := d.event(kind, t, r.to())
 		if kind == trafficlog.Attempt {
 			m.AttemptList = append(m.AttemptList, Attempt{Time: t, Attempt: e.Attempt, Transport: e.Transport,
 				Upstream: e.Upstream, UpstreamID: e.UpstreamID, Reply: e.Reply, DurationMS: e.DurationMS, Rcpts: e.Rcpts})
@@ -196,7 +196,7 @@ func relaySteps(r *row, e *trafficlog.Event) []Step {
 		if e.Upstream != "" {
 			st.Text += " (" + e.Upstream + ")"
 		}
-		st.Text += fmt.Sprintf(" took %s", (time.Duration(e.DurationMS * float64(time.Millisecond))).Round(time.Millisecond))
+		st.Text += " took " + durText(e.DurationMS)
 		if e.UpstreamID != "" {
 			st.Text += "; Mailjet id " + e.UpstreamID
 		}
@@ -254,6 +254,19 @@ func mailjetStep(t time.Time, e *MailjetEvent) Step {
 		st.Text += " from " + e.IP
 	}
 	return st
+}
+
+// durText formats milliseconds for the timeline.
+func durText(ms float64) string {
+	switch {
+	case ms < 1:
+		return "<1 ms"
+	case ms < 1000:
+		return fmt.Sprintf("%.0f ms", ms)
+	case ms < 60_000:
+		return fmt.Sprintf("%.1f s", ms/1000)
+	}
+	return (time.Duration(ms) * time.Millisecond).Round(time.Second).String()
 }
 
 func orDash(s string) string {

@@ -6,8 +6,8 @@ import "time"
 // bounce, blocked, spam, unsub), reduced to what the store keeps. The web
 // package parses the webhook payload into these.
 type MailjetEvent struct {
-	Event string    `json:"event"`
-	Time  time.Time `json:"time"`
+	Event string    `json:"event,omitempty"`
+	Time  time.Time `json:"time,omitzero"`
 	// Email is the recipient.
 	Email string `json:"email,omitempty"`
 	// MessageID is Mailjet's message id (a JSON string in the API: it

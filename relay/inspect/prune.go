@@ -84,6 +84,7 @@ func (w *writer) pruneMessages(cut, hardCut int64) (int, error) {
 	if err := rows.Err(); err != nil || len(old) == 0 {
 		return 0, err
 	}
+	w.cache.reset()
 	err = w.tx(func() error {
 		for _, r := range old {
 			for _, a := range r.addrKeys() {

@@ -10,8 +10,11 @@ import (
 	"time"
 )
 
-// ErrNotFound is returned for an unknown message id.
-var ErrNotFound = errors.New("inspect: no such message")
+// Errors returned by queries.
+var (
+	ErrNotFound  = errors.New("inspect: no such message")
+	ErrBadFilter = errors.New("inspect: bad filter")
+)
 
 // Filter selects messages. Empty fields do not filter.
 type Filter struct {
@@ -69,16 +72,13 @@ var (
 	queueIDRe = regexp.MustCompile(`^(?:[0-9a-f]{20}|r[0-9a-f]{16})$`)
 	uuidRe    = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	mjIDRe    = regexp.MustCompile(`^[0-9]{6,19}$`)
+	domainRe  = regexp.MustCompile(`^@?[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z][a-z0-9-]+$`)
 )
 
-// query is a SELECT being built: driver is the table the scan runs on in
-// key order (messages, an addrs range or the FTS index); the other filters
-// are conditions on m.
+// query collects the conditions of a SELECT being built.
 type query struct {
-	from   string
-	keyCol string
-	where  []string
-	args   []any
+	where []string
+	args  []any
 }
 
 func (q *query) add(cond string, args ...any) {
@@ -93,66 +93,97 @@ func (s *Store) List(ctx context.Context, f Filter) (Page, error) {
 		limit = 50
 	}
 	limit = min(limit, 1000)
-	q := &query{from: "messages m", keyCol: "m.key"}
+	// The driver is what the scan runs over in key order; with several
+	// (a domain searched on both sides), each is a branch of a UNION.
+	type driver struct {
+		from, keyCol, cond string
+		arg                any
+	}
+	drivers := []driver{{from: "messages m", keyCol: "m.key"}}
+	var common query
 	from, to := addrFilter("f:", f.From), addrFilter("t:", f.To)
 	text := strings.TrimSpace(f.Q)
-	switch {
-	case queueIDRe.MatchString(strings.ToLower(text)):
-		q.add("m.id = ?", strings.ToLower(text))
+	addrDriver := func(a string) driver {
+		return driver{"addrs a JOIN messages m ON m.key = a.key", "a.key", "a.a = ?", a}
+	}
+	switch lower := strings.ToLower(text); {
+	case queueIDRe.MatchString(lower):
+		common.add("m.id = ?", lower)
 		text = ""
 	case mjIDRe.MatchString(text):
-		q.add("m.key IN (SELECT key FROM rcpts WHERE mj_id = ?)", text)
+		common.add("m.key IN (SELECT key FROM rcpts WHERE mj_id = ?)", text)
 		text = ""
 	case uuidRe.MatchString(text):
-		q.add("m.key IN (SELECT key FROM rcpts WHERE mj_uuid = ?)", strings.ToLower(text))
+		common.add("m.key IN (SELECT key FROM rcpts WHERE mj_uuid = ?)", lower)
+		text = ""
+	case domainRe.MatchString(lower):
+		// A domain: messages from it or to it.
+		d := strings.TrimPrefix(lower, "@")
+		drivers = []driver{addrDriver("F:" + d), addrDriver("T:" + d)}
 		text = ""
 	}
 	match := ftsQuery(text)
 	switch {
+	case len(drivers) > 1:
 	case match != "":
-		q.from, q.keyCol = "fts JOIN messages m ON m.key = fts.rowid", "fts.rowid"
-		q.add("fts MATCH ?", match)
+		drivers[0] = driver{"fts JOIN messages m ON m.key = fts.rowid", "fts.rowid", "fts MATCH ?", match}
 	case to != "":
-		q.from, q.keyCol = "addrs a JOIN messages m ON m.key = a.key", "a.key"
-		q.add("a.a = ?", to)
-		to = ""
+		drivers[0], to = addrDriver(to), ""
 	case from != "":
-		q.from, q.keyCol = "addrs a JOIN messages m ON m.key = a.key", "a.key"
-		q.add("a.a = ?", from)
-		from = ""
+		drivers[0], from = addrDriver(from), ""
 	}
 	for _, a := range []string{from, to} {
 		if a != "" {
-			q.add("EXISTS (SELECT 1 FROM addrs x WHERE x.a = ? AND x.key = m.key)", a)
+			common.add("EXISTS (SELECT 1 FROM addrs x WHERE x.a = ? AND x.key = m.key)", a)
 		}
 	}
+	var keyConds []string
+	var keyArgs []any
 	if f.Cursor != "" {
 		c, err := strconv.ParseInt(f.Cursor, 10, 64)
 		if err != nil {
-			return Page{}, fmt.Errorf("bad cursor %q", f.Cursor)
+			return Page{}, fmt.Errorf("%w: cursor %q", ErrBadFilter, f.Cursor)
 		}
-		q.add(q.keyCol+" < ?", c)
+		keyConds, keyArgs = append(keyConds, " < ?"), append(keyArgs, c)
 	}
 	if !f.Since.IsZero() {
-		q.add(q.keyCol+" >= ?", keyAt(f.Since))
+		keyConds, keyArgs = append(keyConds, " >= ?"), append(keyArgs, keyAt(f.Since))
 	}
 	if !f.Until.IsZero() {
-		q.add(q.keyCol+" < ?", keyAt(f.Until))
+		keyConds, keyArgs = append(keyConds, " < ?"), append(keyArgs, keyAt(f.Until))
 	}
 	if states := splitList(f.State); len(states) == 1 {
-		q.add("m.state = ?", states[0])
+		common.add("m.state = ?", states[0])
 	} else if len(states) > 1 {
-		q.add("m.state IN ("+strings.TrimSuffix(strings.Repeat("?,", len(states)), ",")+")", anys(states)...)
+		common.add("m.state IN ("+strings.TrimSuffix(strings.Repeat("?,", len(states)), ",")+")", anys(states)...)
 	}
 	if f.Class != "" {
-		q.add("m.class = ?", f.Class)
+		common.add("m.class = ?", f.Class)
 	}
-	sqlText := "SELECT " + prefixed("m.", rowColumns) + " FROM " + q.from
-	if len(q.where) > 0 {
-		sqlText += " WHERE " + strings.Join(q.where, " AND ")
+	var branches []string
+	var args []any
+	for _, d := range drivers {
+		var q query
+		if d.cond != "" {
+			q.add(d.cond, d.arg)
+		}
+		for i, c := range keyConds {
+			q.add(d.keyCol+c, keyArgs[i])
+		}
+		q.add(strings.Join(append([]string{"1"}, common.where...), " AND "), common.args...)
+		branches = append(branches, "SELECT "+prefixed("m.", rowColumns)+" FROM "+d.from+" WHERE "+
+			strings.Join(q.where, " AND ")+" ORDER BY "+d.keyCol+" DESC LIMIT ?")
+		args = append(append(args, q.args...), limit+1)
 	}
-	sqlText += " ORDER BY " + q.keyCol + " DESC LIMIT ?"
-	rows, err := s.rdb.QueryContext(ctx, sqlText, append(q.args, limit+1)...)
+	sqlText := branches[0]
+	if len(branches) > 1 {
+		for i, b := range branches {
+			branches[i] = "SELECT * FROM (" + b + ")"
+		}
+		sqlText = strings.Join(branches, " UNION ") + " ORDER BY 1 DESC LIMIT ?"
+		args = append(args, limit+1)
+	}
+	rows, err := s.rdb.QueryContext(ctx, sqlText, args...)
 	if err != nil {
 		return Page{}, err
 	}

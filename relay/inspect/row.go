@@ -35,6 +35,9 @@ type row struct {
 	latencyMS            float64
 	rcpts                []*rcptRow // loaded on demand by the writer
 	rcptsLoaded, touched bool
+	// full marks a row whose envelope columns changed (the writer then
+	// updates every column, else only the delivery ones).
+	full bool
 }
 
 type rcptRow struct {
@@ -71,6 +74,42 @@ func (r *row) updateValues() []any {
 	v := r.values()
 	return append(v[2:], r.key)
 }
+
+// stateValues returns the arguments of the updateState statement.
+func (r *row) stateValues() []any {
+	return []any{r.updatedAt, nullInt(r.finalAt), r.state, r.reason, r.reply, r.transport, r.upstream,
+		r.attempts, r.mailjetIDs, nullFloat(r.latencyMS), r.key}
+}
+
+// rowCache keeps the rows the writer touched recently, so that the events
+// that follow a message's receipt do not read it back: two generations of
+// at most cacheSize rows each, the older dropped when the newer fills up.
+// Only the writer writes, so cached rows are always current.
+type rowCache struct {
+	cur, old map[string]*row
+}
+
+const cacheSize = 20_000
+
+func (c *rowCache) get(id string) *row {
+	if r := c.cur[id]; r != nil {
+		return r
+	}
+	if r := c.old[id]; r != nil {
+		c.put(r)
+		return r
+	}
+	return nil
+}
+
+func (c *rowCache) put(r *row) {
+	if c.cur == nil || len(c.cur) >= cacheSize {
+		c.old, c.cur = c.cur, make(map[string]*row, cacheSize/4)
+	}
+	c.cur[r.id] = r
+}
+
+func (c *rowCache) reset() { c.cur, c.old = nil, nil }
 
 func nullInt(v int64) any {
 	if v == 0 {

@@ -20,7 +20,10 @@ const schemaVersion = 1
 //     kind ("f:" from, "t:" to, "F:"/"T:" their domains), keyed (a, key) so
 //     that "messages to x@y, newest first" is one range scan.
 //   - fts is a contentless FTS5 index (subject, addresses, ids) whose rowid
-//     is the message key.
+//     is the message key. '.', '@', '-', '_' and '+' are part of words, so
+//     that an address is one token (searching "john" finds
+//     john.doe@example.com by prefix, and "example" does not match every
+//     address: domains are searched through addrs instead).
 //   - events and rcpts are clustered by message key (WITHOUT ROWID), so a
 //     message's timeline is one range scan.
 //   - stats are per-minute counters maintained by the writer for the
@@ -92,45 +95,50 @@ var schema = []string{
 		PRIMARY KEY (minute, kind, class, reason)
 	) WITHOUT ROWID`,
 	`CREATE VIRTUAL TABLE fts USING fts5(subject, addrs, ids, content='', contentless_delete=1,
-		tokenize='unicode61 remove_diacritics 2')`,
+		tokenize="unicode61 remove_diacritics 2 tokenchars '.@-_+'")`,
 }
 
 var tables = []string{"meta", "messages", "addrs", "rcpts", "events", "bodies", "stats", "fts"}
 
-// migrate creates the schema, or rebuilds it when it is of another version.
-func migrate(db *sql.DB) error {
+// migrate creates the schema, or rebuilds it when it is of another version
+// (dropped tells the caller to log it).
+func migrate(db *sql.DB) (dropped int, err error) {
 	var v int
-	err := db.QueryRow(`SELECT v FROM meta WHERE k='schema'`).Scan(&v)
+	err = db.QueryRow(`SELECT v FROM meta WHERE k='schema'`).Scan(&v)
 	if err == nil && v == schemaVersion {
-		return nil
+		return 0, nil
 	}
 	if err == nil {
+		dropped = v
+		if err := db.QueryRow(`SELECT count(*) FROM messages`).Scan(&v); err == nil {
+			dropped = v
+		}
 		// Another version: its records are dropped (logged by the caller).
 		for _, t := range tables {
 			if _, err := db.Exec(`DROP TABLE IF EXISTS ` + t); err != nil {
-				return err
+				return 0, err
 			}
 		}
 		if _, err := db.Exec(`VACUUM`); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	// auto_vacuum must be set before the first table exists.
 	if _, err := db.Exec(`PRAGMA auto_vacuum=INCREMENTAL`); err != nil {
-		return err
+		return 0, err
 	}
 	tx, err := db.Begin()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer tx.Rollback()
 	for _, q := range schema {
 		if _, err := tx.Exec(q); err != nil {
-			return fmt.Errorf("%w in %.40s", err, q)
+			return 0, fmt.Errorf("%w in %.40s", err, q)
 		}
 	}
 	if _, err := tx.Exec(`INSERT INTO meta (k, v) VALUES ('schema', ?)`, schemaVersion); err != nil {
-		return err
+		return 0, err
 	}
-	return tx.Commit()
+	return dropped, tx.Commit()
 }

@@ -1,0 +1,230 @@
+package web
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/mjrelay/mjrelay/mailjet/account"
+	"github.com/mjrelay/mjrelay/relay/config"
+	"github.com/mjrelay/mjrelay/relay/deliver"
+	"github.com/mjrelay/mjrelay/relay/inspect"
+	"github.com/mjrelay/mjrelay/relay/inspect/insptest"
+	"github.com/mjrelay/mjrelay/relay/spool"
+)
+
+var t0 = time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
+
+// Secrets that must never appear in a page or a JSON document.
+const (
+	uiPassword   = "ui-pass-word"
+	hookPassword = "hook-pass-word"
+	apiKey       = "0123456789abcdef0123456789abcdef"
+	secretKey    = "fedcba9876543210fedcba9876543210"
+	laneSecret   = "bulk-lane-secret-key-0000000000"
+)
+
+func hash(t testing.TB, pw string) config.Secret {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return config.Secret(h)
+}
+
+type env struct {
+	srv   *Server
+	h     http.Handler
+	store *inspect.Store
+	queue *fakeQueue
+	cfg   *config.Config
+	smp   *insptest.Sample
+}
+
+// envSetup is what options change before the server is built.
+type envSetup struct {
+	cfg *config.Config
+	// noMailjet leaves the sample's Mailjet events out of the store.
+	noMailjet bool
+	deps      []func(*Deps)
+}
+
+type envOpt func(*envSetup)
+
+func withUsers(t testing.TB) envOpt {
+	return func(s *envSetup) {
+		s.cfg.HTTP.Users = []config.HTTPUser{{Username: "admin", PasswordHash: hash(t, uiPassword)}}
+	}
+}
+
+func withWebhook(t testing.TB) envOpt {
+	return func(s *envSetup) {
+		s.cfg.Webhooks.MailjetUser, s.cfg.Webhooks.MailjetPasswordHash = "mailjet", hash(t, hookPassword)
+	}
+}
+
+func withoutMailjetEvents(s *envSetup) { s.noMailjet = true }
+
+func withDeps(f func(*Deps)) envOpt { return func(s *envSetup) { s.deps = append(s.deps, f) } }
+
+// newEnv builds a server over a store holding the sample traffic (raw
+// bodies kept), a fake queue and a Mailjet account.
+func newEnv(t testing.TB, opts ...envOpt) *env {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Mailjet.APIKey, cfg.Mailjet.SecretKey = apiKey, config.Secret(secretKey)
+	cfg.Routes.Bulk.APIKey, cfg.Routes.Bulk.SecretKey = "bulk-lane-public-key", config.Secret(laneSecret)
+	cfg.Mailjet.Transport = config.TransportSMTP
+	setup := &envSetup{cfg: cfg}
+	for _, o := range opts {
+		o(setup)
+	}
+	store, err := inspect.Open(filepath.Join(t.TempDir(), "store.db"), inspect.Options{KeepBodies: time.Hour,
+		Now: func() time.Time { return t0.Add(time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	smp := insptest.NewSample(t0)
+	for _, e := range smp.Events {
+		store.Record(e)
+	}
+	if !setup.noMailjet {
+		if err := store.RecordMailjet(context.Background(), smp.Mailjet); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := store.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	q := &fakeQueue{items: map[string]spool.Item{}}
+	retry := smp.IDs["retry"]
+	q.items[retry] = spool.Item{Envelope: spool.Envelope{ID: retry, Received: t0.Add(20 * time.Second), From: "sales@acme.example",
+		To: []string{"buyer@slow.example"}, Subject: "Quotation S00017", Class: "transactional"},
+		State: spool.State{ID: retry, Attempts: 1, Next: t0.Add(time.Hour), LastError: "421 4.7.0 Try again later"}}
+	d := Deps{Config: cfg, Store: store, Queue: q, Account: fakeAccount{st: accountState()},
+		QueueDepth: func() map[string]int { return map[string]int{"transactional": 1, "bulk": 0} },
+		Resolver:   fakeDNS{}, Now: func() time.Time { return t0.Add(time.Hour) }}
+	for _, f := range setup.deps {
+		f(&d)
+	}
+	srv, err := New(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{srv: srv, h: srv.Handler(), store: store, queue: q, cfg: cfg, smp: smp}
+}
+
+type reqOpt func(*http.Request)
+
+func auth(user, pw string) reqOpt { return func(r *http.Request) { r.SetBasicAuth(user, pw) } }
+func from(addr string) reqOpt     { return func(r *http.Request) { r.RemoteAddr = addr } }
+func host(h string) reqOpt        { return func(r *http.Request) { r.Host = h } }
+func header(k, v string) reqOpt   { return func(r *http.Request) { r.Header.Set(k, v) } }
+
+// do sends a request as a local browser would (loopback address, Host
+// localhost) unless options say otherwise.
+func (e *env) do(t testing.TB, method, target string, body io.Reader, opts ...reqOpt) *httptest.ResponseRecorder {
+	t.Helper()
+	r := httptest.NewRequest(method, target, body)
+	r.RemoteAddr, r.Host = "127.0.0.1:50000", "localhost:8025"
+	for _, o := range opts {
+		o(r)
+	}
+	w := httptest.NewRecorder()
+	e.h.ServeHTTP(w, r)
+	return w
+}
+
+// fakeQueue is a control.Queue over a map.
+type fakeQueue struct {
+	mu       sync.Mutex
+	items    map[string]spool.Item
+	retried  []string
+	deleted  []string
+	inFlight string
+}
+
+func (q *fakeQueue) List() []spool.Item {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []spool.Item
+	for _, it := range q.items {
+		out = append(out, it)
+	}
+	return out
+}
+
+func (q *fakeQueue) Stats() spool.Stats {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return spool.Stats{Messages: len(q.items), DiskBytes: 4096, Segments: 1}
+}
+
+func (q *fakeQueue) Retry(_ context.Context, id string) (int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if id == "" {
+		q.retried = append(q.retried, "*")
+		return len(q.items), nil
+	}
+	if _, ok := q.items[id]; !ok {
+		return 0, spool.ErrNotFound
+	}
+	q.retried = append(q.retried, id)
+	return 1, nil
+}
+
+func (q *fakeQueue) Delete(_ context.Context, id string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if id == q.inFlight {
+		return deliver.ErrInFlight
+	}
+	if _, ok := q.items[id]; !ok {
+		return spool.ErrNotFound
+	}
+	delete(q.items, id)
+	q.deleted = append(q.deleted, id)
+	return nil
+}
+
+type fakeAccount struct{ st account.State }
+
+func (a fakeAccount) State() account.State { return a.st }
+
+func accountState() account.State {
+	snap := account.NewSnapshot(t0, apiKey, []account.Sender{
+		{ID: 1, Email: "*@acme.example", Status: account.StatusActive, EmailType: "transactional"},
+		{ID: 2, Email: "news@acme.example", Status: account.StatusInactive, EmailType: "bulk"},
+	}, []account.Domain{{ID: 1, Domain: "acme.example", DKIMStatus: "OK", SPFStatus: "Not found",
+		DKIMRecordName: "mailjet._domainkey", DKIMRecordValue: "k=rsa; p=MIGfMA0",
+		OwnerShipToken: "tok123", OwnerShipTokenRecordName: "mailjet._abc"}})
+	return account.State{Snapshot: snap, Source: account.SourceAPI, Age: 30 * time.Second, LastAttempt: t0}
+}
+
+// fakeDNS answers the acme.example records: DKIM and ownership right, SPF
+// without Mailjet, no DMARC.
+type fakeDNS struct{}
+
+func (fakeDNS) LookupTXT(_ context.Context, name string) ([]string, error) {
+	switch strings.TrimSuffix(name, ".") {
+	case "mailjet._domainkey.acme.example":
+		return []string{"k=rsa; p=MIGfMA0"}, nil
+	case "mailjet._abc.acme.example":
+		return []string{"tok123"}, nil
+	case "acme.example":
+		return []string{"v=spf1 mx -all"}, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+}

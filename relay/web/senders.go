@@ -1,0 +1,171 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mjrelay/mjrelay/mailjet/account"
+	"github.com/mjrelay/mjrelay/mailjet/dnscheck"
+)
+
+// dnsTTL is how long DNS check results are reused; the senders page never
+// waits for DNS: it shows the last results and starts a check in the
+// background when they are older.
+const dnsTTL = 15 * time.Minute
+
+// SendersReport is the senders & domains page: the Mailjet account state
+// the sender policy enforces, and the DNS health of each sending domain as
+// `mjrelay check` reports it.
+type SendersReport struct {
+	// Enabled is false when the relay does not check senders against
+	// Mailjet (policy.sender_check = "off", or no keys).
+	Enabled     bool      `json:"enabled"`
+	Known       bool      `json:"known"`
+	Source      string    `json:"source,omitempty"`
+	Stale       bool      `json:"stale"`
+	AgeSeconds  float64   `json:"age_seconds,omitempty"`
+	FetchedAt   time.Time `json:"fetched_at,omitzero"`
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+	SenderCheck string    `json:"sender_check"`
+
+	Senders []account.Sender `json:"senders"`
+	Domains []DomainReport   `json:"domains"`
+	// DNSCheckedAt is when the DNS results were gathered; DNSChecking is
+	// true while a check runs.
+	DNSCheckedAt time.Time `json:"dns_checked_at,omitzero"`
+	DNSChecking  bool      `json:"dns_checking"`
+	// Failures counts FAIL results.
+	Failures int `json:"failures"`
+}
+
+// DomainReport is one sending domain.
+type DomainReport struct {
+	Domain string `json:"domain"`
+	// DKIMStatus and SPFStatus are Mailjet's own last verdicts.
+	DKIMStatus  string            `json:"dkim_status"`
+	SPFStatus   string            `json:"spf_status"`
+	LastCheckAt time.Time         `json:"mailjet_last_check_at,omitzero"`
+	Checks      []dnscheck.Result `json:"checks"`
+}
+
+type senders struct {
+	d       Deps
+	checker dnscheck.Checker
+
+	mu        sync.Mutex
+	results   map[string][]dnscheck.Result
+	checkedAt time.Time
+	running   bool
+}
+
+func newSenders(d Deps) *senders {
+	return &senders{d: d, checker: dnscheck.Checker{Resolver: d.Resolver}, results: map[string][]dnscheck.Result{}}
+}
+
+// report builds the page; force starts a DNS check even if the results are
+// fresh (at most one runs at a time).
+func (s *senders) report(force bool) SendersReport {
+	cfg := s.d.Config
+	rep := SendersReport{Senders: []account.Sender{}, Domains: []DomainReport{}, SenderCheck: cfg.Policy.SenderCheck}
+	if s.d.Account == nil {
+		return rep
+	}
+	rep.Enabled = true
+	st := s.d.Account.State()
+	rep.Known, rep.Source, rep.Stale, rep.LastAttempt, rep.LastError = st.Known(), st.Source, st.Stale(), st.LastAttempt, st.LastError
+	if !st.Known() {
+		return rep
+	}
+	snap := st.Snapshot
+	rep.AgeSeconds, rep.FetchedAt = st.Age.Seconds(), snap.FetchedAt
+	rep.Senders = append(rep.Senders, snap.Senders...)
+	slices.SortFunc(rep.Senders, func(a, b account.Sender) int { return strings.Compare(a.Email, b.Email) })
+
+	s.mu.Lock()
+	stale := s.d.Now().Sub(s.checkedAt) > dnsTTL
+	if (stale || force) && !s.running {
+		s.running = true
+		go s.check(snap)
+	}
+	rep.DNSCheckedAt, rep.DNSChecking = s.checkedAt, s.running
+	results := s.results
+	s.mu.Unlock()
+
+	for _, d := range snap.Domains {
+		name := account.NormalizeDomain(d.Domain)
+		dr := DomainReport{Domain: name, DKIMStatus: d.DKIMStatus, SPFStatus: d.SPFStatus, LastCheckAt: d.LastCheckAt,
+			Checks: []dnscheck.Result{}}
+		for _, alias := range []string{"notifications", "bounce", "catchall"} {
+			dr.Checks = append(dr.Checks, senderCheck(snap, alias+"@"+name))
+		}
+		dr.Checks = append(dr.Checks, mailjetStatus("mailjet-dkim", "DKIM", d.DKIMStatus, cfg.Policy.RequireDKIM),
+			mailjetStatus("mailjet-spf", "SPF", d.SPFStatus, cfg.Policy.RequireSPF))
+		dr.Checks = append(dr.Checks, results[name]...)
+		for _, c := range dr.Checks {
+			if c.Status == dnscheck.Fail {
+				rep.Failures++
+			}
+		}
+		rep.Domains = append(rep.Domains, dr)
+	}
+	slices.SortFunc(rep.Domains, func(a, b DomainReport) int { return strings.Compare(a.Domain, b.Domain) })
+	return rep
+}
+
+// check runs the four DNS checks of every domain (detached from any
+// request, bounded in time).
+func (s *senders) check(snap *account.Snapshot) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out := map[string][]dnscheck.Result{}
+	for _, d := range snap.Domains {
+		out[account.NormalizeDomain(d.Domain)] = s.checker.Domain(ctx, d)
+	}
+	s.mu.Lock()
+	s.results, s.checkedAt, s.running = out, s.d.Now(), false
+	s.mu.Unlock()
+}
+
+// senderCheck tells whether an Active sender covers addr (Odoo sends as
+// notifications@, bounce@ and catchall@ of its domain), as `mjrelay check`
+// does.
+func senderCheck(snap *account.Snapshot, addr string) dnscheck.Result {
+	r := dnscheck.Result{Check: "sender", Record: addr}
+	_, domain, _ := account.SplitAddress(addr)
+	m := snap.Authorize(addr)
+	switch {
+	case m.Allowed && m.Sender.IsWildcard():
+		r.Status, r.Detail = dnscheck.OK, "covered by the Active domain sender "+m.Sender.Email
+	case m.Allowed:
+		r.Status, r.Detail = dnscheck.OK, "Active sender"
+	case m.Found:
+		r.Status = dnscheck.Fail
+		r.Detail = fmt.Sprintf("sender %s has status %s", m.Sender.Email, m.Sender.Status)
+		r.Fix = fmt.Sprintf("validate %s in Mailjet > Account settings > Senders & Domains", m.Sender.Email)
+	default:
+		r.Status, r.Detail = dnscheck.Warn, "not a sender of the Mailjet account"
+		r.Fix = fmt.Sprintf("add sender %s (or *@%s) in Mailjet > Account settings > Senders & Domains if Odoo sends as it", addr, domain)
+	}
+	return r
+}
+
+// mailjetStatus reports Mailjet's own DKIM/SPF verdict; it fails only when
+// the policy requires it.
+func mailjetStatus(check, what, status string, required bool) dnscheck.Result {
+	r := dnscheck.Result{Check: check, Status: dnscheck.OK, Detail: "Mailjet reports " + what + " " + status}
+	if status == account.CheckOK {
+		return r
+	}
+	r.Status = dnscheck.Warn
+	if required {
+		r.Status = dnscheck.Fail
+		r.Detail += fmt.Sprintf(" and policy.require_%s is on: the relay refuses this domain", strings.ToLower(what))
+	}
+	r.Fix = "fix the " + what + " record, then run the check in Mailjet > Account settings > Senders & Domains"
+	return r
+}

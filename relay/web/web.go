@@ -1,0 +1,238 @@
+// Package web is mjrelay's HTTP side: the traffic inspection UI (server-side
+// html/template pages and SVG charts embedded in the binary, no CDN), its
+// JSON API, Mailjet's event webhook, Prometheus metrics and the health
+// checks, all on one handler.
+//
+// Access: without [[http.users]] everything but the webhook answers only
+// requests from a loopback address with a loopback Host header (config
+// validation requires users whenever http.listen is not loopback; the Host
+// check defeats DNS rebinding). With users, the UI, the API and /metrics
+// require HTTP basic auth. /healthz and /readyz are open. /webhooks/mailjet
+// has its own basic-auth login ([webhooks]) and answers 404 while it is not
+// configured. State-changing requests are refused when a browser says they
+// come from another site (net/http.CrossOriginProtection).
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mjrelay/mjrelay/mailjet/account"
+	"github.com/mjrelay/mjrelay/mailjet/dnscheck"
+	"github.com/mjrelay/mjrelay/relay/config"
+	"github.com/mjrelay/mjrelay/relay/control"
+	"github.com/mjrelay/mjrelay/relay/inspect"
+	"github.com/mjrelay/mjrelay/relay/trafficlog"
+)
+
+// Deps are what the server shows and acts on.
+type Deps struct {
+	Config *config.Config
+	Store  *inspect.Store
+	// Queue is the live queue (retry, delete, list); nil hides the actions.
+	Queue control.Queue
+	// Account is the Mailjet account cache; nil when the sender check is off.
+	Account interface{ State() account.State }
+	// QueueDepth returns the messages per lane ("transactional", "bulk"):
+	// ready + deferred + in flight. Optional.
+	QueueDepth func() map[string]int
+	// Ready returns nil when the relay is ready (listening, queue writable,
+	// account state known). Optional.
+	Ready  func() error
+	Logger *slog.Logger
+	// Resolver is used for the senders page's DNS checks (nil: the system
+	// resolver).
+	Resolver dnscheck.Resolver
+	// Now is the clock (tests). Default time.Now.
+	Now func() time.Time
+}
+
+// Server serves the UI, the API, the webhook, metrics and health.
+type Server struct {
+	d       Deps
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	metrics *metrics
+	ui      *basicAuth // nil: loopback only
+	hook    *basicAuth // nil: webhook not configured
+	senders *senders
+	pages   map[string]*template.Template
+	handler http.Handler
+}
+
+// New builds the server and its metrics registry.
+func New(d Deps) (*Server, error) {
+	if d.Config == nil {
+		return nil, errors.New("web: no configuration")
+	}
+	if d.Store == nil {
+		return nil, errors.New("web: no traffic store")
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Resolver == nil {
+		d.Resolver = dnscheck.NewResolver("")
+	}
+	if c, ok := d.Account.(*account.Cache); ok && c == nil {
+		d.Account = nil // a nil *Cache in the interface: the sender check is off
+	}
+	s := &Server{d: d, log: d.Logger.With("component", "web"), reg: prometheus.NewRegistry()}
+	if len(d.Config.HTTP.Users) > 0 {
+		users := map[string]string{}
+		for _, u := range d.Config.HTTP.Users {
+			users[u.Username] = u.PasswordHash.Reveal()
+		}
+		s.ui = newBasicAuth(users)
+	}
+	if wh := d.Config.Webhooks; wh.MailjetUser != "" {
+		s.hook = newBasicAuth(map[string]string{wh.MailjetUser: wh.MailjetPasswordHash.Reveal()})
+	}
+	s.metrics = newMetrics(s.reg, d)
+	s.senders = newSenders(d)
+	var err error
+	if s.pages, err = parsePages(); err != nil {
+		return nil, err
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler is everything on one mux.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Recorder is the metrics recorder: add it to the relay's recorders.
+func (s *Server) Recorder() trafficlog.Recorder { return s.metrics }
+
+func (s *Server) routes() http.Handler {
+	open := http.NewServeMux()
+	open.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	open.HandleFunc("GET /readyz", s.readyz)
+	open.HandleFunc("/webhooks/mailjet", s.webhook)
+
+	app := http.NewServeMux()
+	app.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{s.log}}))
+	app.Handle("GET /static/", http.FileServerFS(staticFS))
+	// UI
+	app.HandleFunc("GET /{$}", s.dashboard)
+	app.HandleFunc("GET /messages", s.messagesPage)
+	app.HandleFunc("GET /messages/{id}", s.messagePage)
+	app.HandleFunc("POST /messages/{id}/retry", s.uiRetry)
+	app.HandleFunc("POST /messages/{id}/delete", s.uiDelete)
+	app.HandleFunc("GET /queue", s.queuePage)
+	app.HandleFunc("POST /queue/retry", s.uiRetryAll)
+	app.HandleFunc("GET /senders", s.sendersPage)
+	app.HandleFunc("POST /senders/check", s.uiSendersCheck)
+	// API
+	app.HandleFunc("GET /api/messages", s.apiList)
+	app.HandleFunc("GET /api/messages/{id}", s.apiGet)
+	app.HandleFunc("GET /api/messages/{id}/raw", s.apiRaw)
+	app.HandleFunc("POST /api/messages/{id}/retry", s.apiRetry)
+	app.HandleFunc("DELETE /api/messages/{id}", s.apiDelete)
+	app.HandleFunc("GET /api/queue", s.apiQueue)
+	app.HandleFunc("GET /api/senders", s.apiSenders)
+	app.HandleFunc("POST /api/senders/check", s.apiSendersCheck)
+	app.HandleFunc("GET /api/stats", s.apiStats)
+
+	guarded := s.guard(http.NewCrossOriginProtection().Handler(app))
+	open.Handle("/", guarded)
+	return secureHeaders(open)
+}
+
+// guard applies the access rules of the package documentation.
+func (s *Server) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.ui == nil {
+			if !loopbackRemote(r.RemoteAddr) || !loopbackHost(r.Host) {
+				http.Error(w, "Forbidden: without [[http.users]] the web UI answers only loopback requests to a loopback host name", http.StatusForbidden)
+				return
+			}
+		} else if _, ok := s.ui.check(r); !ok {
+			w.Header().Set("WWW-Authenticate", `Basic realm="mjrelay", charset="UTF-8"`)
+			http.Error(w, "Unauthorized", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func secureHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'")
+		if !strings.HasPrefix(r.URL.Path, "/static/") {
+			h.Set("Cache-Control", "no-store")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func loopbackRemote(addr string) bool {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		a, err := netip.ParseAddr(addr)
+		return err == nil && a.Unmap().IsLoopback()
+	}
+	return ap.Addr().Unmap().IsLoopback()
+}
+
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if s.d.Ready != nil {
+		if err := s.d.Ready(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready:", err)
+			return
+		}
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func jsonError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// slogPrinter adapts promhttp's error log to slog.
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Println(v ...any) { p.log.Warn(fmt.Sprint(v...)) }

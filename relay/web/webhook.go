@@ -1,0 +1,239 @@
+package web
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mjrelay/mjrelay/relay/inspect"
+)
+
+// maxWebhookBody bounds one webhook request. Events are decoded one at a
+// time, so memory stays at one event whatever the size.
+const maxWebhookBody = 64 << 20
+
+// webhook receives Mailjet's event callbacks: a JSON array of events
+// (Version 2 grouping) or a single event object. Once authenticated it
+// answers 200 to anything it can read or not (Mailjet retries every other
+// answer for 24 hours, and a malformed event does not get better by being
+// sent again); malformed and unknown events are logged and counted. It
+// answers 503 only when the store cannot take the events within 10 seconds,
+// so that Mailjet sends them again.
+func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
+	code := s.handleWebhook(w, r)
+	s.metrics.webhookReq.WithLabelValues(strconv.Itoa(code)).Inc()
+}
+
+func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) int {
+	if s.hook == nil {
+		http.Error(w, "Mailjet webhooks are not configured (set [webhooks] mailjet_user and mailjet_password_hash)", http.StatusNotFound)
+		return http.StatusNotFound
+	}
+	if _, ok := s.hook.check(r); !ok {
+		w.Header().Set("WWW-Authenticate", `Basic realm="mjrelay webhooks"`)
+		http.Error(w, "Unauthorized", http.StatusUnauthorized)
+		return http.StatusUnauthorized
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "use POST", http.StatusMethodNotAllowed)
+		return http.StatusMethodNotAllowed
+	}
+	evs, skipped, err := parseMailjet(http.MaxBytesReader(w, r.Body, maxWebhookBody), s.d.Now, func(event, result, why string) {
+		s.metrics.webhook.WithLabelValues(eventLabel(event), result).Inc()
+		s.log.Warn("Mailjet webhook: event skipped", "event", clipString(event, 40), "result", result, "why", why)
+	})
+	if err != nil {
+		s.log.Warn("Mailjet webhook: unreadable payload; keeping the events read before the error",
+			"err", err, "events", len(evs), "remote", r.RemoteAddr)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	if err := s.d.Store.RecordMailjet(ctx, evs); err != nil {
+		for _, e := range evs {
+			s.metrics.webhook.WithLabelValues(eventLabel(e.Event), "dropped").Inc()
+		}
+		s.log.Error("Mailjet webhook: the traffic store cannot take the events; answering 503 so that Mailjet retries",
+			"err", err, "events", len(evs))
+		http.Error(w, "busy, retry later", http.StatusServiceUnavailable)
+		return http.StatusServiceUnavailable
+	}
+	for _, e := range evs {
+		s.metrics.webhook.WithLabelValues(e.Event, "accepted").Inc()
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"accepted": len(evs), "skipped": skipped})
+	return http.StatusOK
+}
+
+func eventLabel(e string) string {
+	if slices.Contains(inspect.MailjetEvents, e) {
+		return e
+	}
+	return "unknown"
+}
+
+// parseMailjet decodes a webhook payload event by event. skip is called for
+// each event left out. A syntax error ends the decoding: the events before
+// it are returned with the error.
+func parseMailjet(body io.Reader, now func() time.Time, skip func(event, result, why string)) ([]inspect.MailjetEvent, int, error) {
+	br := bufio.NewReader(body)
+	first, err := peekNonSpace(br)
+	if err != nil {
+		return nil, 0, err
+	}
+	dec := json.NewDecoder(br)
+	var out []inspect.MailjetEvent
+	skipped := 0
+	one := func(raw json.RawMessage) {
+		ev, result, why := mailjetEvent(raw, now)
+		if result != "" {
+			skipped++
+			skip(ev.Event, result, why)
+			return
+		}
+		out = append(out, ev)
+	}
+	switch first {
+	case '{':
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, 0, err
+		}
+		one(raw)
+		return out, skipped, nil
+	case '[':
+		if _, err := dec.Token(); err != nil {
+			return nil, 0, err
+		}
+		for dec.More() {
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				return out, skipped, err
+			}
+			one(raw)
+		}
+		_, err := dec.Token()
+		return out, skipped, err
+	}
+	return nil, 0, errors.New("not a JSON array or object")
+}
+
+func peekNonSpace(br *bufio.Reader) (byte, error) {
+	for {
+		b, err := br.ReadByte()
+		if err != nil {
+			return 0, err
+		}
+		if !strings.ContainsRune(" \t\r\n", rune(b)) {
+			return b, br.UnreadByte()
+		}
+	}
+}
+
+// mailjetEvent reads one event leniently: fields of the wrong type are
+// ignored. result is "" when the event is usable, else malformed,
+// unknown_event or no_id.
+func mailjetEvent(raw json.RawMessage, now func() time.Time) (ev inspect.MailjetEvent, result, why string) {
+	var f map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &f); err != nil || f == nil {
+		return ev, "malformed", "not a JSON object"
+	}
+	ev.Event = strings.ToLower(str(f["event"]))
+	switch {
+	case ev.Event == "":
+		return ev, "malformed", "no event name"
+	case !slices.Contains(inspect.MailjetEvents, ev.Event):
+		return ev, "unknown_event", "unknown event name"
+	}
+	if t, ok := num(f["time"]); ok && t > 0 && t < 1e11 {
+		ev.Time = time.Unix(int64(t), 0).UTC()
+	} else {
+		ev.Time = now().UTC()
+	}
+	if raw := f["MessageID"]; raw != nil {
+		s := str(raw)
+		if s == "" {
+			s = string(bytes.TrimSpace(raw))
+		}
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 { // exact, beyond float precision
+			ev.MessageID = n
+		} else if v, ok := num(raw); ok && v >= 1 && v < 9e18 {
+			ev.MessageID = int64(v)
+		}
+	}
+	ev.MessageUUID = strings.ToLower(str(f["Message_GUID"]))
+	ev.CustomID = str(f["CustomID"])
+	if ev.MessageID == 0 && ev.MessageUUID == "" && ev.CustomID == "" {
+		return ev, "no_id", "no CustomID, MessageID or Message_GUID"
+	}
+	ev.Email = str(f["email"])
+	ev.Campaign = str(f["customcampaign"])
+	ev.SMTPReply = str(f["smtp_reply"])
+	ev.ErrorRelatedTo = str(f["error_related_to"])
+	ev.Error = str(f["error"])
+	ev.Comment = str(f["comment"])
+	ev.HardBounce = boolean(f["hard_bounce"])
+	ev.Blocked = boolean(f["blocked"])
+	ev.Source = str(f["source"])
+	ev.URL = str(f["url"])
+	ev.IP = str(f["ip"])
+	ev.Geo = str(f["geo"])
+	ev.Agent = str(f["agent"])
+	if id, ok := num(f["mj_list_id"]); ok {
+		ev.ListID = int64(id)
+	}
+	return ev, "", ""
+}
+
+// str returns a JSON string (clipped to 1000 bytes), or "" for anything else.
+func str(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return ""
+	}
+	return clipString(s, 1000)
+}
+
+// num reads a JSON number or a string holding one.
+func num(raw json.RawMessage) (float64, bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return 0, false
+	}
+	s := string(raw)
+	if raw[0] == '"' {
+		s = str(raw)
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, false
+	}
+	return v, true
+}
+
+func boolean(raw json.RawMessage) bool {
+	switch strings.ToLower(strings.Trim(string(bytes.TrimSpace(raw)), `"`)) {
+	case "true", "1":
+		return true
+	}
+	return false
+}
+
+func clipString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xc0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
