@@ -106,6 +106,7 @@ sender_check = "off"
 type proc struct {
 	cmd    *exec.Cmd
 	addr   string
+	http   string // the web UI's address, when it listens
 	stderr *bytes.Buffer
 	mu     *sync.Mutex
 	exited chan struct{}
@@ -128,8 +129,15 @@ func (w *world) serve() *proc {
 			p.stderr.Write(append(sc.Bytes(), '\n'))
 			p.mu.Unlock()
 			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "SMTP listening" {
-				addrCh <- line.Addr
+			if json.Unmarshal(sc.Bytes(), &line) == nil {
+				switch line.Msg {
+				case "HTTP listening":
+					p.mu.Lock()
+					p.http = line.Addr
+					p.mu.Unlock()
+				case "SMTP listening":
+					addrCh <- line.Addr
+				}
 			}
 		}
 	}()

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,6 +56,25 @@ func TestSecretsNeverWritten(t *testing.T) {
 			}
 		}
 	}
+	// Everything the web UI and API show, raw download included.
+	p.mu.Lock()
+	web := p.http
+	p.mu.Unlock()
+	if web == "" {
+		t.Fatal("the web UI does not listen")
+	}
+	var id string
+	waitUntil(t, "the message in the store", 10*time.Second, func() bool {
+		var list struct{ Messages []struct{ ID string } }
+		if getJSON(t, "http://"+web+"/api/messages", &list); len(list.Messages) > 0 {
+			id = list.Messages[0].ID
+		}
+		return id != ""
+	})
+	for _, path := range []string{"/", "/messages", "/messages/" + id, "/queue", "/senders", "/api/messages",
+		"/api/messages/" + id, "/api/messages/" + id + "/raw", "/api/queue", "/api/senders", "/api/stats", "/metrics"} {
+		check("GET "+path, get(t, "http://"+web+path))
+	}
 	check("the process log", []byte(p.log()))
 	n := 0
 	filepath.Walk(filepath.Join(w.dir, "data"), func(path string, fi os.FileInfo, err error) error {
@@ -63,7 +85,26 @@ func TestSecretsNeverWritten(t *testing.T) {
 		}
 		return nil
 	})
-	if n < 3 || !strings.Contains(p.log(), apiKey) {
+	if n < 4 || !strings.Contains(p.log(), apiKey) {
 		t.Fatalf("checked %d files; the log should at least name the API key (it does not?)", n)
 	}
+}
+
+func get(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s\n%s", url, resp.Status, b)
+	}
+	return b
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	json.Unmarshal(get(t, url), v)
 }
