@@ -82,14 +82,28 @@ func runClients(b *testing.B, e *env, conns, n int) time.Duration {
 }
 
 // BenchmarkAccept: 10 KB messages over 32 sessions, each acknowledged only
-// once fsynced. Sandbox transport, so delivery does no network work.
+// once fsynced. Sandbox transport, so delivery does no network work. The
+// traffic store records every event; "bodies" also keeps every raw message
+// for download (the default keep_bodies), "records" does not (keep_bodies = 0).
 func BenchmarkAccept(b *testing.B) {
-	likeServe(b)
-	e := newEnv(b, mjtest.StartTLS, sandbox)
-	b.ResetTimer()
-	took := runClients(b, e, 32, b.N)
-	b.ReportMetric(float64(b.N)/took.Seconds(), "msg/s")
-	b.ReportMetric(0, "ns/op")
+	for _, tc := range []struct {
+		name   string
+		bodies bool
+	}{{"store=records+bodies", true}, {"store=records", false}} {
+		b.Run(tc.name, func(b *testing.B) {
+			likeServe(b)
+			e := newEnv(b, mjtest.StartTLS, func(c *config.Config) {
+				sandbox(c)
+				if !tc.bodies {
+					c.Store.KeepBodies = 0
+				}
+			})
+			b.ResetTimer()
+			took := runClients(b, e, 32, b.N)
+			b.ReportMetric(float64(b.N)/took.Seconds(), "msg/s")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
 }
 
 // BenchmarkAcceptLatency: one message every 10 ms (100 msg/s) spread over 4
