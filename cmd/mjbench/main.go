@@ -4,7 +4,7 @@
 //
 //	mjbench gencert  --dir D                       CA + server certificate for the sink
 //	mjbench sink     --listen A --http A --tls-cert F --tls-key F --user K --pass S
-//	mjbench load     --addr A --conns 32 --size 10240 --n 20000 [--rate R] [--sink URL] [--rss-pid P] [--json]
+//	mjbench load     --addr A --conns 32 --size 10240 --n 20000 [--rate R] [--sink URL] [--rss-pid P] [--cpu-pid P] [--json]
 //	mjbench idle     --addr A --conns 1000 [--hold 5s] [--rss-pid P] [--json]
 //	mjbench burst    --addr A --bulk 20000 --sink URL [--probe-every 10ms] [--json]
 //	mjbench ping     --addr A [--timeout 30s]      wait for a 220 greeting
