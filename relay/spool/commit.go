@@ -9,19 +9,33 @@ import (
 
 // op is one caller's records waiting for the committer.
 type op struct {
-	data []byte
+	parts [][]byte // written one after the other
+	size  int
 	// apply runs under s.mu once the data is durable; base is where the
 	// data starts in sg.
 	apply func(sg *segment, base int64)
 	done  chan error
 }
 
-const maxBatchBytes = 16 << 20
+const (
+	maxBatchBytes = 16 << 20
+	// copyLimit is the largest batch gathered into one buffer for a single
+	// write call.
+	copyLimit = 1 << 20
+)
 
 // submit hands data to the committer and waits until it is durable (or the
 // context ends; the write then still happens, the caller just stops waiting).
 func (s *Spool) submit(ctx context.Context, data []byte, apply func(*segment, int64)) error {
-	o := &op{data: data, apply: apply, done: make(chan error, 1)}
+	return s.submitParts(ctx, [][]byte{data}, apply)
+}
+
+// submitParts is submit for data in parts (not concatenated first).
+func (s *Spool) submitParts(ctx context.Context, parts [][]byte, apply func(*segment, int64)) error {
+	o := &op{parts: parts, apply: apply, done: make(chan error, 1)}
+	for _, p := range parts {
+		o.size += len(p)
+	}
 	select {
 	case s.ops <- o:
 	case <-s.quit:
@@ -64,22 +78,34 @@ func (s *Spool) committer() {
 			}
 		}
 		batch = append(batch[:0], first)
-		size := len(first.data)
+		size := first.size
 	fill:
 		for size < maxBatchBytes {
 			select {
 			case o := <-s.ops:
 				batch = append(batch, o)
-				size += len(o.data)
+				size += o.size
 			default:
 				break fill
 			}
 		}
-		buf = buf[:0]
-		for _, o := range batch {
-			buf = append(buf, o.data...)
+		// Small batches are written with one call from a buffer; a large
+		// one part by part, so that a big message is not copied again.
+		var parts [][]byte
+		if size <= copyLimit {
+			buf = buf[:0]
+			for _, o := range batch {
+				for _, p := range o.parts {
+					buf = append(buf, p...)
+				}
+			}
+			parts = [][]byte{buf}
+		} else {
+			for _, o := range batch {
+				parts = append(parts, o.parts...)
+			}
 		}
-		sg, base, err := s.write(buf)
+		sg, base, err := s.write(parts, size)
 		if err != nil {
 			s.log.Error("spool write failed", "err", err)
 		} else {
@@ -87,44 +113,48 @@ func (s *Spool) committer() {
 			off := base
 			for _, o := range batch {
 				o.apply(sg, off)
-				off += int64(len(o.data))
+				off += int64(o.size)
 			}
 			s.mu.Unlock()
 		}
 		for _, o := range batch {
 			o.done <- err
 		}
-		if cap(buf) > 4*maxBatchBytes {
+		if cap(buf) > 2*copyLimit {
 			buf = nil
 		}
 	}
 }
 
-// write appends buf to the active segment (rotating first if it is full)
-// and makes it durable. Only the committer calls it.
-func (s *Spool) write(buf []byte) (*segment, int64, error) {
+// write appends parts (size bytes in all) to the active segment (rotating
+// first if it is full) and makes them durable. Only the committer calls it.
+func (s *Spool) write(parts [][]byte, size int) (*segment, int64, error) {
 	s.mu.Lock()
 	var sg *segment
 	if n := len(s.segs); n > 0 {
 		sg = s.segs[n-1]
 	}
 	s.mu.Unlock()
-	if sg == nil || (sg.size > 0 && sg.size+int64(len(buf)) > s.opts.SegmentSize) {
+	if sg == nil || (sg.size > 0 && sg.size+int64(size) > s.opts.SegmentSize) {
 		var err error
 		if sg, err = s.rotate(); err != nil {
 			return nil, 0, err
 		}
 	}
 	base := sg.size
-	if _, err := sg.f.WriteAt(buf, base); err != nil {
-		return nil, 0, s.writeFailed(sg, base, err)
+	off := base
+	for _, p := range parts {
+		if _, err := sg.f.WriteAt(p, off); err != nil {
+			return nil, 0, s.writeFailed(sg, base, err)
+		}
+		off += int64(len(p))
 	}
 	if err := syscall.Fdatasync(int(sg.f.Fd())); err != nil {
 		return nil, 0, s.writeFailed(sg, base, err)
 	}
 	s.mu.Lock()
-	sg.size += int64(len(buf))
-	s.diskLen += int64(len(buf))
+	sg.size += int64(size)
+	s.diskLen += int64(size)
 	s.mu.Unlock()
 	return sg, base, nil
 }

@@ -28,13 +28,14 @@ var (
 	errCorrupt = errors.New("corrupt record")
 )
 
-// appendRecord frames payload parts as one record and appends it to dst.
-func appendRecord(dst []byte, typ byte, parts ...[]byte) []byte {
+// header frames payload parts as one record: it returns the record's
+// header; the record is the header followed by the parts.
+func header(typ byte, parts ...[]byte) []byte {
 	n := 0
 	for _, p := range parts {
 		n += len(p)
 	}
-	var h [headerLen]byte
+	h := make([]byte, headerLen)
 	copy(h[:4], magic[:])
 	h[4] = typ
 	binary.BigEndian.PutUint32(h[5:9], uint32(n))
@@ -43,7 +44,12 @@ func appendRecord(dst []byte, typ byte, parts ...[]byte) []byte {
 		crc = crc32.Update(crc, crcTable, p)
 	}
 	binary.BigEndian.PutUint32(h[9:13], crc)
-	dst = append(dst, h[:]...)
+	return h
+}
+
+// appendRecord frames payload parts as one record and appends it to dst.
+func appendRecord(dst []byte, typ byte, parts ...[]byte) []byte {
+	dst = append(dst, header(typ, parts...)...)
 	for _, p := range parts {
 		dst = append(dst, p...)
 	}

@@ -239,12 +239,15 @@ func (s *Spool) Put(ctx context.Context, env *Envelope, parts ...[]byte) error {
 	if err != nil {
 		return err
 	}
-	data := appendRecord(make([]byte, 0, headerLen+4+len(ej)+size), recMessage, messagePayload(ej, parts...)...)
+	// The record is written from its parts: a large message is not copied.
+	payload := messagePayload(ej, parts...)
+	rec := append([][]byte{header(recMessage, payload...)}, payload...)
 	e := &entry{env: *env, state: State{ID: env.ID}, n: int64(size)}
 	bodyOff := int64(headerLen + 4 + len(ej))
-	s.reserved.Add(int64(len(data)))
-	defer s.reserved.Add(-int64(len(data)))
-	err = s.submit(ctx, data, func(sg *segment, base int64) {
+	total := int64(headerLen + 4 + len(ej) + size)
+	s.reserved.Add(total)
+	defer s.reserved.Add(-total)
+	err = s.submitParts(ctx, rec, func(sg *segment, base int64) {
 		e.seg, e.off = sg, base+bodyOff
 		s.index[env.ID] = e
 		sg.addLive(e.n)

@@ -279,3 +279,35 @@ func BenchmarkPut10KB32(b *testing.B) {
 		}
 	})
 }
+
+// TestLargeMessageWrittenInParts: a batch over the copy limit is written
+// part by part; a large message among small ones comes back byte for byte.
+func TestLargeMessageWrittenInParts(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, spool.Options{})
+	big := bytes.Repeat([]byte("0123456789abcdef"), 3<<20/16)
+	var wg sync.WaitGroup
+	ids := make(chan string, 9)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); ids <- put(t, s, fmt.Sprintf("small %d\r\n", i)) }()
+	}
+	env := &spool.Envelope{ID: s.NewID(), To: []string{"b@example.org"}}
+	if err := s.Put(context.Background(), env, []byte("Received: x\r\n"), big); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(ids)
+	s.Close()
+	s = open(t, dir, spool.Options{})
+	defer s.Close()
+	got, err := s.Body(env.ID)
+	if err != nil || !bytes.Equal(got, append([]byte("Received: x\r\n"), big...)) {
+		t.Fatalf("large body: %d bytes, %v", len(got), err)
+	}
+	for id := range ids {
+		if b, err := s.Body(id); err != nil || !bytes.HasPrefix(b, []byte("small ")) {
+			t.Fatalf("small %s: %q %v", id, b, err)
+		}
+	}
+}
