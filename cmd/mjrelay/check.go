@@ -152,7 +152,7 @@ func checkDomain(ctx context.Context, cfg *config.Config, snap *account.Snapshot
 		// Odoo sends as notifications@ (rewritten From), bounce@ (envelope)
 		// and catchall@ (Reply-To); its Mailjet guide asks for all three.
 		for _, alias := range []string{"notifications", "bounce", "catchall"} {
-			add(senderCheck(snap, alias+"@"+name))
+			add(dnscheck.Sender(snap, alias+"@"+name, dnscheck.Fail))
 		}
 		d, ok := snap.Domain(name)
 		if !ok {
@@ -161,8 +161,8 @@ func checkDomain(ctx context.Context, cfg *config.Config, snap *account.Snapshot
 				Fix:    "add " + name + " in Mailjet > Account settings > Senders & Domains"})
 		} else {
 			r.InAccount, r.Mailjet = true, &d
-			add(mailjetStatus("mailjet-dkim", "DKIM", name, d.DKIMStatus, cfg.Policy.RequireDKIM))
-			add(mailjetStatus("mailjet-spf", "SPF", name, d.SPFStatus, cfg.Policy.RequireSPF))
+			add(dnscheck.MailjetStatus("mailjet-dkim", "DKIM", name, d.DKIMStatus, cfg.Policy.RequireDKIM))
+			add(dnscheck.MailjetStatus("mailjet-spf", "SPF", name, d.SPFStatus, cfg.Policy.RequireSPF))
 			for _, res := range dns.Domain(ctx, d) {
 				add(res)
 			}
@@ -172,43 +172,6 @@ func checkDomain(ctx context.Context, cfg *config.Config, snap *account.Snapshot
 	// Without Mailjet's record values only SPF and DMARC can be checked.
 	add(dns.SPF(ctx, name))
 	add(dns.DMARC(ctx, name))
-	return r
-}
-
-// senderCheck tells whether an Active sender covers addr.
-func senderCheck(snap *account.Snapshot, addr string) dnscheck.Result {
-	r := dnscheck.Result{Check: "sender", Record: addr}
-	_, domain, _ := account.SplitAddress(addr)
-	m := snap.Authorize(addr)
-	switch {
-	case m.Allowed && m.Sender.IsWildcard():
-		r.Status, r.Detail = dnscheck.OK, "covered by the Active domain sender "+m.Sender.Email
-	case m.Allowed:
-		r.Status, r.Detail = dnscheck.OK, "Active sender"
-	case m.Found:
-		r.Status = dnscheck.Fail
-		r.Detail = fmt.Sprintf("sender %s has status %s", m.Sender.Email, m.Sender.Status)
-		r.Fix = fmt.Sprintf("validate %s in Mailjet > Account settings > Senders & Domains (activation email, or publish the ownership TXT record)", m.Sender.Email)
-	default:
-		r.Status, r.Detail = dnscheck.Fail, "not a sender of the Mailjet account"
-		r.Fix = fmt.Sprintf("add sender %s (or *@%s for the whole domain) in Mailjet > Account settings > Senders & Domains and validate it", addr, domain)
-	}
-	return r
-}
-
-// mailjetStatus reports Mailjet's own last DKIM/SPF verdict; it is required
-// only when the policy requires it (the relay then refuses the domain).
-func mailjetStatus(check, what, domain, status string, required bool) dnscheck.Result {
-	r := dnscheck.Result{Check: check, Record: domain, Status: dnscheck.OK, Detail: "Mailjet reports " + what + " " + status}
-	if status == account.CheckOK {
-		return r
-	}
-	r.Status = dnscheck.Warn
-	if required {
-		r.Status = dnscheck.Fail
-		r.Detail += fmt.Sprintf(" and policy.require_%s is on: the relay refuses this domain", strings.ToLower(what))
-	}
-	r.Fix = "fix the " + what + " record below, then run the check in Mailjet > Account settings > Senders & Domains > " + domain
 	return r
 }
 

@@ -61,19 +61,7 @@ func TestKill9ThreeTimesWithUpstreamUp(t *testing.T) {
 		}
 	}
 	w.serve()
-	waitUntil(t, fmt.Sprintf("%d acknowledged messages upstream", len(all)), 60*time.Second, func() bool {
-		got := tokensAt(w.up)
-		for tok := range all {
-			if got[tok] == 0 {
-				return false
-			}
-		}
-		return true
-	})
-	dups := 0
-	for _, n := range tokensAt(w.up) {
-		dups += n - 1
-	}
+	dups := waitAllDelivered(t, w, all)
 	// In flight at a kill: at most one per upstream connection (concurrency 8+2) per kill.
 	t.Logf("%d acknowledged messages, 3 kills, all delivered; %d duplicates (in flight at a kill)", len(all), dups)
 	if dups > 3*10 {
@@ -96,15 +84,7 @@ func TestUpstreamHangsThenRecovers(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second) // attempts time out and are deferred
 	w.up.SetDataDelay(0)
-	waitUntil(t, "every acknowledged message upstream", 60*time.Second, func() bool {
-		got := tokensAt(w.up)
-		for tok := range acked {
-			if got[tok] == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	waitAllDelivered(t, w, acked)
 }
 
 // TestQueueLimit: over queue.max_messages new mail gets 452 4.3.1, and

@@ -195,6 +195,26 @@ func tokensAt(up *mjtest.SMTPRelay) map[string]int {
 	return out
 }
 
+// waitAllDelivered waits until every acknowledged token is upstream and
+// returns how many extra copies arrived (duplicates).
+func waitAllDelivered(t *testing.T, w *world, acked map[string]bool) int {
+	t.Helper()
+	waitUntil(t, fmt.Sprintf("%d acknowledged messages upstream", len(acked)), 60*time.Second, func() bool {
+		got := tokensAt(w.up)
+		for tok := range acked {
+			if got[tok] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	dups := 0
+	for _, n := range tokensAt(w.up) {
+		dups += n - 1
+	}
+	return dups
+}
+
 func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)

@@ -37,19 +37,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	}
 	w.up.SetMailFault(mjtest.Fault{})
 	w.serve()
-	waitUntil(t, fmt.Sprintf("%d acknowledged messages upstream", len(acked)), 60*time.Second, func() bool {
-		got := tokensAt(w.up)
-		for tok := range acked {
-			if got[tok] == 0 {
-				return false
-			}
-		}
-		return true
-	})
-	dups := 0
-	for _, n := range tokensAt(w.up) {
-		dups += n - 1
-	}
+	dups := waitAllDelivered(t, w, acked)
 	t.Logf("%d acknowledged messages delivered after 2 kills; %d duplicates", len(acked), dups)
 	if dups != 0 {
 		t.Errorf("%d duplicates although the upstream accepted nothing before the kills", dups)

@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -101,10 +100,10 @@ func (s *senders) report(force bool) SendersReport {
 		dr := DomainReport{Domain: name, DKIMStatus: d.DKIMStatus, SPFStatus: d.SPFStatus, LastCheckAt: d.LastCheckAt,
 			Checks: []dnscheck.Result{}}
 		for _, alias := range []string{"notifications", "bounce", "catchall"} {
-			dr.Checks = append(dr.Checks, senderCheck(snap, alias+"@"+name))
+			dr.Checks = append(dr.Checks, dnscheck.Sender(snap, alias+"@"+name, dnscheck.Warn))
 		}
-		dr.Checks = append(dr.Checks, mailjetStatus("mailjet-dkim", "DKIM", d.DKIMStatus, cfg.Policy.RequireDKIM),
-			mailjetStatus("mailjet-spf", "SPF", d.SPFStatus, cfg.Policy.RequireSPF))
+		dr.Checks = append(dr.Checks, dnscheck.MailjetStatus("mailjet-dkim", "DKIM", name, d.DKIMStatus, cfg.Policy.RequireDKIM),
+			dnscheck.MailjetStatus("mailjet-spf", "SPF", name, d.SPFStatus, cfg.Policy.RequireSPF))
 		dr.Checks = append(dr.Checks, results[name]...)
 		for _, c := range dr.Checks {
 			if c.Status == dnscheck.Fail {
@@ -129,43 +128,4 @@ func (s *senders) check(snap *account.Snapshot) {
 	s.mu.Lock()
 	s.results, s.checkedAt, s.running = out, s.d.Now(), false
 	s.mu.Unlock()
-}
-
-// senderCheck tells whether an Active sender covers addr (Odoo sends as
-// notifications@, bounce@ and catchall@ of its domain), as `mjrelay check`
-// does.
-func senderCheck(snap *account.Snapshot, addr string) dnscheck.Result {
-	r := dnscheck.Result{Check: "sender", Record: addr}
-	_, domain, _ := account.SplitAddress(addr)
-	m := snap.Authorize(addr)
-	switch {
-	case m.Allowed && m.Sender.IsWildcard():
-		r.Status, r.Detail = dnscheck.OK, "covered by the Active domain sender "+m.Sender.Email
-	case m.Allowed:
-		r.Status, r.Detail = dnscheck.OK, "Active sender"
-	case m.Found:
-		r.Status = dnscheck.Fail
-		r.Detail = fmt.Sprintf("sender %s has status %s", m.Sender.Email, m.Sender.Status)
-		r.Fix = fmt.Sprintf("validate %s in Mailjet > Account settings > Senders & Domains", m.Sender.Email)
-	default:
-		r.Status, r.Detail = dnscheck.Warn, "not a sender of the Mailjet account"
-		r.Fix = fmt.Sprintf("add sender %s (or *@%s) in Mailjet > Account settings > Senders & Domains if Odoo sends as it", addr, domain)
-	}
-	return r
-}
-
-// mailjetStatus reports Mailjet's own DKIM/SPF verdict; it fails only when
-// the policy requires it.
-func mailjetStatus(check, what, status string, required bool) dnscheck.Result {
-	r := dnscheck.Result{Check: check, Status: dnscheck.OK, Detail: "Mailjet reports " + what + " " + status}
-	if status == account.CheckOK {
-		return r
-	}
-	r.Status = dnscheck.Warn
-	if required {
-		r.Status = dnscheck.Fail
-		r.Detail += fmt.Sprintf(" and policy.require_%s is on: the relay refuses this domain", strings.ToLower(what))
-	}
-	r.Fix = "fix the " + what + " record, then run the check in Mailjet > Account settings > Senders & Domains"
-	return r
 }

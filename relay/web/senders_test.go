@@ -24,8 +24,8 @@ func TestSendersReport(t *testing.T) {
 	}
 	want := map[string]dnscheck.Status{
 		"sender notifications@acme.example":    dnscheck.OK, // the *@acme.example sender
-		"mailjet-dkim ":                        dnscheck.OK,
-		"mailjet-spf ":                         dnscheck.Warn, // "Not found", not required
+		"mailjet-dkim acme.example":            dnscheck.OK,
+		"mailjet-spf acme.example":             dnscheck.Warn, // "Not found", not required
 		"ownership mailjet._abc.acme.example":  dnscheck.OK,
 		"dkim mailjet._domainkey.acme.example": dnscheck.OK,
 		"spf acme.example":                     dnscheck.Fail,
