@@ -4,10 +4,7 @@
 // (mjtest).
 package mailjet
 
-import (
-	"context"
-	"time"
-)
+import "context"
 
 // Message is one delivery attempt's input.
 type Message struct {
@@ -99,6 +96,3 @@ func (Sandbox) Deliver(_ context.Context, m *Message) Result {
 	const reply = "250 sandbox mode: recorded, not sent"
 	return Result{Rcpts: AllRcpts(m, Delivered, reply), Reply: reply, Upstream: "sandbox"}
 }
-
-// Dur is a helper for log durations in milliseconds.
-func Dur(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

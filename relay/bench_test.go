@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
+	"github.com/mjrelay/mjrelay/relay"
 	"github.com/mjrelay/mjrelay/relay/config"
 )
 
@@ -26,11 +27,11 @@ var bench10KB = func() string {
 	return b.String()
 }()
 
-// likeServe applies the GC settings that `mjrelay serve` uses (see
-// cmd/mjrelay/serve.go tuneGC), so that benchmarks measure the binary.
+// likeServe applies the GC settings that `mjrelay serve` uses, so that
+// benchmarks measure the binary.
 func likeServe(b *testing.B) {
-	old := debug.SetGCPercent(400)
-	oldLimit := debug.SetMemoryLimit(1 << 30)
+	old := debug.SetGCPercent(relay.GCPercent)
+	oldLimit := debug.SetMemoryLimit(relay.MemoryLimit)
 	b.Cleanup(func() { debug.SetGCPercent(old); debug.SetMemoryLimit(oldLimit) })
 }
 

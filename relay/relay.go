@@ -9,12 +9,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -29,6 +27,16 @@ import (
 	"github.com/mjrelay/mjrelay/relay/spool"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 	"github.com/mjrelay/mjrelay/relay/web"
+)
+
+// GC settings for a relay process: memory, of which a relay uses little
+// (an index and the messages in flight), is traded for fewer collections,
+// which show in the latency tail when a bulk burst allocates fast; the soft
+// limit keeps the heap bounded anyway. `mjrelay serve` applies them (unless
+// GOGC / GOMEMLIMIT are set) and the benchmarks do too.
+const (
+	GCPercent   = 400
+	MemoryLimit = 1 << 30
 )
 
 // Options are the parts that tests replace; the zero value is production.
@@ -89,7 +97,7 @@ func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
 	}()
 
 	var recorders trafficlog.Multi
-	if r.traffic, err = openTraffic(cfg); err != nil {
+	if r.traffic, err = OpenTraffic(cfg); err != nil {
 		return nil, fmt.Errorf("traffic log: %w", err)
 	}
 	if r.traffic != nil {
@@ -121,7 +129,7 @@ func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
 		return nil, err
 	}
 
-	if r.Store, err = inspect.Open(filepath.Join(cfg.DataDir, "store.db"), inspect.Options{
+	if r.Store, err = inspect.Open(inspect.Path(cfg.DataDir), inspect.Options{
 		Retention: cfg.Store.Retention.D(), KeepBodies: cfg.Store.KeepBodies.D(), Logger: log,
 	}); err != nil {
 		return nil, fmt.Errorf("traffic store: %w", err)
@@ -206,26 +214,21 @@ func (r *Relay) startPolicy() (policy.Checker, error) {
 	return policy.New(cfg, cache, r.log)
 }
 
-func openTraffic(cfg *config.Config) (*trafficlog.JSONLines, error) {
-	var w io.Writer
-	switch dest := cfg.Log.Traffic; dest {
+// OpenTraffic opens the traffic log that log.traffic names (nil for "off").
+func OpenTraffic(cfg *config.Config) (*trafficlog.JSONLines, error) {
+	switch cfg.Log.Traffic {
 	case "off":
 		return nil, nil
 	case "stdout":
-		w = os.Stdout
+		return trafficlog.NewJSONLines(os.Stdout), nil
 	case "stderr":
-		w = os.Stderr
-	default:
-		if dest == "" {
-			dest = filepath.Join(cfg.DataDir, "traffic.log")
-		}
-		f, err := os.OpenFile(dest, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-		if err != nil {
-			return nil, err
-		}
-		w = f
+		return trafficlog.NewJSONLines(os.Stderr), nil
 	}
-	return trafficlog.NewJSONLines(w), nil
+	f, err := os.OpenFile(cfg.TrafficFile(), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return trafficlog.NewJSONLines(f), nil
 }
 
 // startHTTP serves the web UI, the JSON API, /metrics, /healthz, /readyz

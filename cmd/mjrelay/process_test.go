@@ -153,6 +153,19 @@ func (w *world) serve() *proc {
 	return p
 }
 
+// web waits for the web UI's address (logged after SMTP's).
+func (p *proc) web(t *testing.T) string {
+	t.Helper()
+	var addr string
+	waitUntil(t, "the web UI to listen", 10*time.Second, func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		addr = p.http
+		return addr != ""
+	})
+	return addr
+}
+
 func (p *proc) log() string { p.mu.Lock(); defer p.mu.Unlock(); return p.stderr.String() }
 
 func (p *proc) kill9() { p.cmd.Process.Signal(syscall.SIGKILL); <-p.exited }

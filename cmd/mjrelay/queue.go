@@ -5,14 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/mjrelay/mjrelay/relay"
 	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/control"
+	"github.com/mjrelay/mjrelay/relay/inspect"
 	"github.com/mjrelay/mjrelay/relay/spool"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
@@ -104,20 +104,27 @@ func openQueue(cfg *config.Config) (queueAPI, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var rec trafficlog.Recorder = trafficlog.Discard{}
-	var tl *trafficlog.JSONLines
-	if dest := cfg.Log.Traffic; dest != "off" && dest != "stdout" && dest != "stderr" {
-		if dest == "" {
-			dest = filepath.Join(cfg.DataDir, "traffic.log")
+	// With no server running, this process records what it does, in the
+	// traffic log file and in the store, as the server would.
+	var rec trafficlog.Multi
+	var closers []func() error
+	if cfg.TrafficFile() != "" {
+		tl, err := relay.OpenTraffic(cfg)
+		if err != nil {
+			sp.Close()
+			return nil, nil, fmt.Errorf("traffic log: %w", err)
 		}
-		if f, err := os.OpenFile(dest, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600); err == nil {
-			tl = trafficlog.NewJSONLines(f)
-			rec = tl
-		}
+		rec, closers = append(rec, tl), append(closers, tl.Close)
 	}
+	st, err := inspect.Open(inspect.Path(cfg.DataDir), inspect.Options{Retention: cfg.Store.Retention.D(), KeepBodies: cfg.Store.KeepBodies.D()})
+	if err != nil {
+		sp.Close()
+		return nil, nil, fmt.Errorf("traffic store: %w", err)
+	}
+	rec, closers = append(rec, st), append(closers, st.Close)
 	return offlineAPI{control.Offline{Spool: sp, Traffic: rec}}, func() {
-		if tl != nil {
-			tl.Close()
+		for _, c := range closers {
+			c()
 		}
 		sp.Close()
 	}, nil

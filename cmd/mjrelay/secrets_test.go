@@ -57,12 +57,7 @@ func TestSecretsNeverWritten(t *testing.T) {
 		}
 	}
 	// Everything the web UI and API show, raw download included.
-	p.mu.Lock()
-	web := p.http
-	p.mu.Unlock()
-	if web == "" {
-		t.Fatal("the web UI does not listen")
-	}
+	web := p.web(t)
 	var id string
 	waitUntil(t, "the message in the store", 10*time.Second, func() bool {
 		var list struct{ Messages []struct{ ID string } }

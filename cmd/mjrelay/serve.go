@@ -45,16 +45,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	return 0
 }
 
-// tuneGC trades memory, of which a relay uses little (an index and the
-// messages in flight), for fewer collections: they show in the latency tail
-// when a bulk burst allocates fast. A soft limit keeps the heap bounded
-// anyway. GOGC and GOMEMLIMIT in the environment take precedence.
+// tuneGC applies relay.GCPercent and relay.MemoryLimit unless GOGC or
+// GOMEMLIMIT is set in the environment.
 func tuneGC() {
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
+		debug.SetGCPercent(relay.GCPercent)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(1 << 30)
+		debug.SetMemoryLimit(relay.MemoryLimit)
 	}
 }
 

@@ -223,7 +223,7 @@ func (t *Target) logResult(m *mailjet.Message, res *mailjet.Result, d time.Durat
 		}
 	}
 	attrs := []any{"id", m.ID, "delivered", ok, "tempfail", temp, "permfail", perm,
-		"upstream_id", res.UpstreamID, "reply", res.Reply, "ms", mailjet.Dur(d)}
+		"upstream_id", res.UpstreamID, "reply", res.Reply, "ms", d.Milliseconds()}
 	if temp+perm > 0 {
 		t.log.Warn("send api delivery", attrs...)
 		return

@@ -271,6 +271,18 @@ func (c *Config) QueueDir() string { return filepath.Join(c.DataDir, "queue") }
 // ControlSocket is the unix socket `mjrelay queue` uses to reach a running server.
 func (c *Config) ControlSocket() string { return filepath.Join(c.DataDir, "control.sock") }
 
+// TrafficFile is the traffic log's file, or "" when log.traffic is "off",
+// "stdout" or "stderr".
+func (c *Config) TrafficFile() string {
+	switch c.Log.Traffic {
+	case "off", "stdout", "stderr":
+		return ""
+	case "":
+		return filepath.Join(c.DataDir, "traffic.log")
+	}
+	return c.Log.Traffic
+}
+
 // TrustedPrefixes parses smtp.trusted_networks (validated by Load).
 func (c *Config) TrustedPrefixes() []netip.Prefix {
 	var out []netip.Prefix

@@ -130,10 +130,10 @@ func (s *Scheduler) deliverOnce(ctx context.Context, t mailjet.Target, h *health
 
 	e := event(trafficlog.Attempt, it)
 	e.To, e.Transport, e.Upstream, e.UpstreamID, e.Reply, e.Attempt = m.Rcpts, t.Name(), res.Upstream, res.UpstreamID, res.Reply, attemptNo
-	e.DurationMS = mailjet.Dur(time.Since(start))
+	e.DurationMS = trafficlog.Millis(time.Since(start))
+	e.Rcpts = records(res.Rcpts)
 	var ok, perm []mailjet.RcptResult
 	for _, r := range res.Rcpts {
-		e.Rcpts = append(e.Rcpts, trafficlog.RcptResult{Rcpt: r.Rcpt, Status: r.Status.String(), Reply: r.Reply, MessageID: r.MessageID, MessageUUID: r.MessageUUID})
 		switch {
 		case res.Unsupported:
 		case r.Status == mailjet.Delivered:
@@ -152,10 +152,8 @@ func (s *Scheduler) deliverOnce(ctx context.Context, t mailjet.Target, h *health
 		o.To = rcptsOf(rs)
 		o.Transport, o.Upstream, o.UpstreamID, o.Attempt, o.Reason = t.Name(), res.Upstream, res.UpstreamID, attemptNo, reason
 		o.Reply = rs[0].Reply
-		o.DurationMS = mailjet.Dur(time.Since(it.Envelope.Received))
-		for _, r := range rs {
-			o.Rcpts = append(o.Rcpts, trafficlog.RcptResult{Rcpt: r.Rcpt, Status: r.Status.String(), Reply: r.Reply, MessageID: r.MessageID, MessageUUID: r.MessageUUID})
-		}
+		o.DurationMS = trafficlog.Millis(time.Since(it.Envelope.Received))
+		o.Rcpts = records(rs)
 		s.opts.Traffic.Record(o)
 	}
 	if t.Name() == "sandbox" {
@@ -185,6 +183,15 @@ func (s *Scheduler) earliestProbe(l *lane) time.Time {
 		t = time.Now().Add(time.Second)
 	}
 	return t
+}
+
+// records turns recipient outcomes into traffic log entries.
+func records(rs []mailjet.RcptResult) []trafficlog.RcptResult {
+	out := make([]trafficlog.RcptResult, len(rs))
+	for i, r := range rs {
+		out[i] = trafficlog.RcptResult{Rcpt: r.Rcpt, Status: r.Status.String(), Reply: r.Reply, MessageID: r.MessageID, MessageUUID: r.MessageUUID}
+	}
+	return out
 }
 
 func rcptsOf(rs []mailjet.RcptResult) []string {

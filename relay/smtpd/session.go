@@ -323,14 +323,20 @@ func closeRead(c net.Conn) {
 }
 
 func isASCII(from string, rcpts []string) bool {
-	for _, a := range append([]string{from}, rcpts...) {
+	ascii := func(a string) bool {
 		for i := 0; i < len(a); i++ {
 			if a[i] >= 0x80 {
 				return false
 			}
 		}
+		return true
 	}
-	return true
+	for _, r := range rcpts {
+		if !ascii(r) {
+			return false
+		}
+	}
+	return ascii(from)
 }
 
 // checkAddress accepts what an SMTP submission relay should pass on to

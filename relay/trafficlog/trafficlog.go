@@ -67,6 +67,9 @@ type Event struct {
 	Raw []byte `json:"-"`
 }
 
+// Millis expresses d in milliseconds, as DurationMS wants it.
+func Millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
 // RcptResult is one recipient's outcome in an attempt.
 type RcptResult struct {
 	Rcpt   string `json:"rcpt"`
