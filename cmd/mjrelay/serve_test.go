@@ -128,10 +128,14 @@ func TestQueueCommandOnlineAndOffline(t *testing.T) {
 		}
 	}
 	c.Quit()
-	out, code := runCLI(t, "queue", "--config", w.cfgPath, "list")
-	if code != 0 || strings.Count(out, "bounce@example.com") != 3 || !strings.Contains(out, "451 4.3.0 later") {
-		t.Fatalf("queue list (online) exit %d:\n%s", code, out)
-	}
+	// The first attempts run while the client quits: list until all three
+	// show the upstream's 451.
+	var out string
+	waitUntil(t, "three deferred messages in the queue list", 10*time.Second, func() bool {
+		var code int
+		out, code = runCLI(t, "queue", "--config", w.cfgPath, "list")
+		return code == 0 && strings.Count(out, "bounce@example.com") == 3 && strings.Count(out, "451 4.3.0 later") == 3
+	})
 	id := strings.Fields(strings.Split(out, "\n")[1])[0]
 	if out, code := runCLI(t, "queue", "--config", w.cfgPath, "delete", id); code != 0 {
 		t.Fatalf("queue delete: %s", out)
@@ -141,7 +145,7 @@ func TestQueueCommandOnlineAndOffline(t *testing.T) {
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	<-p.exited
-	out, code = runCLI(t, "queue", "--config", w.cfgPath, "list")
+	out, code := runCLI(t, "queue", "--config", w.cfgPath, "list")
 	if code != 0 || strings.Count(out, "bounce@example.com") != 2 || strings.Contains(out, id) {
 		t.Fatalf("queue list (offline) exit %d:\n%s", code, out)
 	}
