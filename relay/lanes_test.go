@@ -168,3 +168,45 @@ func TestLaneRateCap(t *testing.T) {
 	}
 	e.waitDelivered(6)
 }
+
+// TestBulkIntakeFollowsDelivery: while the bulk lane has more than
+// flow_backlog messages ready, each new mass-mailing message's 250 waits
+// (at most flow_delay) for one of the lane's deliveries; it is never
+// refused, and transactional mail is not held.
+func TestBulkIntakeFollowsDelivery(t *testing.T) {
+	const delay = 300 * time.Millisecond
+	e := newEnv(t, mjtest.StartTLS, func(c *config.Config) {
+		// One bulk delivery, then none for a long while: only the first
+		// can free a place, so the backlog stays.
+		c.Routes.Bulk.Rate, c.Routes.Bulk.FlowBacklog, c.Routes.Bulk.FlowDelay = 0.001, 1, config.Duration(delay)
+	})
+	c := e.client()
+	defer c.Quit()
+	var paced time.Duration
+	for i := 0; i < 6; i++ {
+		start := time.Now()
+		if _, err := send(c, "bounce@example.com", []string{"c@example.org"}, massMailing(i)); err != nil {
+			t.Fatalf("bulk message %d: %v", i, err)
+		}
+		if i >= 3 {
+			paced += time.Since(start)
+		}
+	}
+	// From the 4th message on, 2 or more are ready over a backlog of 1; the
+	// one delivery that ends frees one place, so two of the last three wait
+	// the full flow_delay.
+	if paced < 2*delay {
+		t.Fatalf("the last three bulk messages took %v in all; want at least 2 × flow_delay (%v)", paced, delay)
+	}
+	if _, err := send(c, "bounce@example.com", []string{"user@example.org"}, testMessage("reset")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("the transactional message upstream", func() bool {
+		for _, m := range e.up.Received() {
+			if bytes.Contains(m.Data, []byte("Subject: reset")) {
+				return true
+			}
+		}
+		return false
+	})
+}

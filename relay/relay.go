@@ -167,7 +167,7 @@ func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
 	}
 
 	r.smtp, err = smtpd.New(cfg, smtpd.Deps{Queue: r.Spool, Policy: checker, Traffic: recorders, Logger: log,
-		Classifier: policy.NewClassifier(cfg, acct), WantBodies: r.Store.WantsBodies()})
+		Classifier: policy.NewClassifier(cfg, acct), WantBodies: r.Store.WantsBodies(), Flow: r.Sched})
 	if err != nil {
 		return nil, err
 	}

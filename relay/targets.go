@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"time"
+
 	"crypto/x509"
 	"fmt"
 	"log/slog"
@@ -58,7 +60,8 @@ func lanes(cfg *config.Config, roots *x509.CertPool, override mailjet.Target, lo
 		if r.route.APIKey != "" {
 			key, secret = r.route.APIKey, r.route.SecretKey
 		}
-		l := deliver.Lane{Name: r.name, Concurrency: r.route.Concurrency, Rate: r.route.Rate, Priority: r.route.Priority}
+		l := deliver.Lane{Name: r.name, Concurrency: r.route.Concurrency, Rate: r.route.Rate, Priority: r.route.Priority,
+			FlowBacklog: r.route.FlowBacklog, FlowDelay: time.Duration(r.route.FlowDelay)}
 		for _, name := range r.route.Transports {
 			t, err := get(name, key, secret, cfg.Routes.Transactional.Concurrency+cfg.Routes.Bulk.Concurrency)
 			if err != nil {

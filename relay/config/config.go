@@ -95,6 +95,13 @@ type Route struct {
 	Concurrency int `toml:"concurrency"`
 	// Rate caps messages per second (0 = no cap).
 	Rate float64 `toml:"rate"`
+	// FlowBacklog: while the lane has more ready messages than this, the
+	// 250 for each new message of its class waits (up to FlowDelay) for
+	// one of the lane's deliveries, like Postfix's in_flow_delay, so that
+	// a mass mailing is taken in at the pace it leaves and leaves the CPU
+	// to transactional mail. 0 = never.
+	FlowBacklog int      `toml:"flow_backlog"`
+	FlowDelay   Duration `toml:"flow_delay"`
 	// APIKey/SecretKey: an optional Mailjet sub-account for this lane.
 	APIKey    string `toml:"api_key"`
 	SecretKey Secret `toml:"secret_key"`
@@ -189,8 +196,8 @@ func Default() *Config {
 			CampaignFromMailing: true,
 		},
 		Routes: Routes{
-			Transactional: Route{Priority: 2, Concurrency: 8},
-			Bulk:          Route{Priority: 1, Concurrency: 2},
+			Transactional: Route{Priority: 2, Concurrency: 8, FlowDelay: Duration(time.Second)},
+			Bulk:          Route{Priority: 1, Concurrency: 2, FlowBacklog: 1000, FlowDelay: Duration(time.Second)},
 		},
 		Store: Store{Retention: Duration(720 * time.Hour), KeepBodies: Duration(168 * time.Hour)},
 		Queue: Queue{
@@ -384,6 +391,12 @@ func (c *Config) validate() error {
 		}
 		if r.Rate < 0 {
 			bad(name+".rate", "must not be negative")
+		}
+		if r.FlowBacklog < 0 {
+			bad(name+".flow_backlog", "must not be negative")
+		}
+		if r.FlowDelay < 0 || r.FlowDelay > Duration(30*time.Second) {
+			bad(name+".flow_delay", "%s is not between 0s and 30s (clients time out)", time.Duration(r.FlowDelay))
 		}
 	}
 	for i, u := range c.SMTP.Users {

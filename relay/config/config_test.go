@@ -53,6 +53,8 @@ func TestErrors(t *testing.T) {
 		{"[http]\nlisten = \"0.0.0.0:8025\"", "http.users"},
 		{"[mailjet]\napi_key = \"k\"\nsecret_key = \"s\"\n[routes.bulk]\ntransports = [\"fax\"]", "routes.bulk.transports"},
 		{"[routes.bulk]\npriority = 4", "routes.bulk.priority"},
+		{"[routes.bulk]\nflow_delay = \"2m\"", "routes.bulk.flow_delay"},
+		{"[routes.transactional]\nflow_backlog = -1", "routes.transactional.flow_backlog"},
 		{"[[smtp.users]]\nusername = \"u\"\npassword_hash = \"$2a$x\"\nclass = \"spam\"", "class"},
 	}
 	for _, tc := range tests {

@@ -7,7 +7,8 @@
 // temporary failure tries the lane's next transport before the message is
 // deferred with exponential backoff and jitter (until queue.max_lifetime); a
 // transport that keeps failing is skipped for a cool-down, then probed. 5xx
-// failures are final.
+// failures are final. Pace lets the SMTP server hold back intake for a lane
+// that is far behind.
 package deliver
 
 import (
@@ -41,6 +42,9 @@ type Lane struct {
 	Concurrency int
 	Rate        float64 // messages per second, 0 = no cap
 	Priority    int     // the Mailjet priority hint, -1 = none
+	// FlowBacklog and FlowDelay pace intake (see Pace); 0 = never.
+	FlowBacklog int
+	FlowDelay   time.Duration
 }
 
 // Options configure the scheduler.
@@ -83,6 +87,8 @@ type lane struct {
 	limiter  *rate.Limiter
 	health   []*health
 	deferred int
+	freed    chan struct{} // a token per ended attempt, for Pace
+	pacing   bool
 }
 
 // New builds a scheduler.
@@ -106,6 +112,7 @@ func New(sp Spool, opts Options) *Scheduler {
 		if ln.Concurrency <= 0 {
 			ln.Concurrency = 1
 		}
+		ln.freed = make(chan struct{}, ln.Concurrency)
 		if l.Rate > 0 {
 			ln.limiter = rate.NewLimiter(rate.Limit(l.Rate), max(1, int(l.Rate)))
 		}
@@ -173,6 +180,10 @@ func (s *Scheduler) Run(ctx context.Context) {
 				delete(s.inFlight, id)
 				delete(s.deleted, id)
 				s.mu.Unlock()
+				select {
+				case l.freed <- struct{}{}:
+				default:
+				}
 				s.poke()
 			}()
 			continue

@@ -43,6 +43,14 @@ type Deps struct {
 	Classifier Classifier
 	// WantBodies makes received events carry a copy of the stored message.
 	WantBodies bool
+	// Flow paces intake by lane (a *deliver.Scheduler); nil: never.
+	Flow Flow
+}
+
+// Flow holds back a new message of a class whose lane is far behind; it
+// returns how long it waited.
+type Flow interface {
+	Pace(ctx context.Context, class string) time.Duration
 }
 
 // Classifier picks a message's delivery lane (a *policy.Classifier).
@@ -63,6 +71,7 @@ type Server struct {
 	tlsConf *tls.Config
 	classes Classifier
 	bodies  bool
+	flow    Flow
 	slots   chan struct{} // connection slots shared by both listeners
 	open    *conns
 	bufs    sync.Pool
@@ -78,7 +87,7 @@ func New(cfg *config.Config, d Deps) (*Server, error) {
 		cfg: cfg, queue: d.Queue, policy: d.Policy, traffic: d.Traffic, log: d.Logger,
 		users: newUsers(cfg.SMTP.Users), fails: newFailures(), trusted: cfg.TrustedPrefixes(),
 		tlsConf: d.TLS, slots: make(chan struct{}, max(cfg.SMTP.MaxConnections, 1)),
-		classes: d.Classifier, bodies: d.WantBodies, open: newConns(),
+		classes: d.Classifier, bodies: d.WantBodies, flow: d.Flow, open: newConns(),
 	}
 	if s.classes == nil {
 		s.classes = policy.NewClassifier(&config.Config{}, nil)

@@ -270,6 +270,9 @@ func (s *session) Data(r io.Reader) error {
 	if s.srv.cfg.Mailjet.CampaignFromMailing {
 		env.Campaign = policy.MailingCampaign(info.ListUnsubscribe)
 	}
+	if s.srv.flow != nil {
+		s.srv.flow.Pace(ctx, env.Class)
+	}
 	trace := receivedHeader(s.conn.Hostname(), s.ip.String(), s.srv.cfg.Hostname, env.ID, s.tls(), s.user != nil, env.UTF8, env.To, now)
 	if err := s.srv.queue.Put(ctx, env, trace, msg); err != nil {
 		if errors.Is(err, spool.ErrFull) {

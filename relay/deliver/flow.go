@@ -1,0 +1,40 @@
+package deliver
+
+import (
+	"context"
+	"time"
+)
+
+// Pace is flow control for intake, Postfix's in_flow_delay: while the lane
+// of class has more than its FlowBacklog ready messages, it waits for one
+// of the lane's attempts to end, at most FlowDelay, and returns how long it
+// waited. The SMTP server calls it before storing a message, so a mass
+// mailing submitted faster than it can leave is taken in at the pace it
+// leaves instead of spending the CPU that transactional mail needs; nothing
+// is refused, the client only waits for its 250.
+func (s *Scheduler) Pace(ctx context.Context, class string) time.Duration {
+	s.mu.Lock()
+	l := s.laneFor(class)
+	behind := l.FlowBacklog > 0 && l.FlowDelay > 0 && len(l.ready) > l.FlowBacklog
+	if behind != l.pacing {
+		l.pacing = behind
+		if behind {
+			s.log.Info("lane behind: new messages wait for deliveries before their 250", "lane", l.Name, "ready", len(l.ready), "flow_backlog", l.FlowBacklog)
+		} else {
+			s.log.Info("lane caught up: intake no longer paced", "lane", l.Name, "ready", len(l.ready))
+		}
+	}
+	s.mu.Unlock()
+	if !behind {
+		return 0
+	}
+	start := time.Now()
+	t := time.NewTimer(l.FlowDelay)
+	defer t.Stop()
+	select {
+	case <-l.freed:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return time.Since(start)
+}
