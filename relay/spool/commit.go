@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
 )
 
 // op is one caller's records waiting for the committer.
@@ -15,9 +16,13 @@ type op struct {
 	// data starts in sg.
 	apply func(sg *segment, base int64)
 	done  chan error
+	// lazy data is written at once but made durable with the next batch
+	// that needs it, or within lazySync (completions: see Done).
+	lazy bool
 }
 
 const (
+	lazySync      = 100 * time.Millisecond
 	maxBatchBytes = 16 << 20
 	// copyLimit is the largest batch gathered into one buffer for a single
 	// write call.
@@ -32,8 +37,13 @@ func (s *Spool) submit(ctx context.Context, data []byte, apply func(*segment, in
 
 // submitParts is submit for data in parts (not concatenated first).
 func (s *Spool) submitParts(ctx context.Context, parts [][]byte, apply func(*segment, int64)) error {
-	o := &op{parts: parts, apply: apply, done: make(chan error, 1)}
-	for _, p := range parts {
+	return s.submitOp(ctx, &op{parts: parts, apply: apply, done: make(chan error, 1)})
+}
+
+// submitOp hands o to the committer and waits until it is written (and
+// durable unless it is lazy).
+func (s *Spool) submitOp(ctx context.Context, o *op) error {
+	for _, p := range o.parts {
 		o.size += len(p)
 	}
 	select {
@@ -65,26 +75,33 @@ func (s *Spool) committer() {
 	defer close(s.stopped)
 	var buf []byte
 	batch := make([]*op, 0, 256)
+	var lazyDue <-chan time.Time // set while lazy data is not yet synced
 	for {
 		var first *op
 		select {
 		case first = <-s.ops:
+		case <-lazyDue:
+			s.syncLazy()
+			lazyDue = nil
+			continue
 		case <-s.quit:
 			// Drain what was submitted before Close.
 			select {
 			case first = <-s.ops:
 			default:
+				s.syncLazy()
 				return
 			}
 		}
 		batch = append(batch[:0], first)
-		size := first.size
+		size, lazy := first.size, first.lazy
 	fill:
 		for size < maxBatchBytes {
 			select {
 			case o := <-s.ops:
 				batch = append(batch, o)
 				size += o.size
+				lazy = lazy && o.lazy
 			default:
 				break fill
 			}
@@ -105,7 +122,13 @@ func (s *Spool) committer() {
 				parts = append(parts, o.parts...)
 			}
 		}
-		sg, base, err := s.write(parts, size)
+		sg, base, err := s.write(parts, size, !lazy)
+		switch {
+		case s.unsynced == nil:
+			lazyDue = nil
+		case lazyDue == nil:
+			lazyDue = time.After(lazySync)
+		}
 		if err != nil {
 			s.log.Error("spool write failed", "err", err)
 		} else {
@@ -127,8 +150,9 @@ func (s *Spool) committer() {
 }
 
 // write appends parts (size bytes in all) to the active segment (rotating
-// first if it is full) and makes them durable. Only the committer calls it.
-func (s *Spool) write(parts [][]byte, size int) (*segment, int64, error) {
+// first if it is full) and, with sync, makes them and any lazy data before
+// them durable. Only the committer calls it.
+func (s *Spool) write(parts [][]byte, size int, sync bool) (*segment, int64, error) {
 	s.mu.Lock()
 	var sg *segment
 	if n := len(s.segs); n > 0 {
@@ -136,6 +160,7 @@ func (s *Spool) write(parts [][]byte, size int) (*segment, int64, error) {
 	}
 	s.mu.Unlock()
 	if sg == nil || (sg.size > 0 && sg.size+int64(size) > s.opts.SegmentSize) {
+		s.syncLazy() // before the segment can be closed by maintenance
 		var err error
 		if sg, err = s.rotate(); err != nil {
 			return nil, 0, err
@@ -149,8 +174,12 @@ func (s *Spool) write(parts [][]byte, size int) (*segment, int64, error) {
 		}
 		off += int64(len(p))
 	}
-	if err := syscall.Fdatasync(int(sg.f.Fd())); err != nil {
+	if !sync {
+		s.unsynced = sg
+	} else if err := syscall.Fdatasync(int(sg.f.Fd())); err != nil {
 		return nil, 0, s.writeFailed(sg, base, err)
+	} else {
+		s.unsynced = nil // same segment: synced with it
 	}
 	s.mu.Lock()
 	sg.size += int64(size)
@@ -191,4 +220,17 @@ func (s *Spool) rotate() (*segment, error) {
 	s.segs = append(s.segs, sg)
 	s.mu.Unlock()
 	return sg, nil
+}
+
+// syncLazy makes lazily written data durable. Only the committer calls it.
+func (s *Spool) syncLazy() {
+	if s.unsynced == nil {
+		return
+	}
+	if err := syscall.Fdatasync(int(s.unsynced.f.Fd())); err != nil {
+		// Only completions are lazy: at worst a delivered message is
+		// delivered again after a crash.
+		s.log.Error("spool: cannot sync completions", "segment", s.unsynced.path, "err", err)
+	}
+	s.unsynced = nil
 }

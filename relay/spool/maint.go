@@ -171,7 +171,7 @@ func (s *Spool) evacuateSync(sg *segment) error {
 		return err
 	}
 	for _, ev := range plan {
-		dst, base, err := s.write([][]byte{ev.data}, len(ev.data))
+		dst, base, err := s.write([][]byte{ev.data}, len(ev.data), true)
 		if err != nil {
 			return err
 		}

@@ -4,11 +4,13 @@
 // to segment files in one directory. A single committer goroutine writes the
 // records of all waiting callers with one write and one fdatasync (group
 // commit), so Put returns only once the message is on disk, and 32 sessions
-// pay for one fsync instead of 32. An in-memory index maps queue ids to body
-// offsets. Segments are deleted oldest first once every message in them is
-// done; a long-lived message in the oldest segment is copied forward so it
-// does not pin the segments behind it. Corrupt data found on start-up is
-// copied to quarantine/ and reported, and everything readable is kept.
+// pay for one fsync instead of 32. Completions are written at once and
+// synced with the next batch or within 100 ms (see Done). An in-memory
+// index maps queue ids to body offsets. Segments are deleted oldest first
+// once every message in them is done; a long-lived message in the oldest
+// segment is copied forward so it does not pin the segments behind it.
+// Corrupt data found on start-up is copied to quarantine/ and reported, and
+// everything readable is kept.
 package spool
 
 import (
@@ -99,6 +101,7 @@ type Spool struct {
 
 	reserved atomic.Int64 // bytes submitted but not yet committed
 	ops      chan *op
+	unsynced *segment // holds lazy data not yet synced (committer only)
 	quit     chan struct{}
 	stopped  chan struct{} // closed when the committer has exited
 	wg       sync.WaitGroup
@@ -315,7 +318,12 @@ func (s *Spool) SetState(ctx context.Context, st State) error {
 	})
 }
 
-// Done removes a message from the queue durably (delivered, failed or deleted).
+// Done removes a message from the queue (delivered, failed or deleted).
+// The completion is written at once but synced lazily: with the next
+// message's group commit, or within lazySync. A machine crash in between
+// can only deliver that message again (as Postfix can, which removes a
+// delivered queue file without syncing its directory); it never loses one.
+// This keeps delivery's fsyncs out of the way of the 250s.
 func (s *Spool) Done(ctx context.Context, id string) error {
 	s.mu.Lock()
 	_, ok := s.index[id]
@@ -323,12 +331,13 @@ func (s *Spool) Done(ctx context.Context, id string) error {
 	if !ok {
 		return ErrNotFound
 	}
-	return s.submit(ctx, appendRecord(nil, recDone, []byte(id)), func(*segment, int64) {
-		if e := s.index[id]; e != nil {
-			e.seg.addLive(-e.n)
-			delete(s.index, id)
-		}
-	})
+	return s.submitOp(ctx, &op{parts: [][]byte{appendRecord(nil, recDone, []byte(id))}, lazy: true, done: make(chan error, 1),
+		apply: func(*segment, int64) {
+			if e := s.index[id]; e != nil {
+				e.seg.addLive(-e.n)
+				delete(s.index, id)
+			}
+		}})
 }
 
 // addLive counts a message (n > 0: its body length) in or out of sg.
