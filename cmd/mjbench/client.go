@@ -106,7 +106,8 @@ func (cl *smtpClient) send(hdr, body []byte) (time.Duration, error) {
 }
 
 func (cl *smtpClient) transaction(hdr, body []byte) error {
-	if err := cl.cmd(250, "MAIL FROM:<bounce@example.com>"); err != nil {
+	// SIZE= as Odoo (Python's smtplib) sends it: the message's length.
+	if err := cl.cmd(250, fmt.Sprintf("MAIL FROM:<bounce@example.com> SIZE=%d", len(hdr)+len(body))); err != nil {
 		return err
 	}
 	if err := cl.cmd(250, "RCPT TO:<client@example.org>"); err != nil {

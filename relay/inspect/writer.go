@@ -261,11 +261,22 @@ func (w *writer) compress(batch []*entry) {
 			var buf bytes.Buffer
 			fw, _ := flate.NewWriter(&buf, flate.BestSpeed)
 			for en := range work {
+				large := len(en.ev.Raw) > 1<<20
+				if large {
+					// Sized for attachments (base64 deflates to about
+					// 3/4), and handed over rather than copied.
+					buf = bytes.Buffer{}
+					buf.Grow(len(en.ev.Raw) * 3 / 4)
+				}
 				buf.Reset()
 				fw.Reset(&buf)
 				fw.Write(en.ev.Raw)
 				fw.Close()
-				en.body = bytes.Clone(buf.Bytes())
+				if large {
+					en.body, buf = buf.Bytes(), bytes.Buffer{}
+				} else {
+					en.body = bytes.Clone(buf.Bytes())
+				}
 			}
 		})
 	}

@@ -133,6 +133,22 @@ func sanitize(s string) string {
 	}, clip(s, 255))
 }
 
+// traceRoom is reserved in front of the message in the DATA buffer for the
+// Received header, so that a large message is never copied to prepend it.
+const traceRoom = 1024
+
+// framed returns trace followed by msg, and whether that shares buf's
+// memory. While msg is still buf's body after the reserved room, the trace
+// is written into the room and nothing is copied.
+func framed(buf, msg, trace []byte) ([]byte, bool) {
+	if len(trace) <= traceRoom && len(msg) > 0 && len(msg) == len(buf)-traceRoom && &msg[0] == &buf[traceRoom] {
+		start := traceRoom - len(trace)
+		copy(buf[start:], trace)
+		return buf[start:], true
+	}
+	return append(append(make([]byte, 0, len(trace)+len(msg)), trace...), msg...), false
+}
+
 // readBody reads DATA into buf. It returns the reader's error unchanged so
 // that smtp.ErrDataTooLarge keeps its identity.
 func readBody(buf *bytes.Buffer, r io.Reader) error {

@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -212,8 +213,10 @@ func (s *session) Data(r io.Reader) error {
 	if s.size > int64(buf.Cap()) && s.size <= s.srv.cfg.SMTP.MaxMessageSize {
 		// Odoo announces the size (size=N): one allocation instead of a
 		// doubling series (and the copies in between).
-		buf.Grow(int(s.size) + 4096)
+		buf.Grow(int(s.size) + 4096 + traceRoom)
 	}
+	var room [traceRoom]byte // where the Received header goes (see framed)
+	buf.Write(room[:])
 	if err := readBody(buf, r); err != nil {
 		if err == smtp.ErrDataTooLarge {
 			s.refuse("data", 552, smtp.EnhancedCode{5, 3, 4}, "message_too_large",
@@ -233,9 +236,9 @@ func (s *session) Data(r io.Reader) error {
 		// connection must end here (go-smtp#196: it would read the rest of
 		// the body as commands).
 		e := s.event(trafficlog.Aborted)
-		e.Stage, e.Size = "data", int64(buf.Len())
+		e.Stage, e.Size = "data", int64(buf.Len()-traceRoom)
 		e.Reason = "connection ended during DATA; nothing queued"
-		if buf.Len() == 0 && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) {
+		if buf.Len() == traceRoom && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) {
 			e.Reason = "client closed the connection after 354 (as Odoo's Test Connection does); nothing queued"
 		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
 			e.Reason = "timeout during DATA; nothing queued"
@@ -244,7 +247,7 @@ func (s *session) Data(r io.Reader) error {
 		s.conn.Close()
 		return err
 	}
-	msg, err := normalizeEOL(buf.Bytes())
+	msg, err := normalizeEOL(buf.Bytes()[traceRoom:])
 	if err != nil {
 		return s.refuse("data", 550, smtp.EnhancedCode{5, 6, 0}, "bare_cr",
 			"Message refused: it contains a bare CR (carriage return not followed by line feed); lines must end with CRLF")
@@ -274,7 +277,8 @@ func (s *session) Data(r io.Reader) error {
 		s.srv.flow.Pace(ctx, env.Class)
 	}
 	trace := receivedHeader(s.conn.Hostname(), s.ip.String(), s.srv.cfg.Hostname, env.ID, s.tls(), s.user != nil, env.UTF8, env.To, now)
-	if err := s.srv.queue.Put(ctx, env, trace, msg); err != nil {
+	raw, shared := framed(buf.Bytes(), msg, trace)
+	if err := s.srv.queue.Put(ctx, env, raw); err != nil {
 		if errors.Is(err, spool.ErrFull) {
 			return s.refuse("data", 452, smtp.EnhancedCode{4, 3, 1}, "queue_full",
 				"Insufficient system storage: the relay's queue is full, try again later")
@@ -287,7 +291,10 @@ func (s *session) Data(r io.Reader) error {
 	e.ID, e.HeaderFrom, e.Subject, e.MessageID, e.Size = env.ID, env.HeaderFrom, env.Subject, env.MessageID, env.Size
 	e.To, e.Class, e.ClassRule, e.Verdict = env.To, env.Class, env.ClassRule, v.Reason
 	if s.srv.bodies {
-		e.Raw = append(append(make([]byte, 0, len(trace)+len(msg)), trace...), msg...)
+		e.Raw = raw
+		if shared && buf.Cap() <= maxPooledBuf {
+			e.Raw = bytes.Clone(raw) // the buffer goes back to the pool
+		}
 	}
 	s.srv.traffic.Record(e)
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + env.ID}

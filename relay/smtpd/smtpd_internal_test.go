@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"net/netip"
 	"strings"
 	"testing"
@@ -191,5 +192,33 @@ func TestLoginServer(t *testing.T) {
 	}
 	if _, done, _ := s.Next([]byte("p2")); !done || gotUser != "u2" || gotPass != "p2" {
 		t.Fatalf("swaks flow: %q/%q", gotUser, gotPass)
+	}
+}
+
+func TestFramed(t *testing.T) {
+	body := []byte("Subject: x\r\n\r\nhi\r\n")
+	inBuf := func() []byte { return append(make([]byte, traceRoom), body...) }
+	long := bytes.Repeat([]byte("x"), traceRoom+1)
+	tests := []struct {
+		name       string
+		buf        []byte
+		msg        func(buf []byte) []byte
+		trace      []byte
+		wantShared bool
+	}{
+		{"the body in the buffer: the trace goes into the room", inBuf(), func(b []byte) []byte { return b[traceRoom:] }, []byte("Received: r\r\n"), true},
+		{"a normalized copy of the body", inBuf(), func([]byte) []byte { return bytes.Clone(body) }, []byte("Received: r\r\n"), false},
+		{"a trace longer than the room", inBuf(), func(b []byte) []byte { return b[traceRoom:] }, long, false},
+		{"an empty body", make([]byte, traceRoom), func(b []byte) []byte { return b[traceRoom:] }, []byte("Received: r\r\n"), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := tc.msg(tc.buf)
+			want := append(append([]byte(nil), tc.trace...), msg...)
+			got, shared := framed(tc.buf, msg, tc.trace)
+			if !bytes.Equal(got, want) || shared != tc.wantShared {
+				t.Fatalf("framed = %q, shared %v; want %q, shared %v", got, shared, want, tc.wantShared)
+			}
+		})
 	}
 }
