@@ -147,28 +147,53 @@ func (w *writer) create(e *trafficlog.Event, state string) (*row, error) {
 	if state == StateRefused {
 		m.finalAt = ms
 	}
-	if _, err := w.st["insertMsg"].ExecContext(w.ctx, m.values()...); err != nil {
-		return nil, err
-	}
 	w.cache.put(m)
-	for _, a := range m.addrKeys() {
-		if _, err := w.st["insertAddr"].ExecContext(w.ctx, a, m.key); err != nil {
-			return nil, err
-		}
-	}
-	subj, addrs, ids := m.ftsText()
-	if _, err := w.st["insertFTS"].ExecContext(w.ctx, m.key, subj, addrs, ids); err != nil {
-		return nil, err
-	}
 	for _, t := range e.To {
 		m.rcpt(t, state)
 	}
 	if state != StateRefused {
+		// Inserted by flushRows at the end of the batch, usually with its
+		// delivery outcome already: one insert instead of insert + update.
+		m.pending = true
+		w.dirty[m.key] = m
 		w.stat(e.Time, "received", m.class, "", 0)
-	} else if err := w.writeRcpts(m, ms); err != nil {
+		return m, nil
+	}
+	if err := w.insertRow(m); err != nil {
+		return nil, err
+	}
+	if err := w.writeRcpts(m, ms); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// insertRow inserts a message row and indexes it.
+func (w *writer) insertRow(m *row) error {
+	if _, err := w.st["insertMsg"].ExecContext(w.ctx, m.values()...); err != nil {
+		return err
+	}
+	m.pending = false
+	return w.index(m, false)
+}
+
+// index adds a message's addresses and text to the search indexes; with
+// reindex, the text it had is replaced (its received event came after an
+// earlier one created it).
+func (w *writer) index(m *row, reindex bool) error {
+	for _, a := range m.addrKeys() {
+		if _, err := w.st["insertAddr"].ExecContext(w.ctx, a, m.key); err != nil {
+			return err
+		}
+	}
+	if reindex {
+		if _, err := w.st["deleteFTS"].ExecContext(w.ctx, m.key); err != nil {
+			return err
+		}
+	}
+	subj, addrs, ids := m.ftsText()
+	_, err := w.st["insertFTS"].ExecContext(w.ctx, m.key, subj, addrs, ids)
+	return err
 }
 
 // msFromID reads the receive time from a queue id (12 hex digits of unix
@@ -317,9 +342,15 @@ func (w *writer) flushRows() error {
 			return err
 		}
 		var err error
-		if m.full {
+		switch {
+		case m.pending:
+			err = w.insertRow(m)
+		case m.full:
 			_, err = w.st["updateMsg"].ExecContext(w.ctx, m.updateValues()...)
-		} else {
+			if err == nil {
+				err = w.index(m, true)
+			}
+		default:
 			_, err = w.st["updateState"].ExecContext(w.ctx, m.stateValues()...)
 		}
 		if err != nil {

@@ -36,8 +36,11 @@ type row struct {
 	rcpts                []*rcptRow // loaded on demand by the writer
 	rcptsLoaded, touched bool
 	// full marks a row whose envelope columns changed (the writer then
-	// updates every column, else only the delivery ones).
+	// updates every column and the search indexes, else only the delivery
+	// columns).
 	full bool
+	// pending marks a row created in this batch, not inserted yet.
+	pending bool
 }
 
 type rcptRow struct {

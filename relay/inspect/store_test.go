@@ -2,6 +2,7 @@ package inspect_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"path/filepath"
 	"slices"
@@ -348,5 +349,38 @@ func TestReopenAndReadOnly(t *testing.T) {
 	}
 	if _, err := inspect.Open(filepath.Join(t.TempDir(), "none.db"), inspect.Options{ReadOnly: true}); err == nil {
 		t.Error("opening a missing store read-only succeeded")
+	}
+}
+
+// TestReceivedAfterAttempt: delivery may record its attempt before the SMTP
+// session records the message as received; the message is still found by
+// its subject and header From, in one batch or across two.
+func TestReceivedAfterAttempt(t *testing.T) {
+	for _, split := range []bool{false, true} {
+		t.Run(fmt.Sprintf("across batches=%v", split), func(t *testing.T) {
+			s := open(t, inspect.Options{})
+			id := insptest.QueueID(t0, 1)
+			ok := trafficlog.RcptResult{Rcpt: "mr.x@client.example", Status: "delivered", Reply: "250 OK"}
+			evs := insptest.NewFlow(t0, id, "bounce@acme.example", []string{ok.Rcpt}, "Invoice INV/2026/0042").
+				Received(nil).Attempt("smtp", "250 OK", ok).Delivered().Events()
+			recv, attempt := evs[0], evs[1]
+			attempt.Subject, attempt.HeaderFrom = "", "" // a first event that knows less
+			recv.HeaderFrom = "invoices@acme.example"
+			if split {
+				feed(t, s, []trafficlog.Event{attempt})
+				feed(t, s, []trafficlog.Event{recv, evs[2]})
+			} else {
+				feed(t, s, []trafficlog.Event{attempt, recv, evs[2]})
+			}
+			for _, f := range []inspect.Filter{{Q: "INV/2026/0042"}, {Q: "invoice"}, {From: "invoices@acme.example"}, {State: "sent"}} {
+				p, err := s.List(context.Background(), f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(p.Messages) != 1 || p.Messages[0].ID != id || p.Messages[0].Subject != recv.Subject {
+					t.Errorf("List(%+v) = %+v, want %s with its subject", f, p.Messages, id)
+				}
+			}
+		})
 	}
 }

@@ -55,6 +55,7 @@ var statements = map[string]string{
 		attempts=?, mailjet_ids=?, latency_ms=? WHERE key=?`,
 	"insertAddr":  `INSERT OR IGNORE INTO addrs (a, key) VALUES (?, ?)`,
 	"insertFTS":   `INSERT INTO fts (rowid, subject, addrs, ids) VALUES (?, ?, ?, ?)`,
+	"deleteFTS":   `DELETE FROM fts WHERE rowid = ?`,
 	"rcpts":       `SELECT rcpt, state, reply, coalesce(mj_id, 0), coalesce(mj_uuid, '') FROM rcpts WHERE key = ?`,
 	"putRcpt":     `INSERT OR REPLACE INTO rcpts (key, rcpt, state, reply, mj_id, mj_uuid, updated_at) VALUES (?,?,?,?,?,?,?)`,
 	"byMJID":      `SELECT key FROM rcpts WHERE mj_id = ? LIMIT 1`,
