@@ -274,7 +274,8 @@ func (s *session) Data(r io.Reader) error {
 		env.Campaign = policy.MailingCampaign(info.ListUnsubscribe)
 	}
 	if s.srv.flow != nil {
-		s.srv.flow.Pace(ctx, env.Class)
+		// Bounded by flow_delay; not by ctx, which Put still needs.
+		s.srv.flow.Pace(context.Background(), env.Class)
 	}
 	trace := receivedHeader(s.conn.Hostname(), s.ip.String(), s.srv.cfg.Hostname, env.ID, s.tls(), s.user != nil, env.UTF8, env.To, now)
 	raw, shared := framed(buf.Bytes(), msg, trace)
