@@ -159,8 +159,14 @@ func (w *walker) entity(h textproto.Header, body io.Reader, parent string, depth
 		return unsupported("attachments exceed the Send API's 15 MB limit")
 	}
 	w.n++
-	cid := strings.TrimSpace(h.Get("Content-Id"))
-	cid = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(cid, "<"), ">"))
+	// <id> → id; a malformed one ("0<") loses its stray brackets too, which
+	// the API's ContentID must not contain.
+	cid := strings.TrimSpace(strings.Map(func(r rune) rune {
+		if r == '<' || r == '>' {
+			return -1
+		}
+		return r
+	}, h.Get("Content-Id")))
 	a := Attachment{ContentType: attachmentType(mt, params), Filename: filename,
 		Base64Content: base64.StdEncoding.EncodeToString(data)}
 	if cid != "" && (parent == "multipart/related" || disp == "inline") {
