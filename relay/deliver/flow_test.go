@@ -92,7 +92,7 @@ func TestPace(t *testing.T) {
 			t.Fatalf("paced %v, want flow_delay (50ms) with no delivery meanwhile", d)
 		}
 	})
-	t.Run("and by the session's context", func(t *testing.T) {
+	t.Run("and by its context", func(t *testing.T) {
 		s, _ := flowSetup(t, time.Hour)
 		ctx, cancel := context.WithCancel(context.Background())
 		go func() { time.Sleep(20 * time.Millisecond); cancel() }()

@@ -94,6 +94,11 @@ type rowCache struct {
 
 const cacheSize = 20_000
 
+// A row created in a batch is inserted only at the batch's end (flushRows),
+// found meanwhile through this cache alone: the cache must keep every row a
+// batch touches, which a generation of cacheSize ≥ maxBatch events does.
+const _ = uint(cacheSize - maxBatch) // does not compile otherwise
+
 func (c *rowCache) get(id string) *row {
 	if r := c.cur[id]; r != nil {
 		return r
