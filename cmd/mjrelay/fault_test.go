@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
+	"github.com/mjrelay/mjrelay/relay/spool/spooltest"
 )
 
 // load sends from 8 parallel sessions until stop is closed or the relay
@@ -162,5 +163,46 @@ func TestDamagedQueueFileIsQuarantined(t *testing.T) {
 	}
 	if q, _ := filepath.Glob(filepath.Join(w.dir, "data", "queue", "quarantine", "*")); len(q) != 1 {
 		t.Errorf("quarantine holds %v", q)
+	}
+}
+
+// TestFullDiskDeliveredMailIsNotSentAgain: mail queued while Mailjet
+// refuses, then delivered while the disk is full, is marked done all the
+// same: a restart does not send it again. While the disk is full new mail
+// gets 452 4.3.1.
+func TestFullDiskDeliveredMailIsNotSentAgain(t *testing.T) {
+	w := newWorld(t, "[queue]", "[queue]\nmin_free_bytes = 1048576")
+	data := filepath.Join(w.dir, "data")
+	spooltest.MountSmallDisk(t, data, 48<<20)
+	w.up.SetMailFault(mjtest.Fault{Code: 451, Enh: smtp.EnhancedCode{4, 3, 0}, Message: "later"})
+	p := w.serve()
+	c := dial(t, p.addr)
+	acked := map[string]bool{}
+	for i := 0; i < 20; i++ {
+		tok := fmt.Sprintf("full-%d", i)
+		if err := sendToken(c, tok); err != nil {
+			t.Fatal(err)
+		}
+		acked[tok] = true
+	}
+	filler := spooltest.Fill(t, data)
+	err := sendToken(c, "full-refused")
+	if se, ok := err.(*smtp.SMTPError); !ok || se.Code != 452 || se.EnhancedCode != (smtp.EnhancedCode{4, 3, 1}) {
+		t.Errorf("mail on a full disk: %v, want 452 4.3.1", err)
+	}
+	c.Close()
+	w.up.SetMailFault(mjtest.Fault{})
+	if dups := waitAllDelivered(t, w, acked); dups != 0 {
+		t.Fatalf("%d duplicates before any restart", dups)
+	}
+	time.Sleep(500 * time.Millisecond) // completions are synced within 100 ms
+	p.kill9()
+	os.Remove(filler)
+	w.serve()
+	time.Sleep(3 * time.Second) // a re-sent message would go out at once
+	for tok, n := range tokensAt(w.up) {
+		if n != 1 {
+			t.Errorf("%s arrived %d times", tok, n)
+		}
 	}
 }

@@ -28,6 +28,10 @@ func (s *Spool) maintain() {
 // upstream down) is never rewritten.
 const pinLimit = 3
 
+// recycleMin is the size from which a single segment holding nothing
+// queued is emptied in place (see recycle).
+const recycleMin = 256 << 10
+
 // reclaim deletes fully delivered segments, oldest first: a done record may
 // refer to a message in an older segment, so a segment can only go once all
 // older ones have. A long-lived message in the oldest segment is copied to
@@ -36,7 +40,11 @@ func (s *Spool) reclaim() {
 	for {
 		s.mu.Lock()
 		if len(s.segs) < 2 {
+			dead := len(s.segs) == 1 && s.segs[0].live == 0 && s.segs[0].size >= recycleMin
 			s.mu.Unlock()
+			if dead {
+				s.submitOp(context.Background(), &op{recycle: true, done: make(chan error, 1)})
+			}
 			return
 		}
 		old := s.segs[0]
@@ -117,33 +125,33 @@ func (s *Spool) planEvacuation(sg *segment) ([]evacuation, error) {
 			return nil, err
 		}
 		sj, _ := json.Marshal(m.e.state)
-		data := appendRecord(nil, recMessage, messagePayload(ej, b)...)
+		data := s.rec.appendRecord(nil, recMessage, messagePayload(ej, b)...)
 		bodyOff := int64(headerLen + 4 + len(ej))
-		data = appendRecord(data, recState, sj)
+		data = s.rec.appendRecord(data, recState, sj)
 		e, id := m.e, m.e.env.ID
 		out = append(out, evacuation{data: data, apply: func(dst *segment, base int64) {
 			if s.index[id] != e || e.seg != sg {
 				// Completed while being copied: complete the copy too.
-				out := appendRecord(nil, recDone, []byte(id))
+				out := s.rec.appendRecord(nil, recDone, []byte(id))
 				go s.submit(context.Background(), out, func(*segment, int64) {})
 				return
 			}
-			sg.addLive(-e.n)
-			dst.addLive(e.n)
+			s.addLive(sg, -e.n)
+			s.addLive(dst, e.n)
 			e.seg, e.off, e.stateSeg = dst, base+bodyOff, dst
 		}})
 	}
 	for _, st := range states {
 		j, _ := json.Marshal(st)
 		id := st.ID
-		out = append(out, evacuation{data: appendRecord(nil, recState, j), apply: func(dst *segment, _ int64) {
+		out = append(out, evacuation{data: s.rec.appendRecord(nil, recState, j), apply: func(dst *segment, _ int64) {
 			if e := s.index[id]; e != nil && e.stateSeg == sg {
 				e.stateSeg = dst
 			}
 		}})
 	}
 	for _, id := range refs {
-		out = append(out, evacuation{data: appendRecord(nil, recDone, []byte(id)), apply: func(*segment, int64) {}})
+		out = append(out, evacuation{data: s.rec.appendRecord(nil, recDone, []byte(id)), apply: func(*segment, int64) {}})
 	}
 	return out, nil
 }
@@ -171,7 +179,7 @@ func (s *Spool) evacuateSync(sg *segment) error {
 		return err
 	}
 	for _, ev := range plan {
-		dst, base, err := s.write([][]byte{ev.data}, len(ev.data), true)
+		dst, base, err := s.write([][]byte{ev.data}, len(ev.data), true, false, 0)
 		if err != nil {
 			return err
 		}

@@ -45,7 +45,7 @@ func (s *Spool) replay() error {
 	// Copy what was readable out of the damaged segments into a fresh one,
 	// then drop them. This needs the committer, which is not running yet:
 	// write synchronously through s.write.
-	if _, err := s.rotate(); err != nil {
+	if _, err := s.rotate(s.completionRoom(0)); err != nil {
 		return err
 	}
 	for _, sg := range damaged {
@@ -72,12 +72,12 @@ func (s *Spool) replaySegment(seq uint64, newest bool) (sg *segment, bad bool, e
 	sg = &segment{seq: seq, path: p, f: f, size: fi.Size()}
 	off := int64(0)
 	for {
-		typ, payload, err := readRecord(f, off, sg.size)
+		rec, err := s.rec.read(f, off, sg.size, false)
 		if err == io.EOF {
 			break
 		}
 		if errors.Is(err, errCorrupt) {
-			next := resync(f, off+1, sg.size)
+			next := s.resync(f, off+1, sg.size)
 			s.quarantine(sg, off, next)
 			if next < 0 {
 				if newest {
@@ -98,14 +98,19 @@ func (s *Spool) replaySegment(seq uint64, newest bool) (sg *segment, bad bool, e
 		if err != nil {
 			return nil, false, err
 		}
-		s.applyReplayed(sg, typ, payload, off)
-		off += headerLen + int64(len(payload))
+		if rec.hdr == headerLen {
+			s.tagged++
+		}
+		s.applyReplayed(sg, rec, off)
+		off += rec.len()
 	}
+	sg.allocEnd = sg.size
 	return sg, bad, nil
 }
 
-func (s *Spool) applyReplayed(sg *segment, typ byte, payload []byte, off int64) {
-	switch typ {
+func (s *Spool) applyReplayed(sg *segment, rec record, off int64) {
+	payload := rec.payload
+	switch rec.typ {
 	case recMessage:
 		ej, bodyOff, err := splitMessage(payload)
 		var env Envelope
@@ -121,11 +126,11 @@ func (s *Spool) applyReplayed(sg *segment, typ byte, payload []byte, off int64) 
 			e = &entry{state: State{ID: env.ID}}
 			s.index[env.ID] = e
 		} else {
-			e.seg.addLive(-e.n)
+			s.addLive(e.seg, -e.n)
 		}
 		e.env, e.seg = env, sg
-		e.off, e.n = off+headerLen+int64(bodyOff), int64(len(payload)-bodyOff)
-		sg.addLive(e.n)
+		e.off, e.n = off+rec.hdr+int64(bodyOff), int64(len(payload)-bodyOff)
+		s.addLive(sg, e.n)
 	case recState:
 		var st State
 		if json.Unmarshal(payload, &st) != nil {
@@ -137,7 +142,7 @@ func (s *Spool) applyReplayed(sg *segment, typ byte, payload []byte, off int64) 
 	case recDone:
 		id := string(payload)
 		if e := s.index[id]; e != nil {
-			e.seg.addLive(-e.n)
+			s.addLive(e.seg, -e.n)
 			if e.seg != sg {
 				sg.doneRefs = append(sg.doneRefs, id)
 			}
@@ -146,9 +151,10 @@ func (s *Spool) applyReplayed(sg *segment, typ byte, payload []byte, off int64) 
 	}
 }
 
-// resync finds the next offset at or after from where a valid record starts,
-// or -1.
-func resync(f *os.File, from, size int64) int64 {
+// resync finds the next offset at or after from where a record with a valid
+// tag starts, or -1. The tag is what keeps a record-like sequence inside a
+// message body (which a client wrote) from being taken for a record.
+func (s *Spool) resync(f *os.File, from, size int64) int64 {
 	buf := make([]byte, 64<<10)
 	for pos := from; pos < size; {
 		n, err := f.ReadAt(buf, pos)
@@ -159,7 +165,7 @@ func resync(f *os.File, from, size int64) int64 {
 			if [4]byte(buf[i:i+4]) != magic {
 				continue
 			}
-			if _, _, err := readRecord(f, pos+int64(i), size); err == nil {
+			if _, err := s.rec.read(f, pos+int64(i), size, true); err == nil {
 				return pos + int64(i)
 			}
 		}

@@ -1,7 +1,7 @@
 // Package spool is mjrelay's durable message queue.
 //
-// Messages, retry states and completions are appended as CRC-checked records
-// to segment files in one directory. A single committer goroutine writes the
+// Messages, retry states and completions are appended as checked and
+// authenticated records (record.go) to segment files in one directory. A single committer goroutine writes the
 // records of all waiting callers with one write and one fdatasync (group
 // commit), so Put returns only once the message is on disk, and 32 sessions
 // pay for one fsync instead of 32. Completions are written at once and
@@ -10,7 +10,11 @@
 // once every message in them is done; a long-lived message in the oldest
 // segment is copied forward so it does not pin the segments behind it.
 // Corrupt data found on start-up is copied to quarantine/ and reported, and
-// everything readable is kept.
+// everything readable is kept; nothing inside a message body is ever taken
+// for a record. Room for every queued message's completion is reserved
+// before a message is written, and a completion the disk refuses anyway is
+// kept and written again (space.go), so a full disk never makes delivered
+// mail go out again.
 package spool
 
 import (
@@ -78,9 +82,9 @@ type Item struct {
 
 // Options configure a spool.
 type Options struct {
-	MaxBytes     int64 // total segment bytes on disk; 0 = no limit
+	MaxBytes     int64 // bytes of queued messages; 0 = no limit
 	MaxMessages  int   // 0 = no limit
-	MinFreeBytes int64 // refuse when the file system has less free space
+	MinFreeBytes int64 // refuse when the file system would keep less free space
 	SegmentSize  int64 // rotate after this many bytes (default 64 MiB)
 	Logger       *slog.Logger
 }
@@ -92,27 +96,39 @@ type Spool struct {
 	log  *slog.Logger
 	lock *os.File
 
-	mu      sync.Mutex
-	index   map[string]*entry
-	segs    []*segment // ascending; the last is active
-	diskLen int64      // bytes in all segments
+	rec *sealer
 
-	onCommit func(Item)
+	mu         sync.Mutex
+	index      map[string]*entry
+	completing int        // entries in index whose completion is not written yet
+	liveBytes  int64      // bytes of the queued messages
+	segs       []*segment // ascending; the last is active
+	diskLen    int64      // bytes in all segments
 
-	reserved atomic.Int64 // bytes submitted but not yet committed
-	ops      chan *op
-	unsynced *segment // holds lazy data not yet synced (committer only)
-	quit     chan struct{}
-	stopped  chan struct{} // closed when the committer has exited
-	wg       sync.WaitGroup
-	closed   atomic.Bool
+	onCommit []func(Item)
+
+	admitMu      sync.Mutex   // makes a limit check and its reservation one step
+	reserved     atomic.Int64 // bytes submitted but not yet committed
+	reservedMsgs atomic.Int64 // messages submitted but not yet committed
+	ops          chan *op
+	quit         chan struct{}
+	stopped      chan struct{} // closed when the committer has exited
+	wg           sync.WaitGroup
+	closed       atomic.Bool
+
+	// Owned by the committer (and by Open before it starts).
+	unsynced    *segment // holds lazy data not yet synced
+	kept        []*op    // completions the disk refused, written again later
+	noFallocate bool
+	tagged      int // tagged records read at replay
 
 	idPrefix [4]byte
 	idSeq    atomic.Uint32
 
-	freeMu    sync.Mutex
-	freeBytes int64
-	freeAt    time.Time
+	freeMu       sync.Mutex
+	freeBytes    int64
+	freeAt       time.Time
+	writtenSince atomic.Int64 // bytes the spool took from the disk since freeAt
 }
 
 type entry struct {
@@ -123,16 +139,21 @@ type entry struct {
 	n     int64 // body length
 	// stateSeg holds the latest state record (nil if none).
 	stateSeg *segment
+	// completing: Done was called; the message is gone for everyone but
+	// stays here (and keeps its segment) until the completion is written.
+	completing bool
 }
 
 type segment struct {
-	seq     uint64
-	path    string
-	f       *os.File
-	size    int64
-	live    int   // messages whose body is here
-	liveLen int64 // their bytes
-	readers int
+	seq  uint64
+	path string
+	f    *os.File
+	size int64
+	// allocEnd is where the blocks allocated to the file end (>= size).
+	allocEnd int64
+	live     int   // messages whose body is here
+	liveLen  int64 // their bytes
+	readers  int
 	// doneRefs are ids completed by records in this segment whose message
 	// lives in an older segment (known after replay only; see evacuate).
 	doneRefs []string
@@ -161,8 +182,13 @@ func Open(dir string, opts Options) (*Spool, error) {
 		}
 		return nil, err
 	}
+	key, newKey, err := loadKey(dir)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
 	s := &Spool{
-		dir: dir, opts: opts, log: opts.Logger, lock: lock,
+		dir: dir, opts: opts, log: opts.Logger, lock: lock, rec: newSealer(key),
 		index:   map[string]*entry{},
 		ops:     make(chan *op, 1024),
 		quit:    make(chan struct{}),
@@ -175,6 +201,9 @@ func Open(dir string, opts Options) (*Spool, error) {
 		s.closeFiles()
 		return nil, err
 	}
+	if newKey && s.tagged > 0 {
+		s.log.Error("spool: the queue's record key (queue/KEY) was missing or damaged and has been replaced; the queue was read in full, but damage found in today's segments on a later start is quarantined whole instead of scanned past")
+	}
 	s.wg.Add(2)
 	go s.committer()
 	go s.maintain()
@@ -186,7 +215,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 // locks and must not block for long.
 func (s *Spool) Subscribe(fn func(Item)) {
 	s.mu.Lock()
-	s.onCommit = fn
+	s.onCommit = append(s.onCommit, fn)
 	s.mu.Unlock()
 	for _, it := range s.List() {
 		fn(it)
@@ -234,34 +263,34 @@ func (s *Spool) Put(ctx context.Context, env *Envelope, parts ...[]byte) error {
 	for _, p := range parts {
 		size += len(p)
 	}
-	if err := s.Admit(int64(size)); err != nil {
-		return err
-	}
 	env.Size = int64(size)
 	ej, err := json.Marshal(env)
 	if err != nil {
 		return err
 	}
+	bodyOff := int64(headerLen + 4 + len(ej))
+	total := bodyOff + int64(size)
+	if err := s.admit(int64(size), total); err != nil {
+		return err
+	}
+	defer s.reserved.Add(-total)
+	defer s.reservedMsgs.Add(-1)
 	// The record is written from its parts: a large message is not copied.
 	payload := messagePayload(ej, parts...)
-	rec := append([][]byte{header(recMessage, payload...)}, payload...)
+	rec := append([][]byte{s.rec.header(recMessage, payload...)}, payload...)
 	e := &entry{env: *env, state: State{ID: env.ID}, n: int64(size)}
-	bodyOff := int64(headerLen + 4 + len(ej))
-	total := int64(headerLen + 4 + len(ej) + size)
-	s.reserved.Add(total)
-	defer s.reserved.Add(-total)
-	err = s.submitParts(ctx, rec, func(sg *segment, base int64) {
+	err = s.submitOp(ctx, &op{parts: rec, msgs: 1, done: make(chan error, 1), apply: func(sg *segment, base int64) {
 		e.seg, e.off = sg, base+bodyOff
 		s.index[env.ID] = e
-		sg.addLive(e.n)
-	})
+		s.addLive(sg, e.n)
+	}})
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
-	fn := s.onCommit
+	fns := s.onCommit
 	s.mu.Unlock()
-	if fn != nil {
+	for _, fn := range fns {
 		fn(Item{Envelope: e.env, State: e.state})
 	}
 	return nil
@@ -269,50 +298,53 @@ func (s *Spool) Put(ctx context.Context, env *Envelope, parts ...[]byte) error {
 
 // Admit reports whether a message of size bytes would be accepted now
 // (ErrFull if not). Put calls it; the SMTP session calls it early, at MAIL.
-func (s *Spool) Admit(size int64) error {
+// The limits count the messages being written by other sessions too
+// (reserved), and the free space is read afresh (see free), so concurrent
+// sessions cannot together overrun min_free_bytes.
+func (s *Spool) Admit(size int64) error { return s.admit(size, 0) }
+
+// admit checks the limits for a message of size bytes and, if it fits and
+// reserve > 0, counts reserve bytes as being written until the caller
+// gives them back: check and reservation are one step, so sessions that
+// check at the same moment cannot all take the same room.
+func (s *Spool) admit(size, reserve int64) error {
+	if reserve > 0 {
+		s.admitMu.Lock()
+		defer s.admitMu.Unlock()
+	}
 	s.mu.Lock()
-	n, disk := len(s.index), s.diskLen
+	n, live := len(s.index)-s.completing, s.liveBytes
+	// Room for completions, and the chunk an allocation may round up to.
+	headroom := s.completionRoom(1) + allocChunk
 	s.mu.Unlock()
-	if s.opts.MaxMessages > 0 && n >= s.opts.MaxMessages {
+	pending := s.reserved.Load()
+	if s.opts.MaxMessages > 0 && n+int(s.reservedMsgs.Load()) >= s.opts.MaxMessages {
 		return ErrFull
 	}
-	if s.opts.MaxBytes > 0 && disk+s.reserved.Load()+size > s.opts.MaxBytes {
+	if s.opts.MaxBytes > 0 && live+pending+size > s.opts.MaxBytes {
 		return ErrFull
 	}
-	if s.opts.MinFreeBytes > 0 && s.free() < s.opts.MinFreeBytes+size {
+	if s.opts.MinFreeBytes > 0 && s.free()-pending < s.opts.MinFreeBytes+size+headroom {
 		return ErrFull
+	}
+	if reserve > 0 {
+		s.reserved.Add(reserve)
+		s.reservedMsgs.Add(1)
 	}
 	return nil
 }
 
-// free returns the file system's free bytes, re-read at most once a second.
-func (s *Spool) free() int64 {
-	s.freeMu.Lock()
-	defer s.freeMu.Unlock()
-	if time.Since(s.freeAt) > time.Second {
-		var st syscall.Statfs_t
-		if err := syscall.Statfs(s.dir, &st); err == nil {
-			s.freeBytes = int64(st.Bavail) * int64(st.Bsize)
-		}
-		s.freeAt = time.Now()
-	}
-	return s.freeBytes
-}
-
 // SetState records a message's delivery progress durably.
 func (s *Spool) SetState(ctx context.Context, st State) error {
-	s.mu.Lock()
-	_, ok := s.index[st.ID]
-	s.mu.Unlock()
-	if !ok {
-		return ErrNotFound
+	if _, err := s.Get(st.ID); err != nil {
+		return err
 	}
 	j, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	return s.submit(ctx, appendRecord(nil, recState, j), func(sg *segment, _ int64) {
-		if e := s.index[st.ID]; e != nil {
+	return s.submit(ctx, s.rec.appendRecord(nil, recState, j), func(sg *segment, _ int64) {
+		if e := s.index[st.ID]; e != nil && !e.completing {
 			e.state, e.stateSeg = st, sg
 		}
 	})
@@ -324,30 +356,40 @@ func (s *Spool) SetState(ctx context.Context, st State) error {
 // can only deliver that message again (as Postfix can, which removes a
 // delivered queue file without syncing its directory); it never loses one.
 // This keeps delivery's fsyncs out of the way of the 250s.
+//
+// From the call on, the message is gone: Get, List and Body no longer see
+// it. If the disk refuses the completion, the spool keeps it and writes it
+// again until it is written (see space.go); Done still returns nil then.
 func (s *Spool) Done(ctx context.Context, id string) error {
 	s.mu.Lock()
-	_, ok := s.index[id]
-	s.mu.Unlock()
-	if !ok {
+	e, ok := s.index[id]
+	if !ok || e.completing {
+		s.mu.Unlock()
 		return ErrNotFound
 	}
-	return s.submitOp(ctx, &op{parts: [][]byte{appendRecord(nil, recDone, []byte(id))}, lazy: true, done: make(chan error, 1),
-		apply: func(*segment, int64) {
+	e.completing = true
+	s.completing++
+	s.mu.Unlock()
+	return s.submitOp(ctx, &op{parts: [][]byte{s.rec.appendRecord(nil, recDone, []byte(id))}, lazy: true, keep: true,
+		done: make(chan error, 1), apply: func(*segment, int64) {
 			if e := s.index[id]; e != nil {
-				e.seg.addLive(-e.n)
+				s.addLive(e.seg, -e.n)
 				delete(s.index, id)
+				s.completing--
 			}
 		}})
 }
 
-// addLive counts a message (n > 0: its body length) in or out of sg.
-func (sg *segment) addLive(n int64) {
+// addLive counts a message (n > 0: its body length) in or out of sg
+// (s.mu held).
+func (s *Spool) addLive(sg *segment, n int64) {
 	if n >= 0 {
 		sg.live++
 	} else {
 		sg.live--
 	}
 	sg.liveLen += n
+	s.liveBytes += n
 }
 
 // Get returns one queued message's envelope and state.
@@ -355,7 +397,7 @@ func (s *Spool) Get(id string) (Item, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.index[id]
-	if !ok {
+	if !ok || e.completing {
 		return Item{}, ErrNotFound
 	}
 	return Item{Envelope: e.env, State: e.state}, nil
@@ -365,7 +407,7 @@ func (s *Spool) Get(id string) (Item, error) {
 func (s *Spool) Body(id string) ([]byte, error) {
 	s.mu.Lock()
 	e, ok := s.index[id]
-	if !ok {
+	if !ok || e.completing {
 		s.mu.Unlock()
 		return nil, ErrNotFound
 	}
@@ -385,7 +427,9 @@ func (s *Spool) List() []Item {
 	s.mu.Lock()
 	out := make([]Item, 0, len(s.index))
 	for _, e := range s.index {
-		out = append(out, Item{Envelope: e.env, State: e.state})
+		if !e.completing {
+			out = append(out, Item{Envelope: e.env, State: e.state})
+		}
 	}
 	s.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Envelope.ID < out[j].Envelope.ID })
@@ -403,7 +447,7 @@ type Stats struct {
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Messages: len(s.index), DiskBytes: s.diskLen, Segments: len(s.segs)}
+	return Stats{Messages: len(s.index) - s.completing, DiskBytes: s.diskLen, Segments: len(s.segs)}
 }
 
 func segPath(dir string, seq uint64) string {

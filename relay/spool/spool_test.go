@@ -204,7 +204,7 @@ func TestLimits(t *testing.T) {
 		size int
 	}{
 		{"max messages", spool.Options{MaxMessages: 3}, 3, 10},
-		{"max bytes", spool.Options{MaxBytes: 3 * 200}, 2, 150},
+		{"max bytes", spool.Options{MaxBytes: 3 * 150}, 3, 150},
 		{"free disk", spool.Options{MinFreeBytes: 1 << 62}, 0, 10},
 	}
 	for _, tc := range tests {
