@@ -21,7 +21,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := config.Load(*path)
+	cfg, fromEnv, err := loadConfig(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, "mjrelay:", err)
 		return 1
@@ -30,6 +30,12 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	tuneGC()
 	b := currentBuild()
 	log.Info("mjrelay starting", "version", b.Version, "revision", b.Revision, "config", *path, "data_dir", cfg.DataDir)
+	if len(fromEnv) > 0 {
+		log.Info("configuration from the environment", "variables", fromEnv)
+	}
+	if len(cfg.SMTP.Users) == 0 && len(cfg.SMTP.TrustedNetworks) == 0 {
+		log.Warn("nobody can send: add an SMTP login ([[smtp.users]], or MJRELAY_SMTP_USER and MJRELAY_SMTP_PASSWORD) or smtp.trusted_networks")
+	}
 	r, err := relay.Start(cfg, relay.Options{Logger: log})
 	if err != nil {
 		log.Error("cannot start", "err", err)
