@@ -74,7 +74,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			}
 		}
 	}
-	cfg, err := config.Load(*path)
+	cfg, _, err := loadConfig(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, "mjrelay check:", err)
 		return 2

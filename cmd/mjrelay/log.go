@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/inspect"
 )
 
@@ -86,7 +85,7 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "mjrelay log:", err)
 		return 2
 	}
-	cfg, err := config.Load(*path)
+	cfg, _, err := loadConfig(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, "mjrelay log:", err)
 		return 2

@@ -4,26 +4,23 @@
 //	mjrelay check --config FILE ...    check the Mailjet account and DNS
 //	mjrelay queue list|retry ID|--all|delete ID [--config FILE]
 //	mjrelay log --config FILE [filters]  search the traffic store
-//	mjrelay hash-password              read a password on stdin, print its bcrypt hash
-//	mjrelay version
+//	mjrelay hash-password              read a password, print its bcrypt hash
+//	mjrelay version                    version and VCS revision (also --version)
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-
-	"golang.org/x/crypto/bcrypt"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set for release builds with -ldflags "-X main.version=v1.2.3";
+// otherwise `mjrelay version` reports the module version and VCS revision
+// that Go recorded in the binary (see buildOf).
 var version = "dev"
 
 const usage = `usage:
@@ -32,8 +29,8 @@ const usage = `usage:
   mjrelay queue [--config FILE] list | retry ID | retry --all | delete ID
   mjrelay log --config FILE [--state S] [--class C] [--from A] [--to A] [-q TEXT]
               [--since T] [--until T] [--limit N] [--cursor C] [--json] [ID] [--raw ID]
-  mjrelay hash-password   (reads the password on stdin)
-  mjrelay version
+  mjrelay hash-password   (asks twice without echo on a terminal; else reads a line on stdin)
+  mjrelay version         (or --version)
 `
 
 func main() {
@@ -59,8 +56,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runLog(ctx, args[1:], stdout, stderr)
 	case "hash-password":
 		return runHashPassword(stdin, stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "mjrelay", version)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, currentBuild())
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -79,39 +76,4 @@ func configFlag(name string, args []string, stderr io.Writer) (*flag.FlagSet, *s
 		def = "mjrelay.toml"
 	}
 	return fs, fs.String("config", def, "configuration file")
-}
-
-func runHashPassword(stdin io.Reader, stdout, stderr io.Writer) int {
-	if f, ok := stdin.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			fmt.Fprint(stderr, "Password (the input is echoed): ")
-		}
-	}
-	line, err := bufio.NewReader(stdin).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		fmt.Fprintln(stderr, "mjrelay hash-password:", err)
-		return 1
-	}
-	pw := strings.TrimRight(line, "\r\n")
-	switch {
-	case pw == "":
-		fmt.Fprintln(stderr, "mjrelay hash-password: empty password")
-		return 1
-	case len(pw) > 72:
-		fmt.Fprintln(stderr, "mjrelay hash-password: bcrypt takes at most 72 bytes")
-		return 1
-	}
-	for _, r := range pw {
-		if r > 0x7e || r < 0x20 {
-			fmt.Fprintln(stderr, "mjrelay hash-password: warning: Odoo (Python smtplib) can only send ASCII passwords")
-			break
-		}
-	}
-	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
-	if err != nil {
-		fmt.Fprintln(stderr, "mjrelay hash-password:", err)
-		return 1
-	}
-	fmt.Fprintln(stdout, string(h))
-	return 0
 }

@@ -105,8 +105,9 @@ sender_check = "off"
 // proc is a running mjrelay serve.
 type proc struct {
 	cmd    *exec.Cmd
-	addr   string
-	http   string // the web UI's address, when it listens
+	addr   string   // the first SMTP listener's address (smtp.listen)
+	smtp   []string // every SMTP listener's address, in the order logged
+	http   string   // the web UI's address, when it listens
 	stderr *bytes.Buffer
 	mu     *sync.Mutex
 	exited chan struct{}
@@ -114,42 +115,51 @@ type proc struct {
 
 func (w *world) serve() *proc {
 	w.t.Helper()
-	cmd := exec.Command(binary, "serve", "--config", w.cfgPath)
+	return startProc(w.t, exec.Command(binary, "serve", "--config", w.cfgPath), 1)
+}
+
+// startProc starts cmd (mjrelay serve) and waits until it logs its first
+// smtpListeners SMTP addresses.
+func startProc(t *testing.T, cmd *exec.Cmd, smtpListeners int) *proc {
+	t.Helper()
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
-		w.t.Fatal(err)
+		t.Fatal(err)
 	}
 	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, exited: make(chan struct{})}
-	addrCh := make(chan string, 1)
+	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			p.mu.Lock()
 			p.stderr.Write(append(sc.Bytes(), '\n'))
-			p.mu.Unlock()
 			var line struct{ Msg, Addr string }
 			if json.Unmarshal(sc.Bytes(), &line) == nil {
 				switch line.Msg {
 				case "HTTP listening":
-					p.mu.Lock()
 					p.http = line.Addr
-					p.mu.Unlock()
 				case "SMTP listening":
-					addrCh <- line.Addr
+					if p.smtp = append(p.smtp, line.Addr); len(p.smtp) == smtpListeners {
+						close(ready)
+					}
 				}
 			}
+			p.mu.Unlock()
 		}
 	}()
 	go func() { cmd.Wait(); pw.Close(); close(p.exited) }()
 	select {
-	case p.addr = <-addrCh:
+	case <-ready:
+		p.mu.Lock()
+		p.addr = p.smtp[0]
+		p.mu.Unlock()
 	case <-p.exited:
-		w.t.Fatalf("mjrelay exited at start:\n%s", p.log())
+		t.Fatalf("mjrelay exited at start:\n%s", p.log())
 	case <-time.After(15 * time.Second):
-		w.t.Fatalf("mjrelay did not start:\n%s", p.log())
+		t.Fatalf("mjrelay did not start:\n%s", p.log())
 	}
-	w.t.Cleanup(func() { p.cmd.Process.Kill(); <-p.exited })
+	t.Cleanup(func() { p.cmd.Process.Kill(); <-p.exited })
 	return p
 }
 

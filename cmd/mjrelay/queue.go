@@ -51,7 +51,7 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	cfg, err := config.Load(*path)
+	cfg, _, err := loadConfig(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, "mjrelay:", err)
 		return 1

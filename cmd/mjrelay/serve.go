@@ -21,14 +21,21 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := config.Load(*path)
+	cfg, fromEnv, err := loadConfig(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, "mjrelay:", err)
 		return 1
 	}
 	log := newLogger(cfg, stderr)
 	tuneGC()
-	log.Info("mjrelay starting", "version", version, "config", *path, "data_dir", cfg.DataDir)
+	b := currentBuild()
+	log.Info("mjrelay starting", "version", b.Version, "revision", b.Revision, "config", *path, "data_dir", cfg.DataDir)
+	if len(fromEnv) > 0 {
+		log.Info("configuration from the environment", "variables", fromEnv)
+	}
+	if len(cfg.SMTP.Users) == 0 && len(cfg.SMTP.TrustedNetworks) == 0 {
+		log.Warn("nobody can send: add an SMTP login ([[smtp.users]], or MJRELAY_SMTP_USER and MJRELAY_SMTP_PASSWORD) or smtp.trusted_networks")
+	}
 	r, err := relay.Start(cfg, relay.Options{Logger: log})
 	if err != nil {
 		log.Error("cannot start", "err", err)
@@ -56,8 +63,24 @@ func tuneGC() {
 	}
 }
 
+// newLogger builds the process log: JSON lines at cfg.Log.Level, with
+// durations written as "30s" rather than nanoseconds.
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.Log.Level))
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: readableDuration}))
+}
+
+// readableDuration is a slog ReplaceAttr that formats time.Duration and
+// config.Duration values with their String method ("1m30s").
+func readableDuration(_ []string, a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindDuration:
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	case slog.KindAny:
+		if d, ok := a.Value.Any().(config.Duration); ok {
+			a.Value = slog.StringValue(d.D().String())
+		}
+	}
+	return a
 }

@@ -95,6 +95,9 @@ func TestSIGTERMLetsTheSessionFinish(t *testing.T) {
 	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("exit code %d\n%s", code, p.log())
 	}
+	if !strings.Contains(p.log(), `"grace":"30s"`) {
+		t.Errorf("the shutdown line does not give the grace period as \"30s\":\n%s", p.log())
+	}
 	// Whether delivered before the exit or kept for the next start, it is not lost.
 	if len(w.up.Received()) == 0 {
 		w.serve()
