@@ -38,9 +38,11 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) int {
 		http.Error(w, "Mailjet webhooks are not configured (set [webhooks] mailjet_user and mailjet_password_hash)", http.StatusNotFound)
 		return http.StatusNotFound
 	}
-	if _, ok := s.hook.check(r); !ok {
-		w.Header().Set("WWW-Authenticate", `Basic realm="mjrelay webhooks"`)
-		http.Error(w, "Unauthorized", http.StatusUnauthorized)
+	if _, res, retry := s.hook.check(r); res != authOK {
+		deny(w, res, retry, `Basic realm="mjrelay webhooks"`)
+		if res == authThrottled {
+			return http.StatusTooManyRequests
+		}
 		return http.StatusUnauthorized
 	}
 	if r.Method != http.MethodPost {
