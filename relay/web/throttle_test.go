@@ -31,7 +31,7 @@ func (c *clock) add(d time.Duration) {
 type throttleEnv struct {
 	*env
 	clk      *clock
-	log      *syncWriter
+	log      *bytes.Buffer // written by one slog handler, which serializes
 	bcrypts  atomic.Int64
 	flush    func() // the summary the guess limit scheduled, if any
 	flushIn  time.Duration
@@ -40,7 +40,7 @@ type throttleEnv struct {
 }
 
 func newThrottleEnv(t *testing.T) *throttleEnv {
-	te := &throttleEnv{clk: &clock{t: t0}, log: &syncWriter{}}
+	te := &throttleEnv{clk: &clock{t: t0}, log: &bytes.Buffer{}}
 	logger := slog.New(slog.NewJSONHandler(te.log, nil))
 	te.env = newEnv(t, withUsers(t), withWebhook(t), withDeps(func(d *Deps) { d.Now, d.Logger = te.clk.Now, logger }))
 	for _, a := range []*basicAuth{te.srv.ui, te.srv.hook} {
@@ -55,19 +55,6 @@ func newThrottleEnv(t *testing.T) *throttleEnv {
 	}
 	return te
 }
-
-// syncWriter is a log buffer safe for concurrent writes.
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncWriter) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // login sends one request with credentials from addr: to the UI, or to
 // the webhook when path is /webhooks/mailjet.
