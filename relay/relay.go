@@ -88,6 +88,12 @@ func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
+	if st, err := os.Stat(cfg.DataDir); err == nil && st.Mode().Perm()&0o077 != 0 {
+		// Its files are created 0600 whatever the directory's mode; an
+		// existing directory is the admin's, so it is not changed.
+		log.Warn("data_dir can be listed by other users; the relay's files in it are private (0600), but consider chmod 700",
+			"data_dir", cfg.DataDir, "mode", st.Mode().Perm().String())
+	}
 	r := &Relay{cfg: cfg, log: log, schedDone: make(chan struct{})}
 	r.ctlCtx, r.stopCtl = context.WithCancel(context.Background())
 	defer func() {

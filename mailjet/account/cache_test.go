@@ -183,7 +183,7 @@ func TestCacheOnDemandRefreshSeesNewlyActivatedSender(t *testing.T) {
 	if err := json.Unmarshal(data, &onDisk); err != nil || len(onDisk.Senders) != 1 || onDisk.Senders[0].Status != "Active" {
 		t.Fatalf("snapshot file: %v %s", err, data)
 	}
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm()&0o007 != 0 {
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("snapshot file mode: %v %v", fi.Mode(), err)
 	}
 }

@@ -41,7 +41,7 @@ func WriteSnapshot(path string, s *Snapshot) (err error) {
 		return err
 	}
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
@@ -58,7 +58,7 @@ func WriteSnapshot(path string, s *Snapshot) (err error) {
 	if _, err = f.Write(append(data, '\n')); err != nil {
 		return err
 	}
-	if err = f.Chmod(0o640); err != nil {
+	if err = f.Chmod(0o600); err != nil { // like everything in data_dir
 		return err
 	}
 	if err = f.Sync(); err != nil {

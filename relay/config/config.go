@@ -357,8 +357,8 @@ func (c *Config) validate() error {
 			bad(key+".username", "must not be empty")
 		case seen[u.Username]:
 			bad(key+".username", "%q appears twice", u.Username)
-		case !strings.HasPrefix(string(u.PasswordHash), "$2"):
-			bad(key+".password_hash", "must be a bcrypt hash from `mjrelay hash-password`")
+		case checkHash(u.PasswordHash) != "":
+			bad(key+".password_hash", "%s", checkHash(u.PasswordHash))
 		}
 		seen[u.Username] = true
 	}
@@ -408,14 +408,18 @@ func (c *Config) validate() error {
 		bad("http.users", "required when http.listen (%s) is not a loopback address", c.HTTP.Listen)
 	}
 	for i, u := range c.HTTP.Users {
-		if u.Username == "" || !strings.HasPrefix(string(u.PasswordHash), "$2") {
-			bad(fmt.Sprintf("http.users[%d]", i), "needs a username and a bcrypt password_hash from `mjrelay hash-password`")
+		key := fmt.Sprintf("http.users[%d]", i)
+		if u.Username == "" {
+			bad(key+".username", "must not be empty")
+		}
+		if why := checkHash(u.PasswordHash); why != "" {
+			bad(key+".password_hash", "%s", why)
 		}
 	}
 	if (c.Webhooks.MailjetUser == "") != (c.Webhooks.MailjetPasswordHash == "") {
 		bad("webhooks.mailjet_user", "mailjet_user and mailjet_password_hash go together")
-	} else if c.Webhooks.MailjetPasswordHash != "" && !strings.HasPrefix(string(c.Webhooks.MailjetPasswordHash), "$2") {
-		bad("webhooks.mailjet_password_hash", "must be a bcrypt hash from `mjrelay hash-password`")
+	} else if why := checkHash(c.Webhooks.MailjetPasswordHash); c.Webhooks.MailjetPasswordHash != "" && why != "" {
+		bad("webhooks.mailjet_password_hash", "%s", why)
 	}
 	if c.Store.Retention <= 0 {
 		bad("store.retention", "must be positive")

@@ -55,7 +55,7 @@ func TestErrors(t *testing.T) {
 		{"[routes.bulk]\npriority = 4", "routes.bulk.priority"},
 		{"[routes.bulk]\nflow_delay = \"2m\"", "routes.bulk.flow_delay"},
 		{"[routes.transactional]\nflow_backlog = -1", "routes.transactional.flow_backlog"},
-		{"[[smtp.users]]\nusername = \"u\"\npassword_hash = \"$2a$x\"\nclass = \"spam\"", "class"},
+		{"[[smtp.users]]\nusername = \"u\"\npassword_hash = \"$2a$04$J9pgQonj1Rf7eqvylTDZy.qjh17rCc0BgWpBnQ47Rpny/EE2gjVia\"\nclass = \"spam\"", "class"},
 	}
 	for _, tc := range tests {
 		_, err := config.Parse([]byte(tc.doc))
@@ -66,7 +66,7 @@ func TestErrors(t *testing.T) {
 }
 
 func TestSecretNeverPrints(t *testing.T) {
-	c, err := config.Parse([]byte("[mailjet]\napi_key = \"pub\"\nsecret_key = \"TOPSECRET\"\n[[smtp.users]]\nusername = \"u\"\npassword_hash = \"$2a$10$HASHHASH\""))
+	c, err := config.Parse([]byte("[mailjet]\napi_key = \"pub\"\nsecret_key = \"TOPSECRET\"\n[[smtp.users]]\nusername = \"u\"\npassword_hash = \"$2a$04$HASHHASHonj1Rf7eqvylTDZy.qjh17rCc0BgWpBnQ47Rpny/EE2gj\""))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ func FuzzParse(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(example)
-	f.Add([]byte("[smtp]\nlisten = \"127.0.0.1:25\"\n[[smtp.users]]\nusername = \"u\"\npassword_hash = \"$2a$10$x\"\nclass = \"bulk\""))
+	f.Add([]byte("[smtp]\nlisten = \"127.0.0.1:25\"\n[[smtp.users]]\nusername = \"u\"\npassword_hash = \"$2a$04$J9pgQonj1Rf7eqvylTDZy.qjh17rCc0BgWpBnQ47Rpny/EE2gjVia\"\nclass = \"bulk\""))
 	f.Add([]byte("[queue]\nretry_min = \"-1s\"\n[routes.bulk]\ntransports = []\nrate = -1"))
 	f.Add([]byte("data_dir = \"\"\n[http]\nlisten = \"[::]:80\""))
 	f.Fuzz(func(t *testing.T, doc []byte) {

@@ -139,6 +139,9 @@ func Open(path string, o Options) (*Store, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, err
 		}
+		if err := createPrivate(path); err != nil {
+			return nil, fmt.Errorf("traffic store: %w", err)
+		}
 		w, err := openDB(path, 2, false) // the writer's connection and the checkpointer's
 		if err != nil {
 			return nil, err
@@ -152,7 +155,6 @@ func Open(path string, o Options) (*Store, error) {
 		if dropped > 0 {
 			s.log.Warn("traffic store of another schema version rebuilt empty", "path", path, "records_dropped", dropped)
 		}
-		os.Chmod(path, 0o600)
 	}
 	r, err := openDB(path, 4, true)
 	if err != nil {
@@ -179,6 +181,27 @@ func Open(path string, o Options) (*Store, error) {
 	go w.run()
 	go s.checkpointer()
 	return s, nil
+}
+
+// createPrivate makes the store's files readable by their owner only: the
+// database and its WAL hold message bodies. SQLite creates store.db-wal and
+// store.db-shm with the mode of the database file (it fchmods them to it,
+// whatever the umask), so the database file is created 0600 before SQLite
+// opens it; files left with a wider mode by older versions are narrowed.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if st, err := os.Stat(p); err == nil && st.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, 0o600); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // checkpointer copies the WAL into the database file every second, beside

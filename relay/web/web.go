@@ -7,7 +7,8 @@
 // requests from a loopback address with a loopback Host header (config
 // validation requires users whenever http.listen is not loopback; the Host
 // check defeats DNS rebinding). With users, the UI, the API and /metrics
-// require HTTP basic auth. /healthz and /readyz are open. /webhooks/mailjet
+// require HTTP basic auth; wrong passwords are limited per client address
+// (429 with Retry-After past the limit, see guessLimit). /healthz and /readyz are open. /webhooks/mailjet
 // has its own basic-auth login ([webhooks]) and answers 404 while it is not
 // configured. State-changing requests are refused when a browser says they
 // come from another site (net/http.CrossOriginProtection).
@@ -92,15 +93,16 @@ func New(d Deps) (*Server, error) {
 		d.Account = nil // a nil *Cache in the interface: the sender check is off
 	}
 	s := &Server{d: d, log: d.Logger.With("component", "web"), reg: prometheus.NewRegistry()}
+	guesses := newGuessLimit(s.log, d.Now) // one limit for both logins
 	if len(d.Config.HTTP.Users) > 0 {
 		users := map[string]string{}
 		for _, u := range d.Config.HTTP.Users {
 			users[u.Username] = u.PasswordHash.Reveal()
 		}
-		s.ui = newBasicAuth(users)
+		s.ui = newBasicAuth("ui", users, guesses)
 	}
 	if wh := d.Config.Webhooks; wh.MailjetUser != "" {
-		s.hook = newBasicAuth(map[string]string{wh.MailjetUser: wh.MailjetPasswordHash.Reveal()})
+		s.hook = newBasicAuth("webhook", map[string]string{wh.MailjetUser: wh.MailjetPasswordHash.Reveal()}, guesses)
 	}
 	s.metrics = newMetrics(s.reg, d)
 	s.senders = newSenders(d)
@@ -164,9 +166,8 @@ func (s *Server) guard(next http.Handler) http.Handler {
 				http.Error(w, "Forbidden: without [[http.users]] the web UI answers only loopback requests to a loopback host name", http.StatusForbidden)
 				return
 			}
-		} else if _, ok := s.ui.check(r); !ok {
-			w.Header().Set("WWW-Authenticate", `Basic realm="mjrelay", charset="UTF-8"`)
-			http.Error(w, "Unauthorized", http.StatusUnauthorized)
+		} else if _, res, retry := s.ui.check(r); res != authOK {
+			deny(w, res, retry, `Basic realm="mjrelay", charset="UTF-8"`)
 			return
 		}
 		next.ServeHTTP(w, r)

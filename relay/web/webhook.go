@@ -1,11 +1,10 @@
 package web
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -17,17 +16,28 @@ import (
 	"github.com/mjrelay/mjrelay/relay/inspect"
 )
 
-// maxWebhookBody bounds one webhook request. Events are decoded one at a
-// time, so memory stays at one event whatever the size.
+// maxWebhookBody bounds one webhook request.
 const maxWebhookBody = 64 << 20
+
+// webhookBatch is how many events the webhook hands to the store at once.
+// It reads the body as it goes: a batch is decoded, handed over and written
+// before the next is read, so that memory stays at one batch (and one
+// event of at most maxEventBytes, each field clipped to maxFieldBytes)
+// whatever the size of the body.
+const webhookBatch = 500
+
+// webhookWait bounds how long one batch may wait for the store.
+const webhookWait = 10 * time.Second
 
 // webhook receives Mailjet's event callbacks: a JSON array of events
 // (Version 2 grouping) or a single event object. Once authenticated it
 // answers 200 to anything it can read or not (Mailjet retries every other
 // answer for 24 hours, and a malformed event does not get better by being
-// sent again); malformed and unknown events are logged and counted. It
-// answers 503 only when the store cannot take the events within 10 seconds,
-// so that Mailjet sends them again.
+// sent again); malformed, oversized and unknown events are logged and
+// counted. It answers 503 when the store cannot take a batch within
+// webhookWait, so that Mailjet sends the request again (the batches of it
+// written before are then recorded twice: a duplicate event does not
+// change a message's state, a lost one could).
 func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	code := s.handleWebhook(w, r)
 	s.metrics.webhookReq.WithLabelValues(strconv.Itoa(code)).Inc()
@@ -38,9 +48,11 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) int {
 		http.Error(w, "Mailjet webhooks are not configured (set [webhooks] mailjet_user and mailjet_password_hash)", http.StatusNotFound)
 		return http.StatusNotFound
 	}
-	if _, ok := s.hook.check(r); !ok {
-		w.Header().Set("WWW-Authenticate", `Basic realm="mjrelay webhooks"`)
-		http.Error(w, "Unauthorized", http.StatusUnauthorized)
+	if _, res, retry := s.hook.check(r); res != authOK {
+		deny(w, res, retry, `Basic realm="mjrelay webhooks"`)
+		if res == authThrottled {
+			return http.StatusTooManyRequests
+		}
 		return http.StatusUnauthorized
 	}
 	if r.Method != http.MethodPost {
@@ -48,29 +60,68 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) int {
 		http.Error(w, "use POST", http.StatusMethodNotAllowed)
 		return http.StatusMethodNotAllowed
 	}
-	evs, skipped, err := parseMailjet(http.MaxBytesReader(w, r.Body, maxWebhookBody), s.d.Now, func(event, result, why string) {
+	accepted, skipped := 0, 0
+	batch := make([]inspect.MailjetEvent, 0, webhookBatch)
+	store := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), webhookWait)
+		defer cancel()
+		err := s.d.Store.RecordMailjet(ctx, batch)
+		if err == nil {
+			err = s.d.Store.Flush(ctx) // written before more is read
+		}
+		if err != nil {
+			for _, e := range batch {
+				s.metrics.webhook.WithLabelValues(eventLabel(e.Event), "dropped").Inc()
+			}
+			s.log.Error("Mailjet webhook: the traffic store cannot take the events; answering 503 so that Mailjet retries",
+				"err", err, "events", len(batch), "recorded_before", accepted)
+			return err
+		}
+		for _, e := range batch {
+			s.metrics.webhook.WithLabelValues(e.Event, "accepted").Inc()
+		}
+		accepted += len(batch)
+		batch = batch[:0]
+		return nil
+	}
+	skip := func(event, result, why string) {
+		skipped++
 		s.metrics.webhook.WithLabelValues(eventLabel(event), result).Inc()
 		s.log.Warn("Mailjet webhook: event skipped", "event", clipString(event, 40), "result", result, "why", why)
-	})
-	if err != nil {
-		s.log.Warn("Mailjet webhook: unreadable payload; keeping the events read before the error",
-			"err", err, "events", len(evs), "remote", r.RemoteAddr)
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
-	if err := s.d.Store.RecordMailjet(ctx, evs); err != nil {
-		for _, e := range evs {
-			s.metrics.webhook.WithLabelValues(eventLabel(e.Event), "dropped").Inc()
+	er := newEventReader(http.MaxBytesReader(w, r.Body, maxWebhookBody))
+	for {
+		raw, oversize, err := er.next()
+		if err == io.EOF {
+			break
 		}
-		s.log.Error("Mailjet webhook: the traffic store cannot take the events; answering 503 so that Mailjet retries",
-			"err", err, "events", len(evs))
+		if err != nil {
+			s.log.Warn("Mailjet webhook: unreadable payload; keeping the events read before the error",
+				"err", err, "events", accepted+len(batch), "remote", r.RemoteAddr)
+			break
+		}
+		if oversize {
+			skip("", "malformed", fmt.Sprintf("event object over %d KiB", maxEventBytes>>10))
+			continue
+		}
+		ev, result, why := mailjetEvent(raw, s.d.Now)
+		if result != "" {
+			skip(ev.Event, result, why)
+			continue
+		}
+		if batch = append(batch, ev); len(batch) == webhookBatch && store() != nil {
+			http.Error(w, "busy, retry later", http.StatusServiceUnavailable)
+			return http.StatusServiceUnavailable
+		}
+	}
+	if store() != nil {
 		http.Error(w, "busy, retry later", http.StatusServiceUnavailable)
 		return http.StatusServiceUnavailable
 	}
-	for _, e := range evs {
-		s.metrics.webhook.WithLabelValues(e.Event, "accepted").Inc()
-	}
-	writeJSON(w, http.StatusOK, map[string]int{"accepted": len(evs), "skipped": skipped})
+	writeJSON(w, http.StatusOK, map[string]int{"accepted": accepted, "skipped": skipped})
 	return http.StatusOK
 }
 
@@ -79,64 +130,6 @@ func eventLabel(e string) string {
 		return e
 	}
 	return "unknown"
-}
-
-// parseMailjet decodes a webhook payload event by event. skip is called for
-// each event left out. A syntax error ends the decoding: the events before
-// it are returned with the error.
-func parseMailjet(body io.Reader, now func() time.Time, skip func(event, result, why string)) ([]inspect.MailjetEvent, int, error) {
-	br := bufio.NewReader(body)
-	first, err := peekNonSpace(br)
-	if err != nil {
-		return nil, 0, err
-	}
-	dec := json.NewDecoder(br)
-	var out []inspect.MailjetEvent
-	skipped := 0
-	one := func(raw json.RawMessage) {
-		ev, result, why := mailjetEvent(raw, now)
-		if result != "" {
-			skipped++
-			skip(ev.Event, result, why)
-			return
-		}
-		out = append(out, ev)
-	}
-	switch first {
-	case '{':
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, 0, err
-		}
-		one(raw)
-		return out, skipped, nil
-	case '[':
-		if _, err := dec.Token(); err != nil {
-			return nil, 0, err
-		}
-		for dec.More() {
-			var raw json.RawMessage
-			if err := dec.Decode(&raw); err != nil {
-				return out, skipped, err
-			}
-			one(raw)
-		}
-		_, err := dec.Token()
-		return out, skipped, err
-	}
-	return nil, 0, errors.New("not a JSON array or object")
-}
-
-func peekNonSpace(br *bufio.Reader) (byte, error) {
-	for {
-		b, err := br.ReadByte()
-		if err != nil {
-			return 0, err
-		}
-		if !strings.ContainsRune(" \t\r\n", rune(b)) {
-			return b, br.UnreadByte()
-		}
-	}
 }
 
 // mailjetEvent reads one event leniently: fields of the wrong type are
@@ -194,13 +187,17 @@ func mailjetEvent(raw json.RawMessage, now func() time.Time) (ev inspect.Mailjet
 	return ev, "", ""
 }
 
-// str returns a JSON string (clipped to 1000 bytes), or "" for anything else.
+// maxFieldBytes clips each string field of an event.
+const maxFieldBytes = 1 << 10
+
+// str returns a JSON string (clipped to maxFieldBytes), or "" for anything
+// else.
 func str(raw json.RawMessage) string {
 	var s string
 	if json.Unmarshal(raw, &s) != nil {
 		return ""
 	}
-	return clipString(s, 1000)
+	return clipString(s, maxFieldBytes)
 }
 
 // num reads a JSON number or a string holding one.
@@ -228,6 +225,8 @@ func boolean(raw json.RawMessage) bool {
 	return false
 }
 
+// clipString cuts s to at most n bytes on a UTF-8 boundary; the cut copy
+// does not keep the rest of s in memory.
 func clipString(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -235,5 +234,5 @@ func clipString(s string, n int) string {
 	for n > 0 && s[n]&0xc0 == 0x80 {
 		n--
 	}
-	return s[:n]
+	return strings.Clone(s[:n])
 }

@@ -73,6 +73,18 @@ func TestWebhook(t *testing.T) {
 		{"bad JSON after a good event", func(id string) string { return `[` + ev("bounce", id, mjID) + `, {"event": "se` }, 200, "bounced", 1},
 		{"not JSON", func(string) string { return "event=sent&CustomID=x" }, 200, "sent", 0},
 		{"empty", func(string) string { return "" }, 200, "sent", 0},
+		{"oversized event skipped, the next kept", func(id string) string {
+			big := mjEvent("bounce", id, mjID, `"comment":"`+strings.Repeat("x", maxEventBytes)+`"`)
+			return arr(big, ev("open", id, mjID))
+		}, 200, "delivered", 1},
+		{"oversized single object", func(id string) string {
+			return mjEvent("bounce", id, mjID, `"comment":"`+strings.Repeat("x", maxEventBytes)+`"`)
+		}, 200, "sent", 0},
+		{"brackets and escapes in strings", func(id string) string {
+			return arr(mjEvent("bounce", id, mjID, `"comment":"]}, {\"event\":\"sent\"} [{\\"`), ev("open", id, mjID))
+		}, 200, "bounced", 2},
+		{"empty array", func(string) string { return "[]" }, 200, "sent", 0},
+		{"missing comma after a good event", func(id string) string { return "[" + ev("bounce", id, mjID) + " " + ev("sent", id, mjID) + "]" }, 200, "bounced", 1},
 		{"huge", func(id string) string {
 			return `[{"event":"bounce","CustomID":"` + id + `","comment":"` + strings.Repeat("x", maxWebhookBody+1024) + `"}]`
 		}, 200, "sent", 0},

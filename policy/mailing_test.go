@@ -1,0 +1,74 @@
+package policy_test
+
+import (
+	"bufio"
+	"bytes"
+	"net/textproto"
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/mjrelay/mjrelay/mailjet"
+	"github.com/mjrelay/mjrelay/policy"
+)
+
+// odooMailing is testdata/odoo_mailing.eml: the bytes Python's email
+// library (policy SMTP, as Odoo 17/18 use it) produces for a mass mailing
+// with a 120-character unsubscribe URL, written by testdata/odoo_mailing.py.
+func odooMailing(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile("testdata/odoo_mailing.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestMailingCampaignOdooBytes reads the campaign from Odoo's real header,
+// both as the SMTP server reads header fields (net/textproto, unfolded with
+// spaces) and as the raw folded lines.
+func TestMailingCampaignOdooBytes(t *testing.T) {
+	msg := odooMailing(t)
+	if !bytes.Contains(msg, []byte("List-Unsubscribe: =?utf-8?q?")) {
+		t.Fatal("the fixture's List-Unsubscribe is not RFC 2047-encoded: not what Odoo sends")
+	}
+	h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(msg))).ReadMIMEHeader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unfolded, _ := mailjet.HeaderValue(msg, "List-Unsubscribe")
+	start := bytes.Index(msg, []byte("List-Unsubscribe: ")) + len("List-Unsubscribe: ")
+	end := bytes.Index(msg, []byte("\r\nList-Unsubscribe-Post"))
+	const want = "odoo-erp-example-com-mailing-12"
+	for name, v := range map[string]string{
+		"textproto": h.Get("List-Unsubscribe"),
+		"unfolded":  unfolded,
+		"folded":    string(msg[start:end]),
+	} {
+		if got := policy.MailingCampaign(v); got != want {
+			t.Errorf("%s %q: campaign %q, want %q", name, v, got, want)
+		}
+	}
+}
+
+// TestOdooMailingFixtureCurrent regenerates the fixture with the local
+// python3 and checks that the committed bytes are still what Python writes.
+func TestOdooMailingFixtureCurrent(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("python3 is required in CI")
+		}
+		t.Skip("python3 not installed")
+	}
+	cmd := exec.Command(py, "testdata/odoo_mailing.py")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("odoo_mailing.py: %v\n%s", err, stderr.String())
+	}
+	if want := odooMailing(t); !bytes.Equal(out, want) {
+		t.Errorf("python3 writes other bytes than testdata/odoo_mailing.eml:\n%s\nfixture:\n%s", out, want)
+	}
+}
