@@ -39,3 +39,6 @@ require (
 	modernc.org/memory v1.12.1 // indirect
 	modernc.org/sqlite v1.62.0 // indirect
 )
+
+// go-smtp v0.25.1 with two fixes mjrelay needs: third_party/go-smtp/PATCHES.md.
+replace github.com/emersion/go-smtp => ./third_party/go-smtp
