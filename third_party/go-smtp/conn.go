@@ -283,7 +283,9 @@ func (c *Conn) handleGreet(enhanced bool, arg string) {
 	if c.server.EnableDSN {
 		caps = append(caps, "DSN")
 	}
-	if c.server.MaxMessageBytes > 0 {
+	if c.server.AdvertisedMaxMessageBytes > 0 { // mjrelay
+		caps = append(caps, fmt.Sprintf("SIZE %v", c.server.AdvertisedMaxMessageBytes))
+	} else if c.server.MaxMessageBytes > 0 {
 		caps = append(caps, fmt.Sprintf("SIZE %v", c.server.MaxMessageBytes))
 	} else {
 		caps = append(caps, "SIZE")

@@ -122,13 +122,24 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 				r.state = stateEOF
 				continue
 			}
-			r.state = stateData
+			// mjrelay: ".\r" not followed by "\n" is a stuffed dot and
+			// a CR that is data: give the CR back (upstream dropped it)
+			// and read c again after it, where a further CR may start
+			// the line's CRLF.
+			r.r.UnreadByte()
+			c = '\r'
+			r.state = stateCR
 		case stateCR:
 			if c == '\n' {
 				r.state = stateBeginLine
 				break
 			}
-			r.state = stateData
+			// mjrelay: a CR after a CR may still be the one of the
+			// line's CRLF (upstream went to stateData here and missed
+			// the end of "\r\r\n.\r\n").
+			if c != '\r' {
+				r.state = stateData
+			}
 		case stateData:
 			if c == '\r' {
 				r.state = stateCR

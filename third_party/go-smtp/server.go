@@ -41,6 +41,12 @@ type Server struct {
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 
+	// mjrelay: AdvertisedMaxMessageBytes, if not zero, is the SIZE the
+	// EHLO reply announces in place of MaxMessageBytes: for a backend that
+	// checks sizes itself, with MaxMessageBytes zero so that the library
+	// checks none (MAIL's SIZE parameter, DATA, BDAT).
+	AdvertisedMaxMessageBytes int64
+
 	// Advertise SMTPUTF8 (RFC 6531) capability.
 	// Should be used only if backend supports it.
 	EnableSMTPUTF8 bool
