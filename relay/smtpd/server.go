@@ -116,7 +116,9 @@ func New(cfg *config.Config, d Deps) (*Server, error) {
 func (s *Server) newSMTPServer() *smtp.Server {
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = s.cfg.Hostname
-	srv.MaxMessageBytes = s.cfg.SMTP.MaxMessageSize
+	// The session checks sizes itself (exactly, and with a reply that
+	// says what to change); go-smtp only announces the limit.
+	srv.AdvertisedMaxMessageBytes = s.cfg.SMTP.MaxMessageSize
 	srv.MaxRecipients = 0 // enforced (and logged) by the session
 	srv.ReadTimeout = s.cfg.SMTP.ReadTimeout.D()
 	srv.WriteTimeout = time.Minute

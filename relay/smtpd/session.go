@@ -63,9 +63,23 @@ func (s *session) event(kind string) trafficlog.Event {
 func (s *session) refuse(stage string, code int, enh smtp.EnhancedCode, reason, msg string) *smtp.SMTPError {
 	e := s.event(trafficlog.Refused)
 	e.Stage, e.Reason = stage, reason
+	return s.record(e, code, enh, msg)
+}
+
+// record records the refused event e with its reply, the line go-smtp
+// writes for the returned error, so that the record says what the client
+// was told.
+func (s *session) record(e trafficlog.Event, code int, enh smtp.EnhancedCode, msg string) *smtp.SMTPError {
 	e.Reply = fmt.Sprintf("%d %d.%d.%d %s", code, enh[0], enh[1], enh[2], msg)
 	s.srv.traffic.Record(e)
 	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: msg}
+}
+
+// tooLarge refuses a message of size bytes, over smtp.max_message_size, at
+// stage; e is its event so far.
+func (s *session) tooLarge(e trafficlog.Event, stage string, size int64) *smtp.SMTPError {
+	e.Stage, e.Reason, e.Size = stage, "message_too_large", size
+	return s.record(e, 552, smtp.EnhancedCode{5, 3, 4}, tooLargeText(size, s.srv.cfg.SMTP.MaxMessageSize))
 }
 
 func (s *session) AuthMechanisms() []string {
@@ -147,6 +161,11 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if err := checkAddress(from); err != nil {
 		return s.refuse("mail", 501, smtp.EnhancedCode{5, 1, 7}, "bad_sender_syntax", "Bad sender address syntax: "+err.Error())
 	}
+	if opts != nil && opts.Size > s.srv.cfg.SMTP.MaxMessageSize {
+		e := s.event(trafficlog.Refused)
+		e.From = from
+		return s.tooLarge(e, "mail", opts.Size)
+	}
 	if err := s.srv.queue.Admit(opts.Size); err != nil {
 		return s.refuse("mail", 452, smtp.EnhancedCode{4, 3, 1}, "queue_full",
 			"Insufficient system storage: the relay's queue is full, try again later")
@@ -217,12 +236,8 @@ func (s *session) Data(r io.Reader) error {
 	}
 	var room [traceRoom]byte // where the Received header goes (see framed)
 	buf.Write(room[:])
-	if err := readBody(buf, r); err != nil {
-		if err == smtp.ErrDataTooLarge {
-			s.refuse("data", 552, smtp.EnhancedCode{5, 3, 4}, "message_too_large",
-				fmt.Sprintf("Message too large: the limit is %d bytes", s.srv.cfg.SMTP.MaxMessageSize))
-			return smtp.ErrDataTooLarge
-		}
+	size, err := readBody(buf, r, s.srv.cfg.SMTP.MaxMessageSize)
+	if err != nil {
 		if errors.Is(err, smtp.ErrTooLongLine) {
 			// Answer, then end the connection: the rest of the line must
 			// not be read as commands. The past read deadline makes
@@ -246,6 +261,12 @@ func (s *session) Data(r io.Reader) error {
 		s.srv.traffic.Record(e)
 		s.conn.Close()
 		return err
+	}
+	if size > s.srv.cfg.SMTP.MaxMessageSize {
+		info := parseHeader(buf.Bytes()[traceRoom:])
+		e := s.event(trafficlog.Refused)
+		e.HeaderFrom, e.Subject, e.MessageID = info.From, info.Subject, info.MessageID
+		return s.tooLarge(e, "data", size)
 	}
 	msg, err := normalizeEOL(buf.Bytes()[traceRoom:])
 	if err != nil {
@@ -308,9 +329,7 @@ func (s *session) refuseData(v policy.Verdict, info headerInfo, size int64) *smt
 	}
 	e := s.event(trafficlog.Refused)
 	e.Stage, e.Reason, e.HeaderFrom, e.Subject, e.MessageID, e.Size = "data", v.Reason, info.From, info.Subject, info.MessageID, size
-	e.Reply = fmt.Sprintf("%d %d.%d.%d %s", code, enh[0], enh[1], enh[2], v.Message)
-	s.srv.traffic.Record(e)
-	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: v.Message}
+	return s.record(e, code, enh, v.Message)
 }
 
 func (s *session) Reset() {
