@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"github.com/mjrelay/mjrelay/policy"
@@ -29,7 +28,7 @@ type session struct {
 	ip      netip.Addr
 	client  string // ip:port
 	trusted bool
-	fails   int // failed AUTH on this connection
+	fails   int // failed AUTH on this connection (a repeated guess once)
 
 	user  *config.User
 	from  string
@@ -68,11 +67,24 @@ func (s *session) refuse(stage string, code int, enh smtp.EnhancedCode, reason, 
 
 // record records the refused event e with its reply, the line go-smtp
 // writes for the returned error, so that the record says what the client
-// was told.
+// was told. Refusals that come in floods are aggregated (see burst): the
+// client still gets its reply each time.
 func (s *session) record(e trafficlog.Event, code int, enh smtp.EnhancedCode, msg string) *smtp.SMTPError {
 	e.Reply = fmt.Sprintf("%d %d.%d.%d %s", code, enh[0], enh[1], enh[2], msg)
-	s.srv.traffic.Record(e)
+	if floods(e.Reason) {
+		s.srv.refusals.add(e.Stage+" "+e.Reason, e)
+	} else {
+		s.srv.traffic.Record(e)
+	}
 	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: msg}
+}
+
+// floods tells the refusals that come by the thousand a minute while their
+// cause lasts, and are recorded as one per floodInterval with a count:
+// refusals for want of space (each record would take more of it) and
+// logins refused from an address that guesses passwords.
+func floods(reason string) bool {
+	return reason == "queue_full" || reason == "auth_throttled"
 }
 
 // tooLarge refuses a message of size bytes, over smtp.max_message_size, at
@@ -80,72 +92,6 @@ func (s *session) record(e trafficlog.Event, code int, enh smtp.EnhancedCode, ms
 func (s *session) tooLarge(e trafficlog.Event, stage string, size int64) *smtp.SMTPError {
 	e.Stage, e.Reason, e.Size = stage, "message_too_large", size
 	return s.record(e, 552, smtp.EnhancedCode{5, 3, 4}, tooLargeText(size, s.srv.cfg.SMTP.MaxMessageSize))
-}
-
-func (s *session) AuthMechanisms() []string {
-	if !s.authAllowed() {
-		return nil
-	}
-	return []string{sasl.Plain, sasl.Login}
-}
-
-func (s *session) authAllowed() bool {
-	return authAllowed(s.tls(), s.ip, s.srv.cfg.SMTP.AllowInsecureAuth)
-}
-
-// authAllowed: AUTH over TLS, from loopback, or anywhere with allow_insecure_auth.
-func authAllowed(tls bool, ip netip.Addr, insecureOK bool) bool {
-	return tls || ip.IsLoopback() || insecureOK
-}
-
-func (s *session) Auth(mech string) (sasl.Server, error) {
-	if !s.authAllowed() {
-		return nil, s.refuse("auth", 530, smtp.EnhancedCode{5, 7, 0}, "auth_without_tls",
-			"Must issue a STARTTLS command first (in Odoo: Connection Encryption = TLS (STARTTLS))")
-	}
-	check := func(identity, username, password string) error {
-		if identity != "" && identity != username {
-			return s.authFailed(username)
-		}
-		if d := s.srv.fails.delay(s.ip.String()); d > 0 {
-			time.Sleep(d)
-		}
-		u, ok := s.srv.users.check(username, password)
-		if !ok {
-			return s.authFailed(username)
-		}
-		s.user = &u
-		s.srv.open.touch(s.client, false)
-		return nil
-	}
-	switch strings.ToUpper(mech) {
-	case sasl.Plain:
-		return sasl.NewPlainServer(check), nil
-	case sasl.Login:
-		return &loginServer{auth: func(u, p string) error { return check("", u, p) }}, nil
-	}
-	return nil, &smtp.SMTPError{Code: 504, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Unsupported authentication mechanism; use PLAIN or LOGIN"}
-}
-
-const maxAuthFailsPerConn = 3
-
-func (s *session) authFailed(username string) error {
-	s.fails++
-	n := s.srv.fails.fail(s.ip.String())
-	e := s.event(trafficlog.Refused)
-	e.Stage, e.Reason, e.User = "auth", "bad_credentials", clip(username, 100)
-	e.Reply = "535 5.7.8 Authentication failed"
-	s.srv.traffic.Record(e)
-	if n >= 5 {
-		s.srv.log.Warn("repeated SMTP authentication failures", "client", s.client, "failures", n, "user", clip(username, 100))
-	}
-	if s.fails >= maxAuthFailsPerConn {
-		// go-smtp writes the 535 first; its next read then sees EOF and the
-		// session ends. (Odoo tries PLAIN then LOGIN: two failures, so a
-		// mistyped password never gets here.)
-		closeRead(s.conn.Conn())
-	}
-	return smtp.ErrAuthFailed
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
