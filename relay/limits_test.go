@@ -97,30 +97,6 @@ func TestMessageSizeLimitIsExact(t *testing.T) {
 	}
 }
 
-// sendWith is send with MAIL parameters.
-func sendWith(c *smtp.Client, from string, to []string, msg string, opts *smtp.MailOptions) (string, error) {
-	if err := c.Mail(from, opts); err != nil {
-		return "", err
-	}
-	for _, r := range to {
-		if err := c.Rcpt(r, nil); err != nil {
-			return "", err
-		}
-	}
-	w, err := c.Data()
-	if err != nil {
-		return "", err
-	}
-	if _, err := w.Write([]byte(msg)); err != nil {
-		return "", err
-	}
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		return "", err
-	}
-	return resp.StatusText, nil
-}
-
 // TestOversizedMailIsRecordedAsRefused: smtplib always announces size=, so
 // Odoo's oversized mail is refused at MAIL; that refusal is the relay's,
 // says what to change, and is recorded with the reply the client got and
