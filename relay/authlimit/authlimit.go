@@ -70,9 +70,10 @@ type entry struct {
 type guess struct{ digest, user string }
 
 const (
-	maxKnown = 8     // failed guesses remembered per address
-	maxUsers = 64    // user names tracked per address
-	maxAddrs = 10000 // addresses before idle ones are dropped
+	maxKnown   = 8     // failed guesses remembered per address
+	maxUsers   = 64    // user names tracked per address
+	maxUserLen = 128   // bytes of a user name kept
+	maxAddrs   = 10000 // addresses before idle ones are dropped
 )
 
 // New returns a limiter; zero fields of o take Defaults' values.
@@ -146,6 +147,7 @@ func (l *Limiter) Wait(ctx context.Context, addr, digest string) (*Turn, error) 
 
 // Failed records that the attempt failed for user.
 func (t *Turn) Failed(user string) {
+	user = clip(user)
 	t.end(func(e *entry, now time.Time) {
 		e.debt = maxTime(e.debt, now).Add(t.l.o.Every)
 		if _, ok := e.users[user]; ok || len(e.users) < maxUsers {
@@ -161,6 +163,7 @@ func (t *Turn) Failed(user string) {
 // Succeeded records that user logged in: the address's failures for that
 // user are forgotten.
 func (t *Turn) Succeeded(user string) {
+	user = clip(user)
 	t.end(func(e *entry, now time.Time) {
 		e.debt = maxTime(e.debt.Add(-time.Duration(e.users[user])*t.l.o.Every), now)
 		delete(e.users, user)
@@ -232,4 +235,11 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+func clip(user string) string {
+	if len(user) > maxUserLen {
+		return user[:maxUserLen]
+	}
+	return user
 }

@@ -160,13 +160,13 @@ func (s *session) checkLogin(identity, username, password string) error {
 	}
 	if identity == "" || identity == username {
 		if u, ok := s.srv.users.check(username, password); ok {
-			turn.Succeeded(username)
+			turn.Succeeded(clip(username, 100))
 			s.user = &u
 			s.srv.open.touch(s.client, false)
 			return nil
 		}
 	}
-	turn.Failed(username)
+	turn.Failed(clip(username, 100))
 	return s.authFailed(username, true)
 }
 
