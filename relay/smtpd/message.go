@@ -166,11 +166,11 @@ func readBody(buf *bytes.Buffer, r io.Reader, limit int64) (int64, error) {
 
 // tooLargeText is the reply to a message of size bytes over limit.
 func tooLargeText(size, limit int64) string {
-	got, max := sizeText(size), sizeText(limit)
-	if got == max {
-		got, max = fmt.Sprintf("%d bytes", size), fmt.Sprintf("%d bytes", limit)
+	got, lim := sizeText(size), sizeText(limit)
+	if got == lim {
+		got, lim = fmt.Sprintf("%d bytes", size), fmt.Sprintf("%d bytes", limit)
 	}
-	return fmt.Sprintf("Message too large: %s, the limit is %s (smtp.max_message_size)", got, max)
+	return fmt.Sprintf("Message too large: %s, the limit is %s (smtp.max_message_size)", got, lim)
 }
 
 // sizeText writes a size the way Odoo does (MB of 1024 KB): "4.5 MB".

@@ -79,8 +79,8 @@ type Server struct {
 	open    *conns
 	bufs    sync.Pool
 	maxLine int
-	// floods aggregates log lines and refusal records that come in
-	// floods (clients dropping connections, a full queue).
+	// logs and refusals aggregate log lines and refusal records that
+	// come in floods (clients dropping connections, a full queue).
 	logs     *burst[logLine]
 	refusals *burst[trafficlog.Event]
 
