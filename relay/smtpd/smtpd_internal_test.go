@@ -248,3 +248,21 @@ func TestFramed(t *testing.T) {
 		})
 	}
 }
+
+func TestTooLargeText(t *testing.T) {
+	tests := []struct {
+		size, limit int64
+		want        string
+	}{
+		{27 << 20, 25 << 20, "27 MB, the limit is 25 MB"},
+		{4718592, 3 << 20, "4.5 MB, the limit is 3 MB"},
+		{25<<20 + 1, 25 << 20, "26214401 bytes, the limit is 26214400 bytes"}, // both "25 MB"
+		{2001, 2000, "2001 bytes, the limit is 2000 bytes"},
+		{900, 512, "900 bytes, the limit is 512 bytes"},
+	}
+	for _, tc := range tests {
+		if got := tooLargeText(tc.size, tc.limit); got != "Message too large: "+tc.want+" (smtp.max_message_size)" {
+			t.Errorf("tooLargeText(%d, %d) = %q", tc.size, tc.limit, got)
+		}
+	}
+}
