@@ -44,3 +44,6 @@ require (
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect
 )
+
+// go-smtp v0.25.1 with two fixes mjrelay needs: third_party/go-smtp/PATCHES.md.
+replace github.com/emersion/go-smtp => ./third_party/go-smtp

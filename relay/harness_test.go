@@ -173,7 +173,12 @@ func (e *env) client() *smtp.Client {
 
 // send runs one transaction and returns the reply to the end of DATA.
 func send(c *smtp.Client, from string, to []string, msg string) (string, error) {
-	if err := c.Mail(from, nil); err != nil {
+	return sendWith(c, from, to, msg, nil)
+}
+
+// sendWith is send with MAIL parameters.
+func sendWith(c *smtp.Client, from string, to []string, msg string, opts *smtp.MailOptions) (string, error) {
+	if err := c.Mail(from, opts); err != nil {
 		return "", err
 	}
 	for _, r := range to {

@@ -129,12 +129,17 @@ func TestRefusals(t *testing.T) {
 			if smtpCode(err) != tc.code {
 				t.Fatalf("got %v, want code %d", err, tc.code)
 			}
-			var found bool
+			var last *trafficlog.Event
 			for _, ev := range e.traffic.Events(trafficlog.Refused) {
-				found = found || ev.Reason == tc.reason
+				if ev.Reason == tc.reason {
+					last = &ev
+				}
 			}
-			if !found {
-				t.Errorf("no refused event with reason %s", tc.reason)
+			if last == nil {
+				t.Fatalf("no refused event with reason %s", tc.reason)
+			}
+			if last.Reply != replyLine(err) {
+				t.Errorf("recorded reply %q; the client got %q", last.Reply, replyLine(err))
 			}
 		})
 	}

@@ -128,7 +128,7 @@ func (w *writer) applyRefused(e *trafficlog.Event) error {
 	if err != nil {
 		return err
 	}
-	w.stat(e.Time, "refused", "", clip(e.Stage+": "+e.Reason, 60), 0)
+	w.statN(e.Time, "refused", "", clip(e.Stage+": "+e.Reason, 60), 0, max(e.Count, 1))
 	return w.event(m.key, e.Time, e.Event, eventData(e, m.rcptTo))
 }
 
@@ -382,6 +382,7 @@ type storedEvent struct {
 	Size       int64                   `json:"size,omitempty"`
 	To         []string                `json:"to,omitempty"` // omitted: all recipients
 	Reply      string                  `json:"reply,omitempty"`
+	Count      int                     `json:"count,omitempty"` // refusals a refused event stands for
 	Reason     string                  `json:"reason,omitempty"`
 	Transport  string                  `json:"transport,omitempty"`
 	Upstream   string                  `json:"upstream,omitempty"`
@@ -399,7 +400,7 @@ func eventData(e *trafficlog.Event, allTo string) []byte {
 	case trafficlog.Received, trafficlog.Refused:
 		d.Client, d.User, d.Helo, d.TLS, d.Class, d.ClassRule = e.Client, e.User, e.Helo, e.TLS, e.Class, e.ClassRule
 		if e.Event == trafficlog.Refused {
-			d.Stage, d.Size = e.Stage, e.Size
+			d.Stage, d.Size, d.Count = e.Stage, e.Size, e.Count
 		}
 	case trafficlog.Attempt:
 	default:
@@ -415,7 +416,7 @@ func eventData(e *trafficlog.Event, allTo string) []byte {
 func (d *storedEvent) event(kind string, t time.Time, allTo []string) trafficlog.Event {
 	e := trafficlog.Event{Time: t, Event: kind, Client: d.Client, User: d.User, Helo: d.Helo, TLS: d.TLS,
 		Class: d.Class, ClassRule: d.ClassRule, Verdict: d.Verdict, Stage: d.Stage, Size: d.Size, To: d.To,
-		Reply: d.Reply, Reason: d.Reason, Transport: d.Transport, Upstream: d.Upstream, UpstreamID: d.UpstreamID,
+		Reply: d.Reply, Count: d.Count, Reason: d.Reason, Transport: d.Transport, Upstream: d.Upstream, UpstreamID: d.UpstreamID,
 		Attempt: d.Attempt, Rcpts: d.Rcpts, DurationMS: d.DurationMS, Next: d.Next}
 	if e.To == nil && kind != trafficlog.Attempt {
 		e.To = allTo

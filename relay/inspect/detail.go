@@ -191,6 +191,9 @@ func relaySteps(r *row, e *trafficlog.Event) []Step {
 		if e.Verdict != "" {
 			st.Text += " (policy " + e.Verdict + ")"
 		}
+		if e.Count > 1 {
+			st.Text += fmt.Sprintf("; this record stands for %d refusals alike, the last one shown", e.Count)
+		}
 	case trafficlog.Attempt:
 		st.Text = fmt.Sprintf("Attempt %d via %s", e.Attempt, orDash(e.Transport))
 		if e.Upstream != "" {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,6 +169,35 @@ func TestRefusedGetsAnID(t *testing.T) {
 	m := get(t, s, p.Messages[0].ID)
 	if m.Stage != "data" || m.Reason != "sender_not_found" || m.Reply != "550 5.7.1 no" || !m.Timeline[0].Bad {
 		t.Errorf("refusal = %+v", m)
+	}
+}
+
+// TestAggregatedRefusal: a refused event that stands for many (the SMTP
+// side aggregates floods of one refusal) counts as many in the stats and
+// says so in its timeline.
+func TestAggregatedRefusal(t *testing.T) {
+	s := open(t, inspect.Options{})
+	one := insptest.Refused(t0, "mail", "queue_full", "452 4.3.1 full", "a@example.com", nil)
+	many := one
+	many.Time, many.Count = t0.Add(time.Minute), 41
+	feed(t, s, []trafficlog.Event{one, many})
+	st, err := s.Stats(context.Background(), t0.Add(-time.Hour), t0.Add(time.Hour), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Totals["refused"] != 42 {
+		t.Errorf("refused total %d, want 42", st.Totals["refused"])
+	}
+	p, err := s.List(context.Background(), inspect.Filter{State: "refused"})
+	if err != nil || len(p.Messages) != 2 {
+		t.Fatalf("refusals listed: %v, %v", p, err)
+	}
+	var texts []string
+	for _, m := range p.Messages {
+		texts = append(texts, get(t, s, m.ID).Timeline[0].Text)
+	}
+	if !slices.ContainsFunc(texts, func(s string) bool { return strings.Contains(s, "stands for 41 refusals") }) {
+		t.Errorf("timelines %q: none says it stands for 41 refusals", texts)
 	}
 }
 

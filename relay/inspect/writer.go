@@ -289,13 +289,18 @@ func (w *writer) compress(batch []*entry) {
 }
 
 func (w *writer) stat(t time.Time, kind, class, reason string, lat float64) {
+	w.statN(t, kind, class, reason, lat, 1)
+}
+
+// statN counts n of a kind at once (a refused event that stands for n).
+func (w *writer) statN(t time.Time, kind, class, reason string, lat float64, n int) {
 	k := statKey{minute: t.Unix() / 60, kind: kind, class: class, reason: reason}
 	v := w.stats[k]
 	if v == nil {
 		v = &statVal{}
 		w.stats[k] = v
 	}
-	v.n++
+	v.n += int64(n)
 	if lat > 0 {
 		v.latSum += lat
 		v.latMax = max(v.latMax, lat)

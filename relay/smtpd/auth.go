@@ -1,16 +1,24 @@
 package smtpd
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
 	"sync"
-	"time"
 
 	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/mjrelay/mjrelay/relay/authlimit"
 	"github.com/mjrelay/mjrelay/relay/config"
+	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
 // users checks SMTP logins against bcrypt hashes. A password that verified
@@ -37,13 +45,21 @@ func newUsers(list []config.User) *users {
 	return u
 }
 
-func (u *users) check(name, password string) (config.User, bool) {
+// digest is a keyed hash of a login attempt: what may be kept of it in
+// memory (never the password itself).
+func (u *users) digest(parts ...string) [32]byte {
 	mac := hmac.New(sha256.New, u.key[:])
-	mac.Write([]byte(name))
-	mac.Write([]byte{0})
-	mac.Write([]byte(password))
+	for _, p := range parts {
+		mac.Write([]byte(p))
+		mac.Write([]byte{0})
+	}
 	var sum [32]byte
 	copy(sum[:], mac.Sum(nil))
+	return sum
+}
+
+func (u *users) check(name, password string) (config.User, bool) {
+	sum := u.digest(name, password)
 
 	user, known := u.byName[name]
 	u.mu.Lock()
@@ -92,60 +108,129 @@ func (s *loginServer) Next(resp []byte) ([]byte, bool, error) {
 	return nil, false, sasl.ErrUnexpectedClientResponse
 }
 
-// failures slows down repeated bad logins from one address: every AUTH from
-// an address with recent failures waits before it is checked, doubling per
-// failure up to maxDelay. Failures are forgotten after failWindow.
-type failures struct {
-	mu  sync.Mutex
-	ips map[string]*failState
-	now func() time.Time
-}
-
-type failState struct {
-	n    int
-	last time.Time
-}
-
-const (
-	failWindow = 15 * time.Minute
-	baseDelay  = 250 * time.Millisecond
-	maxDelay   = 8 * time.Second
-)
-
-func newFailures() *failures {
-	return &failures{ips: map[string]*failState{}, now: time.Now}
-}
-
-// delay is how long an AUTH from ip should wait now.
-func (f *failures) delay(ip string) time.Duration {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	st := f.ips[ip]
-	if st == nil || f.now().Sub(st.last) > failWindow {
-		return 0
+func (s *session) AuthMechanisms() []string {
+	if !s.authAllowed() {
+		return nil
 	}
-	d := baseDelay << min(st.n-1, 6)
-	return min(d, maxDelay)
+	return []string{sasl.Plain, sasl.Login}
 }
 
-// fail counts a failure and returns how many ip has had recently.
-func (f *failures) fail(ip string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	now := f.now()
-	st := f.ips[ip]
-	if st == nil || now.Sub(st.last) > failWindow {
-		st = &failState{}
-		f.ips[ip] = st
+func (s *session) authAllowed() bool {
+	return authAllowed(s.tls(), s.ip, s.srv.cfg.SMTP.AllowInsecureAuth)
+}
+
+// authAllowed: AUTH over TLS, from loopback, or anywhere with allow_insecure_auth.
+func authAllowed(tls bool, ip netip.Addr, insecureOK bool) bool {
+	return tls || ip.IsLoopback() || insecureOK
+}
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	if !s.authAllowed() {
+		return nil, s.refuse("auth", 530, smtp.EnhancedCode{5, 7, 0}, "auth_without_tls",
+			"Must issue a STARTTLS command first (in Odoo: Connection Encryption = TLS (STARTTLS))")
 	}
-	st.n++
-	st.last = now
-	if len(f.ips) > 10000 {
-		for k, v := range f.ips {
-			if now.Sub(v.last) > failWindow {
-				delete(f.ips, k)
-			}
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return recordedSASL{sasl.NewPlainServer(s.checkLogin), s}, nil
+	case sasl.Login:
+		return recordedSASL{&loginServer{auth: func(u, p string) error { return s.checkLogin("", u, p) }}, s}, nil
+	}
+	return nil, s.refuse("auth", 504, smtp.EnhancedCode{5, 5, 4}, "unknown_mechanism",
+		"Unsupported authentication mechanism; use PLAIN or LOGIN")
+}
+
+// checkLogin checks one AUTH attempt, in the client address's turn (see
+// authlimit): a guess that already failed from the address is refused
+// again without being checked or counted, so smtplib's LOGIN after a
+// failed PLAIN with the same password is one failure, not two.
+func (s *session) checkLogin(identity, username, password string) error {
+	d := s.srv.users.digest(identity, username, password)
+	turn, err := s.srv.guesses.Wait(context.Background(), s.ip.String(), hex.EncodeToString(d[:]))
+	var th *authlimit.Throttled
+	if errors.As(err, &th) {
+		s.srv.warn("auth throttled", "SMTP logins refused for now: too many failed logins from the address", "client", s.client, "user", clip(username, 100))
+		return s.refuse("auth", 454, smtp.EnhancedCode{4, 7, 0}, "auth_throttled",
+			fmt.Sprintf("Too many failed logins from your address: try again in %d s", max(int(th.RetryAfter.Seconds()+0.5), 1)))
+	}
+	if err != nil {
+		return err
+	}
+	if turn.Repeat {
+		return s.authFailed(username, false)
+	}
+	if identity == "" || identity == username {
+		if u, ok := s.srv.users.check(username, password); ok {
+			turn.Succeeded(clip(username, 100))
+			s.user = &u
+			s.srv.open.touch(s.client, false)
+			return nil
 		}
 	}
-	return st.n
+	turn.Failed(clip(username, 100))
+	return s.authFailed(username, true)
+}
+
+const maxAuthFailsPerConn = 3
+
+// authFailed records and returns the 535 for username; counted is false for
+// a guess already refused.
+func (s *session) authFailed(username string, counted bool) error {
+	reason, msg := authFailedText(username)
+	e := s.event(trafficlog.Refused)
+	e.Stage, e.Reason, e.User = "auth", reason, clip(username, 100)
+	err := s.record(e, 535, smtp.EnhancedCode{5, 7, 8}, msg)
+	if !counted {
+		return err
+	}
+	s.fails++
+	if n := s.srv.guesses.Failures(s.ip.String()); n >= 5 {
+		s.srv.warn("auth failures", "repeated SMTP authentication failures", "client", s.client, "failures", n, "user", clip(username, 100))
+	}
+	if s.fails >= maxAuthFailsPerConn {
+		// go-smtp writes the 535 first; its next read then sees EOF and the
+		// session ends.
+		closeRead(s.conn.Conn())
+	}
+	return err
+}
+
+// authFailedText is the reason and text of a 535: the text is what Odoo
+// shows ("Server replied with following exception"), so it says what to
+// do. The commonest mistake is to give Odoo the Mailjet API keys.
+func authFailedText(username string) (reason, msg string) {
+	if looksLikeAPIKey(username) {
+		return "mailjet_key_as_login", "Authentication failed: this user name is a Mailjet API key; in Odoo use an " +
+			"mjrelay login from [[smtp.users]] (mjrelay hash-password), the Mailjet keys go in mjrelay's [mailjet] section"
+	}
+	return "bad_credentials", "Authentication failed: use an mjrelay login from [[smtp.users]] (mjrelay hash-password), not the Mailjet API key"
+}
+
+// looksLikeAPIKey: Mailjet API keys are 32 hexadecimal digits.
+func looksLikeAPIKey(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", rune(s[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+// recordedSASL makes a SASL exchange that go-sasl finds malformed (a PLAIN
+// response without its two NULs, a LOGIN step too many) a refusal the relay
+// records, like its others, instead of go-smtp's "454 4.7.0 sasl: ...".
+type recordedSASL struct {
+	sasl.Server
+	s *session
+}
+
+func (r recordedSASL) Next(resp []byte) ([]byte, bool, error) {
+	ch, done, err := r.Server.Next(resp)
+	if _, ok := err.(*smtp.SMTPError); err != nil && !ok {
+		err = r.s.refuse("auth", 501, smtp.EnhancedCode{5, 5, 2}, "bad_auth_syntax",
+			"Malformed authentication exchange ("+err.Error()+")")
+	}
+	return ch, done, err
 }

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/mail"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"time"
 
@@ -149,9 +150,38 @@ func framed(buf, msg, trace []byte) ([]byte, bool) {
 	return append(append(make([]byte, 0, len(trace)+len(msg)), trace...), msg...), false
 }
 
-// readBody reads DATA into buf. It returns the reader's error unchanged so
-// that smtp.ErrDataTooLarge keeps its identity.
-func readBody(buf *bytes.Buffer, r io.Reader) error {
-	_, err := buf.ReadFrom(r)
-	return err
+// readBody reads DATA into buf, keeping at most limit+1 bytes, and returns
+// the size of the message as the client sent it: past the limit the rest is
+// read and counted, not kept (go-smtp would read it to the end of DATA
+// anyway), so that a refusal can say how large it was. The reader's errors
+// come back unchanged (smtp.ErrTooLongLine keeps its identity).
+func readBody(buf *bytes.Buffer, r io.Reader, limit int64) (int64, error) {
+	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
+	if err != nil || n <= limit {
+		return n, err
+	}
+	rest, err := io.Copy(io.Discard, r)
+	return n + rest, err
+}
+
+// tooLargeText is the reply to a message of size bytes over limit.
+func tooLargeText(size, limit int64) string {
+	got, lim := sizeText(size), sizeText(limit)
+	if got == lim {
+		got, lim = fmt.Sprintf("%d bytes", size), fmt.Sprintf("%d bytes", limit)
+	}
+	return fmt.Sprintf("Message too large: %s, the limit is %s (smtp.max_message_size)", got, lim)
+}
+
+// sizeText writes a size the way Odoo does (MB of 1024 KB): "4.5 MB".
+func sizeText(n int64) string {
+	unit, div := "bytes", 1.0
+	switch {
+	case n >= 1<<20:
+		unit, div = "MB", 1<<20
+	case n >= 1<<10:
+		unit, div = "KB", 1<<10
+	}
+	v := strconv.FormatFloat(float64(n)/div, 'f', 1, 64)
+	return strings.TrimSuffix(v, ".0") + " " + unit
 }

@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -20,6 +19,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mjrelay/mjrelay/policy"
+	"github.com/mjrelay/mjrelay/relay/authlimit"
 	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/spool"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
@@ -45,6 +45,9 @@ type Deps struct {
 	WantBodies bool
 	// Flow paces intake by lane (a *deliver.Scheduler); nil: never.
 	Flow Flow
+	// Guesses bounds failed logins per client address (nil:
+	// authlimit.Defaults).
+	Guesses *authlimit.Limiter
 }
 
 // Flow holds back a new message of a class whose lane is far behind; it
@@ -66,7 +69,7 @@ type Server struct {
 	traffic trafficlog.Recorder
 	log     *slog.Logger
 	users   *users
-	fails   *failures
+	guesses *authlimit.Limiter
 	trusted []netip.Prefix
 	tlsConf *tls.Config
 	classes Classifier
@@ -76,6 +79,10 @@ type Server struct {
 	open    *conns
 	bufs    sync.Pool
 	maxLine int
+	// logs and refusals aggregate log lines and refusal records that
+	// come in floods (clients dropping connections, a full queue).
+	logs     *burst[logLine]
+	refusals *burst[trafficlog.Event]
 
 	plain, implicit *smtp.Server
 	addrs           []net.Addr
@@ -85,7 +92,7 @@ type Server struct {
 func New(cfg *config.Config, d Deps) (*Server, error) {
 	s := &Server{
 		cfg: cfg, queue: d.Queue, policy: d.Policy, traffic: d.Traffic, log: d.Logger,
-		users: newUsers(cfg.SMTP.Users), fails: newFailures(), trusted: cfg.TrustedPrefixes(),
+		users: newUsers(cfg.SMTP.Users), guesses: d.Guesses, trusted: cfg.TrustedPrefixes(),
 		tlsConf: d.TLS, slots: make(chan struct{}, max(cfg.SMTP.MaxConnections, 1)),
 		classes: d.Classifier, bodies: d.WantBodies, flow: d.Flow, open: newConns(),
 	}
@@ -101,6 +108,16 @@ func New(cfg *config.Config, d Deps) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	if s.guesses == nil {
+		s.guesses = authlimit.New(authlimit.Defaults)
+	}
+	s.logs = newBurst(floodInterval, s.logLine)
+	s.refusals = newBurst(floodInterval, func(e trafficlog.Event, n int) {
+		if n > 1 {
+			e.Count = n
+		}
+		s.traffic.Record(e)
+	})
 	if s.tlsConf == nil {
 		var err error
 		if s.tlsConf, err = LoadTLS(cfg, s.log); err != nil {
@@ -116,7 +133,9 @@ func New(cfg *config.Config, d Deps) (*Server, error) {
 func (s *Server) newSMTPServer() *smtp.Server {
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = s.cfg.Hostname
-	srv.MaxMessageBytes = s.cfg.SMTP.MaxMessageSize
+	// The session checks sizes itself (exactly, and with a reply that
+	// says what to change); go-smtp only announces the limit.
+	srv.AdvertisedMaxMessageBytes = s.cfg.SMTP.MaxMessageSize
 	srv.MaxRecipients = 0 // enforced (and logged) by the session
 	srv.ReadTimeout = s.cfg.SMTP.ReadTimeout.D()
 	srv.WriteTimeout = time.Minute
@@ -124,7 +143,7 @@ func (s *Server) newSMTPServer() *smtp.Server {
 	// allow_insecure_auth) by session.AuthMechanisms.
 	srv.AllowInsecureAuth = true
 	srv.EnableSMTPUTF8 = true
-	srv.ErrorLog = slogErrorLog{s.log}
+	srv.ErrorLog = slogErrorLog{s}
 	s.maxLine = srv.MaxLineLength
 	return srv
 }
@@ -159,7 +178,7 @@ func (s *Server) Listen() error {
 			return err
 		}
 		s.addrs = append(s.addrs, l.Addr())
-		go s.implicit.Serve(tls.NewListener(&limitListener{Listener: l, slots: s.slots, open: s.open, log: s.log}, s.tlsConf))
+		go s.implicit.Serve(tls.NewListener(&limitListener{Listener: l, slots: s.slots, open: s.open, warn: s.warn}, s.tlsConf))
 	}
 	return nil
 }
@@ -167,7 +186,7 @@ func (s *Server) Listen() error {
 // Serve serves plain SMTP (STARTTLS offered) on l until it is closed; Listen
 // uses it, and tests hand it their own listener.
 func (s *Server) Serve(l net.Listener) error {
-	return s.plain.Serve(&limitListener{Listener: l, slots: s.slots, open: s.open, log: s.log,
+	return s.plain.Serve(&limitListener{Listener: l, slots: s.slots, open: s.open, warn: s.warn,
 		greet: []byte("421 4.7.0 " + s.cfg.Hostname + " Too many connections, try again later\r\n")})
 }
 
@@ -190,6 +209,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	s.logs.flush()
+	s.refusals.flush()
 	return errors.Join(errs[:]...)
 }
 
@@ -218,7 +239,7 @@ type limitListener struct {
 	slots chan struct{}
 	open  *conns
 	greet []byte
-	log   *slog.Logger
+	warn  func(kind, msg string, args ...any)
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -232,7 +253,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			l.open.add(sc)
 			return sc, nil
 		}
-		l.log.Warn("connection refused: every connection slot is in a transaction", "client", c.RemoteAddr().String(), "max_connections", cap(l.slots))
+		l.warn("slots full", "connection refused: every connection slot is in a transaction", "client", c.RemoteAddr().String(), "max_connections", cap(l.slots))
 		if l.greet != nil {
 			c.SetWriteDeadline(time.Now().Add(time.Second))
 			c.Write(l.greet)
@@ -282,10 +303,3 @@ func (c *slotConn) Close() error {
 	c.once.Do(func() { c.open.remove(c); c.release() })
 	return c.Conn.Close()
 }
-
-type slogErrorLog struct{ l *slog.Logger }
-
-func (e slogErrorLog) Printf(format string, v ...any) {
-	e.l.Warn("smtp", "msg", fmt.Sprintf(format, v...))
-}
-func (e slogErrorLog) Println(v ...any) { e.l.Warn("smtp", "msg", fmt.Sprint(v...)) }

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"github.com/mjrelay/mjrelay/policy"
@@ -29,7 +28,7 @@ type session struct {
 	ip      netip.Addr
 	client  string // ip:port
 	trusted bool
-	fails   int // failed AUTH on this connection
+	fails   int // failed AUTH on this connection (a repeated guess once)
 
 	user  *config.User
 	from  string
@@ -63,75 +62,36 @@ func (s *session) event(kind string) trafficlog.Event {
 func (s *session) refuse(stage string, code int, enh smtp.EnhancedCode, reason, msg string) *smtp.SMTPError {
 	e := s.event(trafficlog.Refused)
 	e.Stage, e.Reason = stage, reason
+	return s.record(e, code, enh, msg)
+}
+
+// record records the refused event e with its reply, the line go-smtp
+// writes for the returned error, so that the record says what the client
+// was told. Refusals that come in floods are aggregated (see burst): the
+// client still gets its reply each time.
+func (s *session) record(e trafficlog.Event, code int, enh smtp.EnhancedCode, msg string) *smtp.SMTPError {
 	e.Reply = fmt.Sprintf("%d %d.%d.%d %s", code, enh[0], enh[1], enh[2], msg)
-	s.srv.traffic.Record(e)
+	if floods(e.Reason) {
+		s.srv.refusals.add(e.Stage+" "+e.Reason, e)
+	} else {
+		s.srv.traffic.Record(e)
+	}
 	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: msg}
 }
 
-func (s *session) AuthMechanisms() []string {
-	if !s.authAllowed() {
-		return nil
-	}
-	return []string{sasl.Plain, sasl.Login}
+// floods tells the refusals that come by the thousand a minute while their
+// cause lasts, and are recorded as one per floodInterval with a count:
+// refusals for want of space (each record would take more of it) and
+// logins refused from an address that guesses passwords.
+func floods(reason string) bool {
+	return reason == "queue_full" || reason == "auth_throttled"
 }
 
-func (s *session) authAllowed() bool {
-	return authAllowed(s.tls(), s.ip, s.srv.cfg.SMTP.AllowInsecureAuth)
-}
-
-// authAllowed: AUTH over TLS, from loopback, or anywhere with allow_insecure_auth.
-func authAllowed(tls bool, ip netip.Addr, insecureOK bool) bool {
-	return tls || ip.IsLoopback() || insecureOK
-}
-
-func (s *session) Auth(mech string) (sasl.Server, error) {
-	if !s.authAllowed() {
-		return nil, s.refuse("auth", 530, smtp.EnhancedCode{5, 7, 0}, "auth_without_tls",
-			"Must issue a STARTTLS command first (in Odoo: Connection Encryption = TLS (STARTTLS))")
-	}
-	check := func(identity, username, password string) error {
-		if identity != "" && identity != username {
-			return s.authFailed(username)
-		}
-		if d := s.srv.fails.delay(s.ip.String()); d > 0 {
-			time.Sleep(d)
-		}
-		u, ok := s.srv.users.check(username, password)
-		if !ok {
-			return s.authFailed(username)
-		}
-		s.user = &u
-		s.srv.open.touch(s.client, false)
-		return nil
-	}
-	switch strings.ToUpper(mech) {
-	case sasl.Plain:
-		return sasl.NewPlainServer(check), nil
-	case sasl.Login:
-		return &loginServer{auth: func(u, p string) error { return check("", u, p) }}, nil
-	}
-	return nil, &smtp.SMTPError{Code: 504, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Unsupported authentication mechanism; use PLAIN or LOGIN"}
-}
-
-const maxAuthFailsPerConn = 3
-
-func (s *session) authFailed(username string) error {
-	s.fails++
-	n := s.srv.fails.fail(s.ip.String())
-	e := s.event(trafficlog.Refused)
-	e.Stage, e.Reason, e.User = "auth", "bad_credentials", clip(username, 100)
-	e.Reply = "535 5.7.8 Authentication failed"
-	s.srv.traffic.Record(e)
-	if n >= 5 {
-		s.srv.log.Warn("repeated SMTP authentication failures", "client", s.client, "failures", n, "user", clip(username, 100))
-	}
-	if s.fails >= maxAuthFailsPerConn {
-		// go-smtp writes the 535 first; its next read then sees EOF and the
-		// session ends. (Odoo tries PLAIN then LOGIN: two failures, so a
-		// mistyped password never gets here.)
-		closeRead(s.conn.Conn())
-	}
-	return smtp.ErrAuthFailed
+// tooLarge refuses a message of size bytes, over smtp.max_message_size, at
+// stage; e is its event so far.
+func (s *session) tooLarge(e trafficlog.Event, stage string, size int64) *smtp.SMTPError {
+	e.Stage, e.Reason, e.Size = stage, "message_too_large", size
+	return s.record(e, 552, smtp.EnhancedCode{5, 3, 4}, tooLargeText(size, s.srv.cfg.SMTP.MaxMessageSize))
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
@@ -146,6 +106,11 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	if err := checkAddress(from); err != nil {
 		return s.refuse("mail", 501, smtp.EnhancedCode{5, 1, 7}, "bad_sender_syntax", "Bad sender address syntax: "+err.Error())
+	}
+	if opts != nil && opts.Size > s.srv.cfg.SMTP.MaxMessageSize {
+		e := s.event(trafficlog.Refused)
+		e.From = from
+		return s.tooLarge(e, "mail", opts.Size)
 	}
 	if err := s.srv.queue.Admit(opts.Size); err != nil {
 		return s.refuse("mail", 452, smtp.EnhancedCode{4, 3, 1}, "queue_full",
@@ -217,12 +182,8 @@ func (s *session) Data(r io.Reader) error {
 	}
 	var room [traceRoom]byte // where the Received header goes (see framed)
 	buf.Write(room[:])
-	if err := readBody(buf, r); err != nil {
-		if err == smtp.ErrDataTooLarge {
-			s.refuse("data", 552, smtp.EnhancedCode{5, 3, 4}, "message_too_large",
-				fmt.Sprintf("Message too large: the limit is %d bytes", s.srv.cfg.SMTP.MaxMessageSize))
-			return smtp.ErrDataTooLarge
-		}
+	size, err := readBody(buf, r, s.srv.cfg.SMTP.MaxMessageSize)
+	if err != nil {
 		if errors.Is(err, smtp.ErrTooLongLine) {
 			// Answer, then end the connection: the rest of the line must
 			// not be read as commands. The past read deadline makes
@@ -246,6 +207,12 @@ func (s *session) Data(r io.Reader) error {
 		s.srv.traffic.Record(e)
 		s.conn.Close()
 		return err
+	}
+	if size > s.srv.cfg.SMTP.MaxMessageSize {
+		info := parseHeader(buf.Bytes()[traceRoom:])
+		e := s.event(trafficlog.Refused)
+		e.HeaderFrom, e.Subject, e.MessageID = info.From, info.Subject, info.MessageID
+		return s.tooLarge(e, "data", size)
 	}
 	msg, err := normalizeEOL(buf.Bytes()[traceRoom:])
 	if err != nil {
@@ -308,9 +275,7 @@ func (s *session) refuseData(v policy.Verdict, info headerInfo, size int64) *smt
 	}
 	e := s.event(trafficlog.Refused)
 	e.Stage, e.Reason, e.HeaderFrom, e.Subject, e.MessageID, e.Size = "data", v.Reason, info.From, info.Subject, info.MessageID, size
-	e.Reply = fmt.Sprintf("%d %d.%d.%d %s", code, enh[0], enh[1], enh[2], v.Message)
-	s.srv.traffic.Record(e)
-	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: v.Message}
+	return s.record(e, code, enh, v.Message)
 }
 
 func (s *session) Reset() {

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -123,26 +124,51 @@ func TestAuthAllowed(t *testing.T) {
 	}
 }
 
-func TestFailuresSlowDownAndForget(t *testing.T) {
-	f := newFailures()
-	now := time.Now()
-	f.now = func() time.Time { return now }
-	want := []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second}
-	if d := f.delay("192.0.2.1"); d != 0 {
-		t.Fatalf("delay before any failure = %v", d)
+func TestAuthFailedText(t *testing.T) {
+	tests := []struct {
+		user, reason, says string
+	}{
+		{"odoo", "bad_credentials", "use an mjrelay login from [[smtp.users]] (mjrelay hash-password), not the Mailjet API key"},
+		{"0123456789abcdef0123456789ABCDEF", "mailjet_key_as_login", "this user name is a Mailjet API key"},
+		{"0123456789abcdef0123456789abcde", "bad_credentials", "not the Mailjet API key"},  // 31 digits
+		{"0123456789abcdef0123456789abcdeg", "bad_credentials", "not the Mailjet API key"}, // not hex
 	}
-	for i, w := range want {
-		f.fail("192.0.2.1")
-		if d := f.delay("192.0.2.1"); d != w {
-			t.Errorf("after %d failures: delay %v, want %v", i+1, d, w)
+	for _, tc := range tests {
+		reason, msg := authFailedText(tc.user)
+		if reason != tc.reason || !strings.HasPrefix(msg, "Authentication failed: ") || !strings.Contains(msg, tc.says) {
+			t.Errorf("authFailedText(%q) = %q, %q; want %s saying %q", tc.user, reason, msg, tc.reason, tc.says)
 		}
 	}
-	if d := f.delay("192.0.2.2"); d != 0 {
-		t.Errorf("another address is slowed down: %v", d)
+}
+
+// TestBurst: the first of a kind goes out at once; the rest of an interval
+// goes out as one at its end, with their count; a quiet interval ends it.
+func TestBurst(t *testing.T) {
+	type out struct {
+		v string
+		n int
 	}
-	now = now.Add(failWindow + time.Second)
-	if d := f.delay("192.0.2.1"); d != 0 {
-		t.Errorf("failures not forgotten after the window: %v", d)
+	var got []out
+	var ticks []func()
+	b := newBurst(time.Minute, func(v string, n int) { got = append(got, out{v, n}) })
+	b.after = func(_ time.Duration, f func()) { ticks = append(ticks, f) }
+	tick := func() { f := ticks[0]; ticks = ticks[1:]; f() }
+	steps := []struct {
+		do   func()
+		want []out
+	}{
+		{func() { b.add("full", "a1") }, []out{{"a1", 1}}},
+		{func() { b.add("full", "a2"); b.add("other", "b1"); b.add("full", "a3") }, []out{{"a1", 1}, {"b1", 1}}},
+		{tick, []out{{"a1", 1}, {"b1", 1}, {"a3", 2}}}, // the end of full's first interval
+		{tick, []out{{"a1", 1}, {"b1", 1}, {"a3", 2}}}, // other's: nothing held, it ends
+		{func() { b.add("other", "b2") }, []out{{"a1", 1}, {"b1", 1}, {"a3", 2}, {"b2", 1}}},
+		{func() { b.add("full", "a4"); b.flush() }, []out{{"a1", 1}, {"b1", 1}, {"a3", 2}, {"b2", 1}, {"a4", 1}}},
+	}
+	for i, st := range steps {
+		st.do()
+		if fmt.Sprint(got) != fmt.Sprint(st.want) {
+			t.Fatalf("step %d: %v, want %v", i, got, st.want)
+		}
 	}
 }
 
@@ -220,5 +246,23 @@ func TestFramed(t *testing.T) {
 				t.Fatalf("framed = %q, shared %v; want %q, shared %v", got, shared, want, tc.wantShared)
 			}
 		})
+	}
+}
+
+func TestTooLargeText(t *testing.T) {
+	tests := []struct {
+		size, limit int64
+		want        string
+	}{
+		{27 << 20, 25 << 20, "27 MB, the limit is 25 MB"},
+		{4718592, 3 << 20, "4.5 MB, the limit is 3 MB"},
+		{25<<20 + 1, 25 << 20, "26214401 bytes, the limit is 26214400 bytes"}, // both "25 MB"
+		{2001, 2000, "2001 bytes, the limit is 2000 bytes"},
+		{900, 512, "900 bytes, the limit is 512 bytes"},
+	}
+	for _, tc := range tests {
+		if got := tooLargeText(tc.size, tc.limit); got != "Message too large: "+tc.want+" (smtp.max_message_size)" {
+			t.Errorf("tooLargeText(%d, %d) = %q", tc.size, tc.limit, got)
+		}
 	}
 }

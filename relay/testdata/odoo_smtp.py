@@ -4,6 +4,7 @@ smtplib exactly as Odoo calls it (see shared/reference/odoo.md):
 
   odoo_smtp.py test-connection HOST PORT none|starttls|ssl USER PASSWORD FROM
   odoo_smtp.py batch HOST PORT none|starttls|ssl USER PASSWORD N
+  odoo_smtp.py send-sized HOST PORT none|starttls|ssl USER PASSWORD SIZE
 
 It prints one JSON object with what happened and exits 0 unless the script
 itself failed."""
@@ -107,10 +108,37 @@ def batch(host, port, encryption, user, password, n):
     return out
 
 
+def send_sized(host, port, encryption, user, password, size):
+    # One message of exactly `size` bytes as smtplib sends it: the size=
+    # of MAIL FROM, and what the server has after dot-unstuffing.
+    head = b"From: john@example.com\r\nTo: client@example.org\r\nSubject: sized\r\n\r\n"
+    full, rest = divmod(size - len(head), 80)  # lines of 78 x + CRLF
+    line = b"x" * 78 + b"\r\n"
+    if rest == 1:  # no line of one byte: lengthen one
+        body = line * (full - 1) + b"x" * 79 + b"\r\n"
+    else:
+        body = line * full + (b"x" * (rest - 2) + b"\r\n" if rest else b"")
+    msg = head + body
+    assert len(msg) == size
+    smtp = connect(host, port, encryption, user, password)
+    out = {"size": len(msg)}
+    try:
+        smtp.sendmail("bounce@example.com", ["client@example.org"], msg)
+        out["result"] = "sent"
+    except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as e:
+        # What Odoo shows: the exception name and (code, reply).
+        out["result"] = type(e).__name__
+        out["reply"] = "%d %s" % (e.smtp_code, e.smtp_error.decode())
+    smtp.close()
+    return out
+
+
 def main():
     mode, host, port, enc, user, password = sys.argv[1:7]
     if mode == "test-connection":
         res = test_connection(host, int(port), enc, user, password, sys.argv[7])
+    elif mode == "send-sized":
+        res = send_sized(host, int(port), enc, user, password, int(sys.argv[7]))
     else:
         res = batch(host, int(port), enc, user, password, int(sys.argv[7]))
     print(json.dumps(res))

@@ -51,7 +51,11 @@ type Event struct {
 	// Stage is where a refusal happened: auth, mail, rcpt, data.
 	Stage string `json:"stage,omitempty"`
 	// Reply is the SMTP reply we gave (refused) or the upstream's (attempts).
-	Reply     string `json:"reply,omitempty"`
+	Reply string `json:"reply,omitempty"`
+	// Count is how many refusals a refused event stands for, when a flood
+	// of one refusal (the queue full, logins throttled) is recorded as
+	// the first one, then one event per interval for those since; 0 is 1.
+	Count     int    `json:"count,omitempty"`
 	Reason    string `json:"reason,omitempty"`
 	Transport string `json:"transport,omitempty"`
 	Upstream  string `json:"upstream,omitempty"`

@@ -1,0 +1,152 @@
+package smtpd_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/mjrelay/mjrelay/relay/authlimit"
+	"github.com/mjrelay/mjrelay/relay/config"
+	"github.com/mjrelay/mjrelay/relay/smtpd"
+	"github.com/mjrelay/mjrelay/relay/spool"
+	"github.com/mjrelay/mjrelay/relay/trafficlog"
+)
+
+// serve runs a Server on 127.0.0.1 with user odoo/pw and a real spool, and
+// returns its address.
+func serve(t *testing.T, d smtpd.Deps) string {
+	t.Helper()
+	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.SMTP.Users = []config.User{{Username: "odoo", PasswordHash: config.Secret(hash)}}
+	sp, err := spool.Open(t.TempDir(), spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	d.Queue = sp
+	srv, err := smtpd.New(cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	return l.Addr().String()
+}
+
+// odooLogin logs in as Odoo does (Python's smtplib: PLAIN, then LOGIN if
+// PLAIN fails) and returns what Odoo's Test Connection shows.
+func odooLogin(t *testing.T, addr, user, pass string) string {
+	t.Helper()
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("python3 is required in CI")
+		}
+		t.Skip("python3 not installed")
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	out, err := exec.Command(py, "../testdata/odoo_smtp.py", "test-connection", host, port, "none", user, pass, "a@example.com").Output()
+	if err != nil {
+		t.Fatalf("odoo_smtp.py: %v", err)
+	}
+	var res struct{ Result string }
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatal(err)
+	}
+	return res.Result
+}
+
+// TestOdooTypoCountsOnceAndLoginClearsIt: smtplib's PLAIN then LOGIN with
+// the same wrong password is one failed guess, Odoo retrying it on a new
+// connection is not another, and the right password clears the address's
+// failures for that user.
+func TestOdooTypoCountsOnceAndLoginClearsIt(t *testing.T) {
+	lim := authlimit.New(authlimit.Options{Burst: 3, Every: time.Hour, MaxWait: time.Second})
+	traffic := &trafficlog.Memory{}
+	addr := serve(t, smtpd.Deps{Guesses: lim, Traffic: traffic})
+	steps := []struct {
+		pass, shows string
+		failures    int
+	}{
+		{"typo", "535", 1},
+		{"typo", "535", 1},
+		{"pw", "Connection Test Successful!", 0},
+		{"other typo", "535", 1},
+	}
+	for i, st := range steps {
+		shown := odooLogin(t, addr, "odoo", st.pass)
+		if !strings.Contains(shown, st.shows) || lim.Failures("127.0.0.1") != st.failures {
+			t.Fatalf("step %d (%s): Odoo shows %q, %d failures counted; want %q, %d",
+				i, st.pass, shown, lim.Failures("127.0.0.1"), st.shows, st.failures)
+		}
+	}
+	if n := len(traffic.Events(trafficlog.Refused)); n != 6 {
+		t.Errorf("%d refusals recorded; want 6 (PLAIN and LOGIN, three times)", n)
+	}
+}
+
+// TestParallelGuessesShareTheBurst: guesses on many connections from one
+// address at once get the address's burst between them; the others are
+// refused for now (454), not checked.
+func TestParallelGuessesShareTheBurst(t *testing.T) {
+	lim := authlimit.New(authlimit.Options{Burst: 3, Every: time.Hour, MaxWait: 5 * time.Second})
+	traffic := &trafficlog.Memory{}
+	addr := serve(t, smtpd.Deps{Guesses: lim, Traffic: traffic})
+	const conns = 12
+	var mu sync.Mutex
+	replies := map[int]int{}
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := smtp.Dial(addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			err = c.Auth(sasl.NewPlainClient("", "odoo", fmt.Sprint("guess", i)))
+			mu.Lock()
+			defer mu.Unlock()
+			if se, ok := err.(*smtp.SMTPError); ok {
+				replies[se.Code]++
+			} else {
+				t.Errorf("guess %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if replies[535] != 3 || replies[454] != conns-3 {
+		t.Fatalf("replies %v; want 3 guesses checked (535) and %d refused for now (454)", replies, conns-3)
+	}
+	var throttled int
+	for _, ev := range traffic.Events(trafficlog.Refused) {
+		if ev.Reason == "auth_throttled" {
+			throttled++
+			if !strings.HasPrefix(ev.Reply, "454 4.7.0 Too many failed logins from your address: try again in ") {
+				t.Errorf("throttled reply %q", ev.Reply)
+			}
+		}
+	}
+	if throttled != 1 {
+		t.Errorf("%d auth_throttled records; want the first only (the rest are counted at the interval's end)", throttled)
+	}
+}
