@@ -157,7 +157,7 @@ func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
 		log.Warn("SANDBOX MODE: mail is accepted and recorded, and never sent; set mailjet.api_key and mailjet.secret_key (or MJ_APIKEY_PUBLIC/MJ_APIKEY_PRIVATE) to deliver through Mailjet")
 	} else {
 		log.Info("delivering through Mailjet", "transactional", cfg.Routes.Transactional.Transports, "bulk", cfg.Routes.Bulk.Transports,
-			"smtp", fmt.Sprintf("%s:%d (%s)", cfg.Mailjet.SMTPHost, cfg.Mailjet.SMTPPort, cfg.Mailjet.SMTPTLS), "api_key", cfg.Mailjet.APIKey[:min(4, len(cfg.Mailjet.APIKey))]+"…") // the public key, masked
+			"smtp", fmt.Sprintf("%s:%d (%s)", cfg.Mailjet.SMTPHost, cfg.Mailjet.SMTPPort, cfg.Mailjet.SMTPTLS), "api_key", mailjet.MaskKey(cfg.Mailjet.APIKey))
 	}
 
 	r.Sched = deliver.New(r.Spool, deliver.Options{

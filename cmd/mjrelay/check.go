@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/mjrelay/mjrelay/mailjet"
 	"io"
 	"net"
 	"slices"
@@ -117,7 +118,7 @@ func buildCheckReport(ctx context.Context, cfg *config.Config, domains []string,
 		}
 	} else {
 		rep.API.Status = dnscheck.OK
-		rep.API.Detail = fmt.Sprintf("API key %s accepted: %d senders, %d domains", cfg.Mailjet.APIKey, len(snap.Senders), len(snap.Domains))
+		rep.API.Detail = fmt.Sprintf("API key %s accepted: %d senders, %d domains", mailjet.MaskKey(cfg.Mailjet.APIKey), len(snap.Senders), len(snap.Domains))
 		rep.Senders = snap.Senders
 	}
 	if snap != nil && len(domains) == 0 {

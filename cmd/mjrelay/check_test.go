@@ -84,7 +84,7 @@ func TestCheckCommand(t *testing.T) {
 		want     []string
 	}{
 		{name: "good domain", wantCode: 0, want: []string{
-			"Result: OK", "OK    API key " + checkKey + " accepted: 3 senders, 1 domains",
+			"Result: OK", "OK    API key 0123… accepted: 3 senders, 1 domains",
 			"Active  transactional  notifications@good.example", "good.example  OK    OK",
 			"OK    dmarc         _dmarc.good.example              policy quarantine"}},
 		{name: "good domain via --domain", args: []string{"--domain", "GOOD.example."}, wantCode: 0, want: []string{"Result: OK"}},
@@ -133,7 +133,7 @@ func TestCheckCommand(t *testing.T) {
 		{name: "domain not in the account", args: []string{"--domain", "other.example"}, wantCode: 1,
 			want: []string{"other.example is not a sending domain", "fix: add other.example in Mailjet", "fix: add sender bounce@other.example"}},
 		{name: "bad secret", secret: "wrong-secret", wantCode: 1,
-			want: []string{`FAIL  mailjet: API key "` + checkKey + `" was rejected`, "fix: copy the API key"}},
+			want: []string{`FAIL  mailjet: API key "0123…" was rejected`, "fix: copy the API key"}},
 		{name: "API down", breakIt: func(f *checkFixture) { f.api.SetDown(true) }, wantCode: 1, want: []string{"HTTP 503"}},
 	}
 	for _, tt := range tests {

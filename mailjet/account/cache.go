@@ -3,6 +3,7 @@ package account
 import (
 	"context"
 	"errors"
+	"github.com/mjrelay/mjrelay/mailjet"
 	"io/fs"
 	"log/slog"
 	"path/filepath"
@@ -329,7 +330,7 @@ func (c *Cache) loadPersisted() {
 		return
 	case c.opts.APIKey != "" && s.APIKey != c.opts.APIKey:
 		c.log.Warn("ignoring the persisted Mailjet account snapshot of another API key",
-			"path", c.opts.Path, "snapshot_api_key", s.APIKey, "api_key", c.opts.APIKey)
+			"path", c.opts.Path, "snapshot_api_key", mailjet.MaskKey(s.APIKey), "api_key", mailjet.MaskKey(c.opts.APIKey))
 		return
 	}
 	c.mu.Lock()

@@ -1,6 +1,8 @@
 package account_test
 
 import (
+	mj "github.com/mjrelay/mjrelay/mailjet"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -130,7 +132,7 @@ func TestCacheStartRejectsBadKeys(t *testing.T) {
 		c := account.NewCache(newClient(t, api, "wrong-secret"), account.CacheOptions{Path: path, APIKey: testKey})
 		err := c.Start(context.Background())
 		var ae *account.AuthError
-		if !errors.As(err, &ae) || !strings.Contains(err.Error(), testKey) || strings.Contains(err.Error(), "wrong-secret") {
+		if !errors.As(err, &ae) || !strings.Contains(err.Error(), mj.MaskKey(testKey)) || strings.Contains(err.Error(), testKey) || strings.Contains(err.Error(), "wrong-secret") {
 			t.Fatalf("empty body %v: Start = %v, want an AuthError naming the key only", empty, err)
 		}
 	}

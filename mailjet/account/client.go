@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mj "github.com/mjrelay/mjrelay/mailjet"
 	"mime"
 	"net/http"
 	"net/url"
@@ -270,7 +271,7 @@ type AuthError struct {
 }
 
 func (e *AuthError) Error() string {
-	s := fmt.Sprintf("mailjet: API key %q was rejected (401 Unauthorized): check mailjet.api_key and mailjet.secret_key (Mailjet > Account settings > API keys)", e.APIKey)
+	s := fmt.Sprintf("mailjet: API key %q was rejected (401 Unauthorized): check mailjet.api_key and mailjet.secret_key (Mailjet > Account settings > API keys)", mj.MaskKey(e.APIKey))
 	if e.Message != "" {
 		s += ": " + e.Message
 	}

@@ -1,6 +1,8 @@
 package account_test
 
 import (
+	mj "github.com/mjrelay/mjrelay/mailjet"
+
 	"context"
 	"errors"
 	"fmt"
@@ -80,10 +82,10 @@ func TestClientErrors(t *testing.T) {
 	}{
 		{"401 with JSON body", nil, "wrong-secret",
 			func(err error) bool { var e *account.AuthError; return errors.As(err, &e) && e.APIKey == testKey },
-			`API key "` + testKey + `" was rejected`},
+			`API key "` + mj.MaskKey(testKey) + `" was rejected`},
 		{"401 with empty body", func(a *mjtest.API) { a.SetEmptyUnauthorized(true) }, "wrong-secret",
 			func(err error) bool { var e *account.AuthError; return errors.As(err, &e) },
-			`API key "` + testKey + `" was rejected`},
+			`API key "` + mj.MaskKey(testKey) + `" was rejected`},
 		{"429 text/html", func(a *mjtest.API) { a.SetRateLimited(100) }, testSecret,
 			func(err error) bool {
 				var e *account.StatusError

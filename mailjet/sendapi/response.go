@@ -54,7 +54,7 @@ func (t *Target) interpret(code int, body []byte, n int) callOutcome {
 		return uniform(n, mailjet.TempFail, join(prefix, detail, http.StatusText(code)))
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		return uniform(n, mailjet.TempFail, join(prefix, detail, "authentication failed")+
-			fmt.Sprintf(" (API key %s; check the key pair in the relay's configuration)", t.cfg.APIKey))
+			fmt.Sprintf(" (API key %s; check the key pair in the relay's configuration)", mailjet.MaskKey(t.cfg.APIKey)))
 	case code/100 == 2:
 		reply := join(prefix, "accepted, but the answer had no per-message results", "")
 		return uniform(n, mailjet.Delivered, reply)

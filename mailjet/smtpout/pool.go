@@ -9,6 +9,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/mjrelay/mjrelay/mailjet"
 )
 
 // get returns a pooled connection (most recently used first) or a new one.
@@ -85,7 +87,7 @@ func (t *Target) dial(ctx context.Context) (*conn, error) {
 	}
 	if err := c.Auth(sasl.NewPlainClient("", t.cfg.Username, t.cfg.Password)); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("Mailjet refused the login with API key %s (check mailjet.api_key and mailjet.secret_key): %w", t.cfg.Username, err)
+		return nil, fmt.Errorf("Mailjet refused the login with API key %s (check mailjet.api_key and mailjet.secret_key): %w", mailjet.MaskKey(t.cfg.Username), err)
 	}
 	utf8, _ := c.Extension("SMTPUTF8")
 	return &conn{c: c, raw: raw, used: time.Now(), utf8: utf8}, nil

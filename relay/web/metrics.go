@@ -69,7 +69,8 @@ func (m *metrics) Record(e trafficlog.Event) {
 	case trafficlog.Received:
 		m.received.WithLabelValues(class).Inc()
 	case trafficlog.Refused:
-		m.refused.WithLabelValues(label(e.Stage, "unknown"), label(e.Reason, "unknown")).Inc()
+		// An aggregated refusal (queue full, throttled) stands for Count.
+		m.refused.WithLabelValues(label(e.Stage, "unknown"), label(e.Reason, "unknown")).Add(float64(max(e.Count, 1)))
 	case trafficlog.Aborted:
 		m.aborted.Inc()
 	case trafficlog.Attempt:
