@@ -1,8 +1,6 @@
 package account_test
 
 import (
-	mj "github.com/mjrelay/mjrelay/mailjet"
-
 	"bytes"
 	"context"
 	"encoding/json"
@@ -15,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	mj "github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/mailjet/account"
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
 	"github.com/mjrelay/mjrelay/relay/config"

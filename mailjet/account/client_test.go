@@ -1,14 +1,13 @@
 package account_test
 
 import (
-	mj "github.com/mjrelay/mjrelay/mailjet"
-
 	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
+	mj "github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/mailjet/account"
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
 	"github.com/mjrelay/mjrelay/relay/config"
