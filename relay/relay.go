@@ -23,6 +23,7 @@ import (
 	"github.com/mjrelay/mjrelay/relay/control"
 	"github.com/mjrelay/mjrelay/relay/deliver"
 	"github.com/mjrelay/mjrelay/relay/inspect"
+	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/smtpd"
 	"github.com/mjrelay/mjrelay/relay/spool"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
@@ -257,8 +258,8 @@ func (r *Relay) startHTTP() error {
 type liveQueue struct{ r *Relay }
 
 func (q liveQueue) live() control.Live                          { return control.Live{Spool: q.r.Spool, Sched: q.r.Sched} }
-func (q liveQueue) List() []spool.Item                          { return q.live().List() }
-func (q liveQueue) Stats() spool.Stats                          { return q.live().Stats() }
+func (q liveQueue) List() []queue.Item                          { return q.live().List() }
+func (q liveQueue) Stats() queue.Stats                          { return q.live().Stats() }
 func (q liveQueue) Delete(ctx context.Context, id string) error { return q.live().Delete(ctx, id) }
 func (q liveQueue) Retry(ctx context.Context, id string) (int, error) {
 	return q.live().Retry(ctx, id)

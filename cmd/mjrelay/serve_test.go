@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
+	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/spool"
 )
 
@@ -53,7 +54,7 @@ func TestPreseededQueueIsDelivered(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
-		env := &spool.Envelope{ID: sp.NewID(), Received: time.Now(), From: "bounce@example.com", To: []string{"client@example.org"}}
+		env := &queue.Envelope{ID: sp.NewID(), Received: time.Now(), From: "bounce@example.com", To: []string{"client@example.org"}}
 		body := fmt.Sprintf("From: john@example.com\r\nSubject: seeded-%d\r\n\r\nhi\r\n", i)
 		if err := sp.Put(context.Background(), env, []byte(body)); err != nil {
 			t.Fatal(err)

@@ -15,13 +15,13 @@ import (
 	"os"
 	"time"
 
-	"github.com/mjrelay/mjrelay/relay/spool"
+	"github.com/mjrelay/mjrelay/relay/queue"
 )
 
 // Queue is what the control API acts on.
 type Queue interface {
-	List() []spool.Item
-	Stats() spool.Stats
+	List() []queue.Item
+	Stats() queue.Stats
 	// Retry makes a message (or all, with id "") due now; it returns how many.
 	Retry(ctx context.Context, id string) (int, error)
 	Delete(ctx context.Context, id string) error
@@ -29,8 +29,8 @@ type Queue interface {
 
 // Listing is the answer to GET /queue.
 type Listing struct {
-	Stats spool.Stats  `json:"stats"`
-	Items []spool.Item `json:"items"`
+	Stats queue.Stats  `json:"stats"`
+	Items []queue.Item `json:"items"`
 }
 
 // Handler serves the control API.
@@ -54,7 +54,7 @@ func reply(w http.ResponseWriter, v any, err error) {
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, v)
-	case errors.Is(err, spool.ErrNotFound):
+	case errors.Is(err, queue.ErrNotFound):
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
 	default:
 		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/mjrelay/mjrelay/relay/deliver"
+	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/spool"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
@@ -14,8 +15,8 @@ type Live struct {
 	Sched *deliver.Scheduler
 }
 
-func (l Live) List() []spool.Item                          { return l.Spool.List() }
-func (l Live) Stats() spool.Stats                          { return l.Spool.Stats() }
+func (l Live) List() []queue.Item                          { return l.Spool.List() }
+func (l Live) Stats() queue.Stats                          { return l.Spool.Stats() }
 func (l Live) Delete(ctx context.Context, id string) error { return l.Sched.Delete(ctx, id) }
 func (l Live) Retry(_ context.Context, id string) (int, error) {
 	if id != "" {
@@ -32,8 +33,8 @@ type Offline struct {
 	Traffic trafficlog.Recorder
 }
 
-func (o Offline) List() []spool.Item { return o.Spool.List() }
-func (o Offline) Stats() spool.Stats { return o.Spool.Stats() }
+func (o Offline) List() []queue.Item { return o.Spool.List() }
+func (o Offline) Stats() queue.Stats { return o.Spool.Stats() }
 
 // Retry clears the next-attempt time, so the next start delivers at once.
 func (o Offline) Retry(ctx context.Context, id string) (int, error) {
@@ -49,7 +50,7 @@ func (o Offline) Retry(ctx context.Context, id string) (int, error) {
 		n++
 	}
 	if id != "" && n == 0 {
-		return 0, spool.ErrNotFound
+		return 0, queue.ErrNotFound
 	}
 	return n, nil
 }

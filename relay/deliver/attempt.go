@@ -6,11 +6,11 @@ import (
 	"time"
 
 	"github.com/mjrelay/mjrelay/mailjet"
-	"github.com/mjrelay/mjrelay/relay/spool"
+	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
-func event(kind string, it spool.Item) trafficlog.Event {
+func event(kind string, it queue.Item) trafficlog.Event {
 	return trafficlog.Event{
 		Event: kind, ID: it.Envelope.ID, Client: it.Envelope.Client, User: it.Envelope.User,
 		From: it.Envelope.From, To: it.Envelope.To, HeaderFrom: it.Envelope.HeaderFrom,
@@ -97,7 +97,7 @@ func (s *Scheduler) attempt(id string, l *lane) {
 		return
 	}
 
-	st := spool.State{ID: id, Attempts: attemptNo, Pending: remaining}
+	st := queue.State{ID: id, Attempts: attemptNo, Pending: remaining}
 	if tried == 0 {
 		// All transports are cooling down: wait for the first probe, and
 		// do not count an attempt that was not made.
@@ -114,12 +114,12 @@ func (s *Scheduler) attempt(id string, l *lane) {
 	d := event(trafficlog.Deferred, it)
 	d.To, d.Transport, d.Upstream, d.Reply, d.Attempt, d.Next = st.Pending, lastTransport, lastUpstream, st.LastError, st.Attempts, st.Next
 	s.opts.Traffic.Record(d)
-	s.Enqueue(spool.Item{Envelope: it.Envelope, State: st})
+	s.Enqueue(queue.Item{Envelope: it.Envelope, State: st})
 }
 
 // deliverOnce runs one transport and records the attempt and the final
 // outcomes it produced (delivered, permanent failures).
-func (s *Scheduler) deliverOnce(ctx context.Context, t mailjet.Target, h *health, m *mailjet.Message, it spool.Item, attemptNo int) mailjet.Result {
+func (s *Scheduler) deliverOnce(ctx context.Context, t mailjet.Target, h *health, m *mailjet.Message, it queue.Item, attemptNo int) mailjet.Result {
 	actx, cancel := context.WithTimeout(s.abortCtx, s.opts.AttemptTimeout)
 	start := time.Now()
 	res := t.Deliver(actx, m)
@@ -165,7 +165,7 @@ func (s *Scheduler) deliverOnce(ctx context.Context, t mailjet.Target, h *health
 	return res
 }
 
-func (s *Scheduler) finish(ctx context.Context, it spool.Item) {
+func (s *Scheduler) finish(ctx context.Context, it queue.Item) {
 	if err := s.sp.Done(ctx, it.Envelope.ID); err != nil {
 		s.log.Error("cannot complete queued message", "id", it.Envelope.ID, "err", err)
 	}

@@ -23,15 +23,15 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/mjrelay/mjrelay/mailjet"
-	"github.com/mjrelay/mjrelay/relay/spool"
+	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
 // Spool is the queue storage the scheduler uses (a *spool.Spool).
 type Spool interface {
 	Body(id string) ([]byte, error)
-	Get(id string) (spool.Item, error)
-	SetState(ctx context.Context, st spool.State) error
+	Get(id string) (queue.Item, error)
+	SetState(ctx context.Context, st queue.State) error
 	Done(ctx context.Context, id string) error
 }
 
@@ -140,7 +140,7 @@ func (s *Scheduler) laneFor(class string) *lane {
 }
 
 // Enqueue schedules a stored message: at once, or at its State.Next.
-func (s *Scheduler) Enqueue(it spool.Item) {
+func (s *Scheduler) Enqueue(it queue.Item) {
 	s.mu.Lock()
 	l := s.laneFor(it.Envelope.Class)
 	if it.State.Next.After(time.Now()) {

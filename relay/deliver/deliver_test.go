@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mjrelay/mjrelay/mailjet"
+	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/spool"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
@@ -77,7 +78,7 @@ func setup(t *testing.T, target mailjet.Target, lifetime time.Duration) (*spool.
 }
 
 func put(t *testing.T, sp *spool.Spool, received time.Time, rcpts ...string) string {
-	env := &spool.Envelope{ID: sp.NewID(), Received: received, From: "a@example.com", To: rcpts}
+	env := &queue.Envelope{ID: sp.NewID(), Received: received, From: "a@example.com", To: rcpts}
 	if err := sp.Put(context.Background(), env, []byte("Subject: x\r\n\r\nx\r\n")); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mjrelay/mjrelay/mailjet"
+	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/spool"
 )
 
@@ -45,7 +46,7 @@ func flowSetup(t *testing.T, delay time.Duration) (*Scheduler, *gated) {
 	go func() { s.Run(ctx); close(done) }()
 	t.Cleanup(func() { close(g.release); cancel(); <-done; sp.Close() })
 	for i := 0; i < 4; i++ {
-		env := &spool.Envelope{ID: sp.NewID(), Received: time.Now(), From: "a@example.com", To: []string{"b@x.org"}, Class: "bulk"}
+		env := &queue.Envelope{ID: sp.NewID(), Received: time.Now(), From: "a@example.com", To: []string{"b@x.org"}, Class: "bulk"}
 		if err := sp.Put(context.Background(), env, []byte("Subject: x\r\n\r\nx\r\n")); err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mjrelay/mjrelay/mailjet/webhook"
 	"strconv"
 	"strings"
 	"time"
@@ -426,7 +427,7 @@ func (d *storedEvent) event(kind string, t time.Time, allTo []string) trafficlog
 
 // applyMailjet joins a Mailjet event to its message (by CustomID, then
 // MessageID, then Message_GUID) and records it.
-func (w *writer) applyMailjet(ev *MailjetEvent) error {
+func (w *writer) applyMailjet(ev *webhook.Event) error {
 	if ev.Time.IsZero() {
 		ev.Time = w.s.opts.Now()
 	}
@@ -497,7 +498,7 @@ func (w *writer) applyMailjet(ev *MailjetEvent) error {
 		}
 		if next != "" && mailjetMayReplace(r.state, next) {
 			r.state, r.dirty = next, true
-			if rep := ev.reply(); rep != "" {
+			if rep := ev.Reply(); rep != "" {
 				r.reply = rep
 			}
 		}
@@ -514,6 +515,6 @@ func (w *writer) applyMailjet(ev *MailjetEvent) error {
 	if err := w.event(m.key, ev.Time, "mj_"+ev.Event, data); err != nil {
 		return err
 	}
-	w.stat(ev.Time, "mj_"+ev.Event, m.class, ev.reason(), 0)
+	w.stat(ev.Time, "mj_"+ev.Event, m.class, ev.Reason(), 0)
 	return w.settle(m, ev.Time.UnixMilli())
 }

@@ -3,6 +3,7 @@ package inspect
 import (
 	"context"
 	"fmt"
+	"github.com/mjrelay/mjrelay/mailjet/webhook"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -112,7 +113,7 @@ var (
 )
 
 // message returns the events of message i of n (spread over 30 days).
-func (g *trafficGen) message(i, n int) ([]trafficlog.Event, []MailjetEvent) {
+func (g *trafficGen) message(i, n int) ([]trafficlog.Event, []webhook.Event) {
 	r := g.r
 	t := benchStart.Add(time.Duration(i) * (30 * 24 * time.Hour / time.Duration(n)))
 	id := fmt.Sprintf("%012x%08x", t.UnixMilli(), uint32(i))
@@ -174,13 +175,13 @@ func (g *trafficGen) message(i, n int) ([]trafficlog.Event, []MailjetEvent) {
 	default:
 		evs = append(evs, attempt(1, "250 OK queued", time.Second), outcome(trafficlog.Delivered, "250 OK queued", time.Second))
 	}
-	var mj []MailjetEvent
+	var mj []webhook.Event
 	switch q := r.IntN(100); {
 	case q < 60:
-		mj = append(mj, MailjetEvent{Event: "sent", Time: t.Add(5 * time.Second), Email: rcpt, MessageID: mjID, CustomID: id,
+		mj = append(mj, webhook.Event{Event: "sent", Time: t.Add(5 * time.Second), Email: rcpt, MessageID: mjID, CustomID: id,
 			SMTPReply: "sent (250 2.0.0 OK)"})
 	case q < 63:
-		mj = append(mj, MailjetEvent{Event: "bounce", Time: t.Add(5 * time.Second), Email: rcpt, MessageID: mjID, CustomID: id,
+		mj = append(mj, webhook.Event{Event: "bounce", Time: t.Add(5 * time.Second), Email: rcpt, MessageID: mjID, CustomID: id,
 			ErrorRelatedTo: "recipient", Error: "user unknown", HardBounce: true})
 	}
 	return evs, mj

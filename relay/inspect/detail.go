@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mjrelay/mjrelay/mailjet/webhook"
 	"io"
 	"strconv"
 	"strings"
@@ -33,7 +34,7 @@ type Message struct {
 	// Attempts are the delivery attempts, oldest first.
 	AttemptList []Attempt `json:"attempts"`
 	// Events are Mailjet's webhook events, oldest first.
-	Events []MailjetEvent `json:"events"`
+	Events []webhook.Event `json:"events"`
 	// Timeline is everything in order: received → policy → attempts and
 	// outcomes → Mailjet events.
 	Timeline []Step `json:"timeline"`
@@ -87,7 +88,7 @@ func (s *Store) Get(ctx context.Context, id string) (*Message, error) {
 	}
 	m := &Message{Summary: r.summary(), ClassRule: r.classRule, Verdict: r.verdict, Stage: r.stage,
 		Helo: r.helo, TLS: r.tls, Upstream: r.upstream, UpdatedAt: time.UnixMilli(r.updatedAt).UTC(),
-		LatencyMS: r.latencyMS, Recipients: []Recipient{}, AttemptList: []Attempt{}, Events: []MailjetEvent{}}
+		LatencyMS: r.latencyMS, Recipients: []Recipient{}, AttemptList: []Attempt{}, Events: []webhook.Event{}}
 	if r.finalAt != 0 {
 		t := time.UnixMilli(r.finalAt).UTC()
 		m.FinalAt = &t
@@ -137,7 +138,7 @@ func (s *Store) timeline(ctx context.Context, r *row, m *Message) error {
 		}
 		t := time.UnixMilli(at).UTC()
 		if ev, ok := strings.CutPrefix(kind, "mj_"); ok {
-			var e MailjetEvent
+			var e webhook.Event
 			if json.Unmarshal(data, &e) != nil {
 				continue
 			}
@@ -228,8 +229,8 @@ func relaySteps(r *row, e *trafficlog.Event) []Step {
 	return []Step{st}
 }
 
-func mailjetStep(t time.Time, e *MailjetEvent) Step {
-	st := Step{Time: t, Kind: "mailjet:" + e.Event, Source: "mailjet", Reply: e.reply()}
+func mailjetStep(t time.Time, e *webhook.Event) Step {
+	st := Step{Time: t, Kind: "mailjet:" + e.Event, Source: "mailjet", Reply: e.Reply()}
 	who := orDash(e.Email)
 	switch e.Event {
 	case "sent":

@@ -32,6 +32,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/mjrelay/mjrelay/mailjet/webhook"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -98,7 +99,7 @@ type Store struct {
 // entry is one unit of work for the writer.
 type entry struct {
 	ev    trafficlog.Event
-	mj    *MailjetEvent
+	mj    *webhook.Event
 	flush chan struct{} // closed once everything before it is committed
 	prune bool          // prune now, then close flush
 	body  []byte        // compressed e.ev.Raw (set by the writer)
@@ -299,7 +300,7 @@ func (s *Store) drop(en *entry) {
 // RecordMailjet queues Mailjet webhook events. Unlike Record it waits for
 // room in the buffer until ctx ends, so that the webhook can answer 503 (and
 // Mailjet retry) rather than lose events.
-func (s *Store) RecordMailjet(ctx context.Context, evs []MailjetEvent) error {
+func (s *Store) RecordMailjet(ctx context.Context, evs []webhook.Event) error {
 	for i := range evs {
 		if s.closed.Load() {
 			return ErrClosed

@@ -3,6 +3,7 @@ package inspect_test
 import (
 	"context"
 	"fmt"
+	"github.com/mjrelay/mjrelay/mailjet/webhook"
 	"io"
 	"path/filepath"
 	"slices"
@@ -30,7 +31,7 @@ func open(t testing.TB, o inspect.Options) *inspect.Store {
 	return s
 }
 
-func feed(t testing.TB, s *inspect.Store, evs []trafficlog.Event, mj ...inspect.MailjetEvent) {
+func feed(t testing.TB, s *inspect.Store, evs []trafficlog.Event, mj ...webhook.Event) {
 	t.Helper()
 	for _, e := range evs {
 		s.Record(e)
@@ -88,7 +89,7 @@ func TestStates(t *testing.T) {
 	tests := []struct {
 		name   string
 		events []trafficlog.Event
-		mj     []inspect.MailjetEvent
+		mj     []webhook.Event
 		state  string
 		rcpts  map[string]string
 		steps  []string
@@ -98,15 +99,15 @@ func TestStates(t *testing.T) {
 		{name: "sent", events: flow(a).Received(nil).Attempt("smtp", "250 OK", ok(a)).Delivered().Events(), state: "sent",
 			rcpts: map[string]string{a: "sent"}, steps: []string{"received", "policy", "attempt", "delivered"}},
 		{name: "delivered by Mailjet", events: flow(a).Received(nil).Attempt("smtp", "250 OK", ok(a)).Delivered().Events(),
-			mj: []inspect.MailjetEvent{insptest.Mailjet(t0.Add(time.Minute), "sent", id, a, 0)}, state: "delivered",
+			mj: []webhook.Event{insptest.Mailjet(t0.Add(time.Minute), "sent", id, a, 0)}, state: "delivered",
 			rcpts: map[string]string{a: "delivered"}, steps: []string{"received", "policy", "attempt", "delivered", "mailjet:sent"}},
 		{name: "bounce after sent", events: flow(a).Received(nil).Attempt("smtp", "250 OK", ok(a)).Delivered().Events(),
-			mj: []inspect.MailjetEvent{insptest.Mailjet(t0.Add(time.Minute), "sent", id, a, 0),
+			mj: []webhook.Event{insptest.Mailjet(t0.Add(time.Minute), "sent", id, a, 0),
 				insptest.Mailjet(t0.Add(2*time.Minute), "bounce", id, a, 0),
 				insptest.Mailjet(t0.Add(3*time.Minute), "sent", id, a, 0)}, // a late duplicate does not undo it
 			state: "bounced", rcpts: map[string]string{a: "bounced"}},
 		{name: "open implies delivery", events: flow(a).Received(nil).Attempt("smtp", "250 OK", ok(a)).Delivered().Events(),
-			mj: []inspect.MailjetEvent{insptest.Mailjet(t0.Add(time.Minute), "open", id, a, 0)}, state: "delivered"},
+			mj: []webhook.Event{insptest.Mailjet(t0.Add(time.Minute), "open", id, a, 0)}, state: "delivered"},
 		{name: "deferred", events: flow(a).Received(nil).Attempt("smtp", "451 later", temp(a)).Deferred("451 later").Events(),
 			state: "deferred", steps: []string{"received", "policy", "attempt", "deferred"}},
 		{name: "partial: one sent, one deferred", events: flow(a, b).Received(nil).Attempt("smtp", "", ok(a), temp(b)).
@@ -208,12 +209,12 @@ func TestMailjetJoin(t *testing.T) {
 	later := t0.Add(time.Hour)
 	tests := []struct {
 		name  string
-		ev    inspect.MailjetEvent
+		ev    webhook.Event
 		state string
 	}{
 		{"by CustomID", insptest.Mailjet(later, "spam", inv, "mr.x@client.example", 0), "spam"},
 		{"by MessageID", insptest.Mailjet(later, "spam", "", "mr.x@client.example", 288230376151711744), "spam"},
-		{"by UUID", inspect.MailjetEvent{Event: "unsub", Time: later, MessageUUID: "1ab23cd4-0000-4000-8000-000000000001"}, "unsub"},
+		{"by UUID", webhook.Event{Event: "unsub", Time: later, MessageUUID: "1ab23cd4-0000-4000-8000-000000000001"}, "unsub"},
 		{"unknown CustomID falls back to MessageID", insptest.Mailjet(later, "blocked", "not-ours", "", 288230376151711744), "blocked"},
 		{"not ours", insptest.Mailjet(later, "bounce", "someone-else", "z@z.example", 99), "sent"},
 	}

@@ -21,7 +21,7 @@ import (
 	"github.com/mjrelay/mjrelay/policy"
 	"github.com/mjrelay/mjrelay/relay/authlimit"
 	"github.com/mjrelay/mjrelay/relay/config"
-	"github.com/mjrelay/mjrelay/relay/spool"
+	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
@@ -29,7 +29,7 @@ import (
 type Queue interface {
 	NewID() string
 	Admit(size int64) error
-	Put(ctx context.Context, env *spool.Envelope, parts ...[]byte) error
+	Put(ctx context.Context, env *queue.Envelope, parts ...[]byte) error
 }
 
 // Deps are the parts the SMTP server talks to.

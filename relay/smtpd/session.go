@@ -16,7 +16,7 @@ import (
 
 	"github.com/mjrelay/mjrelay/policy"
 	"github.com/mjrelay/mjrelay/relay/config"
-	"github.com/mjrelay/mjrelay/relay/spool"
+	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
@@ -231,7 +231,7 @@ func (s *session) Data(r io.Reader) error {
 	now := time.Now()
 	cl := s.srv.classes.Classify(s.login(), policy.Facts{HeaderFrom: info.From, ListUnsubscribePost: info.ListUnsubscribePost,
 		Precedence: info.Precedence, MailjetPrio: info.MailjetPrio})
-	env := &spool.Envelope{
+	env := &queue.Envelope{
 		ID: s.srv.queue.NewID(), Received: now, From: s.from, To: append([]string(nil), s.rcpts...),
 		User: s.login(), Client: s.client, Helo: s.conn.Hostname(), UTF8: s.utf8 || !isASCII(s.from, s.rcpts),
 		HeaderFrom: info.From, Subject: info.Subject, MessageID: info.MessageID,
@@ -247,7 +247,7 @@ func (s *session) Data(r io.Reader) error {
 	trace := receivedHeader(s.conn.Hostname(), s.ip.String(), s.srv.cfg.Hostname, env.ID, s.tls(), s.user != nil, env.UTF8, env.To, now)
 	raw, shared := framed(buf.Bytes(), msg, trace)
 	if err := s.srv.queue.Put(ctx, env, raw); err != nil {
-		if errors.Is(err, spool.ErrFull) {
+		if errors.Is(err, queue.ErrFull) {
 			return s.refuse("data", 452, smtp.EnhancedCode{4, 3, 1}, "queue_full",
 				"Insufficient system storage: the relay's queue is full, try again later")
 		}

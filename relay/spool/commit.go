@@ -3,6 +3,7 @@ package spool
 import (
 	"context"
 	"fmt"
+	"github.com/mjrelay/mjrelay/relay/queue"
 	"os"
 	"syscall"
 	"time"
@@ -57,7 +58,7 @@ func (s *Spool) submitOp(ctx context.Context, o *op) error {
 	select {
 	case s.ops <- o:
 	case <-s.quit:
-		return ErrClosed
+		return queue.ErrClosed
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -69,7 +70,7 @@ func (s *Spool) submitOp(ctx context.Context, o *op) error {
 		case err := <-o.done:
 			return err
 		default:
-			return ErrClosed
+			return queue.ErrClosed
 		}
 	case <-ctx.Done():
 		return ctx.Err()
@@ -299,7 +300,7 @@ func (s *Spool) write(parts [][]byte, size int, sync, lazy bool, msgs int) (*seg
 // spaceErr marks a full disk as ErrFull (the client is told 452 4.3.1).
 func spaceErr(err error) error {
 	if isNoSpace(err) {
-		return fmt.Errorf("%w: %v", ErrFull, err)
+		return fmt.Errorf("%w: %v", queue.ErrFull, err)
 	}
 	return fmt.Errorf("spool: %w", err)
 }

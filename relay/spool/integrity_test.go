@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mjrelay/mjrelay/relay/queue"
 	"hash/crc32"
 	"log/slog"
 	"os"
@@ -45,7 +46,7 @@ func forged(victim string) []byte {
 		copy(h[13:], "guessed tag 0123")
 		return append(h, payload...)
 	}
-	env, _ := json.Marshal(spool.Envelope{ID: "0000000000000000phantom1", From: "evil@example.com", To: []string{"target@example.org"}})
+	env, _ := json.Marshal(queue.Envelope{ID: "0000000000000000phantom1", From: "evil@example.com", To: []string{"target@example.org"}})
 	msg := binary.BigEndian.AppendUint32(nil, uint32(len(env)))
 	msg = append(append(msg, env...), "Subject: nobody submitted this\r\n\r\nphantom\r\n"...)
 	var out []byte
@@ -136,14 +137,14 @@ func TestFullDiskCompletionsAreWritten(t *testing.T) {
 	// own: messages go on until it is used up, then they are refused.
 	refused, segs := 0, 0
 	for i := 0; i < 100 && refused < 20; i++ {
-		env := &spool.Envelope{ID: s.NewID(), To: []string{"b@example.org"}}
+		env := &queue.Envelope{ID: s.NewID(), To: []string{"b@example.org"}}
 		err := s.Put(context.Background(), env, bytes.Repeat([]byte("y"), 64<<10))
 		switch {
 		case err == nil && refused > 0:
 			t.Fatal("a message was taken after one was refused for space")
 		case err == nil:
 			ids = append(ids, env.ID)
-		case !errors.Is(err, spool.ErrFull):
+		case !errors.Is(err, queue.ErrFull):
 			t.Fatalf("Put on a full disk: %v, want ErrFull", err)
 		case refused == 0:
 			segs = len(segments(t, qdir))
@@ -202,7 +203,7 @@ func TestRefusedCompletionIsWrittenLater(t *testing.T) {
 		if err := s.Done(context.Background(), id); err != nil {
 			t.Fatalf("Done: %v", err)
 		}
-		if _, err := s.Get(id); !errors.Is(err, spool.ErrNotFound) {
+		if _, err := s.Get(id); !errors.Is(err, queue.ErrNotFound) {
 			t.Fatalf("Get after Done: %v, want ErrNotFound", err)
 		}
 	}
@@ -241,7 +242,7 @@ func TestDrainedQueueAcceptsAgain(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		ids = append(ids, put(t, s, strings.Repeat("q", size)))
 	}
-	if err := s.Admit(size); !errors.Is(err, spool.ErrFull) {
+	if err := s.Admit(size); !errors.Is(err, queue.ErrFull) {
 		t.Fatalf("Admit over max_bytes: %v, want ErrFull", err)
 	}
 	for _, id := range ids[:9] {
@@ -285,9 +286,9 @@ func TestMinFreeBytesHoldsUnderConcurrency(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 10; i++ {
-				env := &spool.Envelope{ID: s.NewID(), To: []string{"b@example.org"}}
+				env := &queue.Envelope{ID: s.NewID(), To: []string{"b@example.org"}}
 				err := s.Put(context.Background(), env, bytes.Repeat([]byte("f"), 1<<20))
-				if errors.Is(err, spool.ErrFull) {
+				if errors.Is(err, queue.ErrFull) {
 					mu.Lock()
 					refused++
 					mu.Unlock()

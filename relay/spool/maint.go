@@ -3,6 +3,7 @@ package spool
 import (
 	"context"
 	"encoding/json"
+	"github.com/mjrelay/mjrelay/relay/queue"
 	"os"
 	"time"
 )
@@ -104,7 +105,7 @@ func (s *Spool) planEvacuation(sg *segment) ([]evacuation, error) {
 	}
 	s.mu.Lock()
 	var moves []move
-	var states []State
+	var states []queue.State
 	for _, e := range s.index {
 		if e.seg == sg {
 			moves = append(moves, move{e: e})

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mjrelay/mjrelay/relay/queue"
 	"io"
 	"os"
 	"path/filepath"
@@ -113,7 +114,7 @@ func (s *Spool) applyReplayed(sg *segment, rec record, off int64) {
 	switch rec.typ {
 	case recMessage:
 		ej, bodyOff, err := splitMessage(payload)
-		var env Envelope
+		var env queue.Envelope
 		if err == nil {
 			err = json.Unmarshal(ej, &env)
 		}
@@ -123,7 +124,7 @@ func (s *Spool) applyReplayed(sg *segment, rec record, off int64) {
 		}
 		e := s.index[env.ID]
 		if e == nil {
-			e = &entry{state: State{ID: env.ID}}
+			e = &entry{state: queue.State{ID: env.ID}}
 			s.index[env.ID] = e
 		} else {
 			s.addLive(e.seg, -e.n)
@@ -132,7 +133,7 @@ func (s *Spool) applyReplayed(sg *segment, rec record, off int64) {
 		e.off, e.n = off+rec.hdr+int64(bodyOff), int64(len(payload)-bodyOff)
 		s.addLive(sg, e.n)
 	case recState:
-		var st State
+		var st queue.State
 		if json.Unmarshal(payload, &st) != nil {
 			return
 		}

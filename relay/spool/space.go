@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/mjrelay/mjrelay/relay/queue"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -100,7 +101,7 @@ func (s *Spool) reserve(sg *segment, end int64) error {
 		sg.allocEnd = end
 		return nil
 	case isNoSpace(err):
-		return fmt.Errorf("%w: %v", ErrFull, err)
+		return fmt.Errorf("%w: %v", queue.ErrFull, err)
 	case errors.Is(err, syscall.EOPNOTSUPP), errors.Is(err, syscall.ENOSYS), errors.Is(err, syscall.EINVAL):
 		s.noFallocate = true
 		s.log.Info("spool: the file system cannot preallocate; room for completions is not reserved", "err", err)

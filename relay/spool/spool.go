@@ -1,4 +1,5 @@
-// Package spool is mjrelay's durable message queue.
+// Package spool is mjrelay's embedded durable message queue (a
+// queue.Queue).
 //
 // Messages, retry states and completions are appended as checked and
 // authenticated records (record.go) to segment files in one directory. A single committer goroutine writes the
@@ -25,6 +26,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mjrelay/mjrelay/relay/queue"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -35,50 +37,8 @@ import (
 	"time"
 )
 
-// Errors returned by the spool.
-var (
-	ErrFull     = errors.New("spool: queue is over its size limit")
-	ErrNotFound = errors.New("spool: no such message")
-	ErrClosed   = errors.New("spool: closed")
-	ErrLocked   = errors.New("spool: another process holds the queue")
-)
-
-// Envelope is what the relay knows about a message besides its bytes.
-type Envelope struct {
-	ID         string    `json:"id"`
-	Received   time.Time `json:"received"`
-	From       string    `json:"from"`
-	To         []string  `json:"to"`
-	User       string    `json:"user,omitempty"`
-	Client     string    `json:"client,omitempty"`
-	Helo       string    `json:"helo,omitempty"`
-	UTF8       bool      `json:"utf8,omitempty"`
-	HeaderFrom string    `json:"header_from,omitempty"`
-	Subject    string    `json:"subject,omitempty"`
-	MessageID  string    `json:"message_id,omitempty"`
-	Size       int64     `json:"size"`
-	// Class is the delivery lane ("transactional" or "bulk"); ClassRule the
-	// rule that chose it. Campaign is the Mailjet campaign to set, if any.
-	Class     string `json:"class,omitempty"`
-	ClassRule string `json:"class_rule,omitempty"`
-	Campaign  string `json:"campaign,omitempty"`
-}
-
-// State is a message's delivery progress.
-type State struct {
-	ID        string    `json:"id"`
-	Attempts  int       `json:"attempts"`
-	Next      time.Time `json:"next,omitzero"`
-	LastError string    `json:"last_error,omitempty"`
-	// Pending are the recipients still to deliver; nil means all of To.
-	Pending []string `json:"pending,omitempty"`
-}
-
-// Item is a queued message as List shows it.
-type Item struct {
-	Envelope Envelope `json:"envelope"`
-	State    State    `json:"state"`
-}
+// ErrLocked is returned by Open when another process has the queue open.
+var ErrLocked = errors.New("spool: another process holds the queue")
 
 // Options configure a spool.
 type Options struct {
@@ -105,7 +65,7 @@ type Spool struct {
 	segs       []*segment // ascending; the last is active
 	diskLen    int64      // bytes in all segments
 
-	onCommit []func(Item)
+	onCommit []func(queue.Item)
 
 	admitMu      sync.Mutex   // makes a limit check and its reservation one step
 	reserved     atomic.Int64 // bytes submitted but not yet committed
@@ -132,8 +92,8 @@ type Spool struct {
 }
 
 type entry struct {
-	env   Envelope
-	state State
+	env   queue.Envelope
+	state queue.State
 	seg   *segment
 	off   int64 // body offset within seg
 	n     int64 // body length
@@ -158,6 +118,8 @@ type segment struct {
 	// lives in an older segment (known after replay only; see evacuate).
 	doneRefs []string
 }
+
+var _ queue.Queue = (*Spool)(nil)
 
 // Open opens (creating if needed) the spool in dir, takes its lock and
 // replays it. It fails with ErrLocked if another process has it open.
@@ -213,7 +175,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 // Subscribe makes fn see every message: at once for those already queued,
 // then each new one as soon as it is durable. fn runs outside the spool's
 // locks and must not block for long.
-func (s *Spool) Subscribe(fn func(Item)) {
+func (s *Spool) Subscribe(fn func(queue.Item)) {
 	s.mu.Lock()
 	s.onCommit = append(s.onCommit, fn)
 	s.mu.Unlock()
@@ -255,9 +217,9 @@ func (s *Spool) NewID() string {
 // Put stores a message durably; the message is the concatenation of parts.
 // When it returns nil the message and its envelope are fsynced and will
 // survive a crash. env.ID must be set (NewID); Put sets env.Size.
-func (s *Spool) Put(ctx context.Context, env *Envelope, parts ...[]byte) error {
+func (s *Spool) Put(ctx context.Context, env *queue.Envelope, parts ...[]byte) error {
 	if s.closed.Load() {
-		return ErrClosed
+		return queue.ErrClosed
 	}
 	size := 0
 	for _, p := range parts {
@@ -278,7 +240,7 @@ func (s *Spool) Put(ctx context.Context, env *Envelope, parts ...[]byte) error {
 	// The record is written from its parts: a large message is not copied.
 	payload := messagePayload(ej, parts...)
 	rec := append([][]byte{s.rec.header(recMessage, payload...)}, payload...)
-	e := &entry{env: *env, state: State{ID: env.ID}, n: int64(size)}
+	e := &entry{env: *env, state: queue.State{ID: env.ID}, n: int64(size)}
 	err = s.submitOp(ctx, &op{parts: rec, msgs: 1, done: make(chan error, 1), apply: func(sg *segment, base int64) {
 		e.seg, e.off = sg, base+bodyOff
 		s.index[env.ID] = e
@@ -291,7 +253,7 @@ func (s *Spool) Put(ctx context.Context, env *Envelope, parts ...[]byte) error {
 	fns := s.onCommit
 	s.mu.Unlock()
 	for _, fn := range fns {
-		fn(Item{Envelope: e.env, State: e.state})
+		fn(queue.Item{Envelope: e.env, State: e.state})
 	}
 	return nil
 }
@@ -319,13 +281,13 @@ func (s *Spool) admit(size, reserve int64) error {
 	s.mu.Unlock()
 	pending := s.reserved.Load()
 	if s.opts.MaxMessages > 0 && n+int(s.reservedMsgs.Load()) >= s.opts.MaxMessages {
-		return ErrFull
+		return queue.ErrFull
 	}
 	if s.opts.MaxBytes > 0 && live+pending+size > s.opts.MaxBytes {
-		return ErrFull
+		return queue.ErrFull
 	}
 	if s.opts.MinFreeBytes > 0 && s.free()-pending < s.opts.MinFreeBytes+size+headroom {
-		return ErrFull
+		return queue.ErrFull
 	}
 	if reserve > 0 {
 		s.reserved.Add(reserve)
@@ -335,7 +297,7 @@ func (s *Spool) admit(size, reserve int64) error {
 }
 
 // SetState records a message's delivery progress durably.
-func (s *Spool) SetState(ctx context.Context, st State) error {
+func (s *Spool) SetState(ctx context.Context, st queue.State) error {
 	if _, err := s.Get(st.ID); err != nil {
 		return err
 	}
@@ -365,7 +327,7 @@ func (s *Spool) Done(ctx context.Context, id string) error {
 	e, ok := s.index[id]
 	if !ok || e.completing {
 		s.mu.Unlock()
-		return ErrNotFound
+		return queue.ErrNotFound
 	}
 	e.completing = true
 	s.completing++
@@ -393,14 +355,14 @@ func (s *Spool) addLive(sg *segment, n int64) {
 }
 
 // Get returns one queued message's envelope and state.
-func (s *Spool) Get(id string) (Item, error) {
+func (s *Spool) Get(id string) (queue.Item, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.index[id]
 	if !ok || e.completing {
-		return Item{}, ErrNotFound
+		return queue.Item{}, queue.ErrNotFound
 	}
-	return Item{Envelope: e.env, State: e.state}, nil
+	return queue.Item{Envelope: e.env, State: e.state}, nil
 }
 
 // Body returns a queued message's bytes.
@@ -409,7 +371,7 @@ func (s *Spool) Body(id string) ([]byte, error) {
 	e, ok := s.index[id]
 	if !ok || e.completing {
 		s.mu.Unlock()
-		return nil, ErrNotFound
+		return nil, queue.ErrNotFound
 	}
 	sg, off, n := e.seg, e.off, e.n
 	sg.readers++
@@ -423,12 +385,12 @@ func (s *Spool) Body(id string) ([]byte, error) {
 }
 
 // List returns every queued message, oldest first.
-func (s *Spool) List() []Item {
+func (s *Spool) List() []queue.Item {
 	s.mu.Lock()
-	out := make([]Item, 0, len(s.index))
+	out := make([]queue.Item, 0, len(s.index))
 	for _, e := range s.index {
 		if !e.completing {
-			out = append(out, Item{Envelope: e.env, State: e.state})
+			out = append(out, queue.Item{Envelope: e.env, State: e.state})
 		}
 	}
 	s.mu.Unlock()
@@ -436,18 +398,11 @@ func (s *Spool) List() []Item {
 	return out
 }
 
-// Stats are the spool's current totals.
-type Stats struct {
-	Messages  int   `json:"messages"`
-	DiskBytes int64 `json:"disk_bytes"`
-	Segments  int   `json:"segments"`
-}
-
 // Stats returns the current totals.
-func (s *Spool) Stats() Stats {
+func (s *Spool) Stats() queue.Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Messages: len(s.index) - s.completing, DiskBytes: s.diskLen, Segments: len(s.segs)}
+	return queue.Stats{Messages: len(s.index) - s.completing, DiskBytes: s.diskLen, Segments: len(s.segs)}
 }
 
 func segPath(dir string, seq uint64) string {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/mjrelay/mjrelay/relay/queue"
 	"os"
 	"path/filepath"
 	"sync"
@@ -24,7 +25,7 @@ func open(t *testing.T, dir string, opts spool.Options) *spool.Spool {
 
 func put(t *testing.T, s *spool.Spool, body string) string {
 	t.Helper()
-	env := &spool.Envelope{ID: s.NewID(), Received: time.Now(), From: "a@example.com", To: []string{"b@example.org"}}
+	env := &queue.Envelope{ID: s.NewID(), Received: time.Now(), From: "a@example.com", To: []string{"b@example.org"}}
 	if err := s.Put(context.Background(), env, []byte(body)); err != nil {
 		t.Fatal(err)
 	}
@@ -37,13 +38,13 @@ func TestPutReplayDone(t *testing.T) {
 	ctx := context.Background()
 	a := put(t, s, "message A\r\n")
 	b := put(t, s, "message B\r\n")
-	if err := s.SetState(ctx, spool.State{ID: b, Attempts: 2, LastError: "451 later", Pending: []string{"b@example.org"}}); err != nil {
+	if err := s.SetState(ctx, queue.State{ID: b, Attempts: 2, LastError: "451 later", Pending: []string{"b@example.org"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Done(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Done(ctx, a); err != spool.ErrNotFound {
+	if err := s.Done(ctx, a); err != queue.ErrNotFound {
 		t.Fatalf("second Done: %v, want ErrNotFound", err)
 	}
 	s.Close()
@@ -51,7 +52,7 @@ func TestPutReplayDone(t *testing.T) {
 	var seen []string
 	s = open(t, dir, spool.Options{})
 	defer s.Close()
-	s.Subscribe(func(it spool.Item) { seen = append(seen, it.Envelope.ID) })
+	s.Subscribe(func(it queue.Item) { seen = append(seen, it.Envelope.ID) })
 	if len(seen) != 1 || seen[0] != b {
 		t.Fatalf("after reopen Subscribe saw %v, want [%s]", seen, b)
 	}
@@ -169,7 +170,7 @@ func TestPinnedSegmentIsCopiedForward(t *testing.T) {
 	s := open(t, dir, opts)
 	ctx := context.Background()
 	long := put(t, s, "long-lived\r\n")
-	s.SetState(ctx, spool.State{ID: long, Attempts: 7})
+	s.SetState(ctx, queue.State{ID: long, Attempts: 7})
 	payload := string(bytes.Repeat([]byte("y"), 1000))
 	for i := 0; i < 60; i++ {
 		id := put(t, s, payload)
@@ -214,8 +215,8 @@ func TestLimits(t *testing.T) {
 			for i := 0; i < tc.puts; i++ {
 				put(t, s, string(bytes.Repeat([]byte("z"), tc.size)))
 			}
-			env := &spool.Envelope{ID: s.NewID(), To: []string{"x@y"}}
-			if err := s.Put(context.Background(), env, bytes.Repeat([]byte("z"), tc.size)); err != spool.ErrFull {
+			env := &queue.Envelope{ID: s.NewID(), To: []string{"x@y"}}
+			if err := s.Put(context.Background(), env, bytes.Repeat([]byte("z"), tc.size)); err != queue.ErrFull {
 				t.Fatalf("Put over the limit: %v, want ErrFull", err)
 			}
 			if got := len(s.List()); got != tc.puts {
@@ -235,7 +236,7 @@ func TestConcurrentPutsShareCommits(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 50; i++ {
-				env := &spool.Envelope{ID: s.NewID(), To: []string{"b@example.org"}}
+				env := &queue.Envelope{ID: s.NewID(), To: []string{"b@example.org"}}
 				if err := s.Put(context.Background(), env, bytes.Repeat([]byte("m"), 10240)); err != nil {
 					t.Error(err)
 					return
@@ -272,7 +273,7 @@ func BenchmarkPut10KB32(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			env := &spool.Envelope{ID: s.NewID(), To: []string{"b@example.org"}}
+			env := &queue.Envelope{ID: s.NewID(), To: []string{"b@example.org"}}
 			if err := s.Put(context.Background(), env, body); err != nil {
 				b.Fatal(err)
 			}
@@ -292,7 +293,7 @@ func TestLargeMessageWrittenInParts(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); ids <- put(t, s, fmt.Sprintf("small %d\r\n", i)) }()
 	}
-	env := &spool.Envelope{ID: s.NewID(), To: []string{"b@example.org"}}
+	env := &queue.Envelope{ID: s.NewID(), To: []string{"b@example.org"}}
 	if err := s.Put(context.Background(), env, []byte("Received: x\r\n"), big); err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/mjrelay/mjrelay/relay/inspect"
-	"github.com/mjrelay/mjrelay/relay/spool"
+	"github.com/mjrelay/mjrelay/relay/queue"
 )
 
 // parseFilter reads the list filters of the API and the UI: state, class,
@@ -134,7 +134,7 @@ func (s *Server) remove(r *http.Request, id string) error {
 		return errNoQueue
 	}
 	if id == "" {
-		return spool.ErrNotFound
+		return queue.ErrNotFound
 	}
 	err := s.d.Queue.Delete(r.Context(), id)
 	if err == nil {
@@ -155,7 +155,7 @@ func (s *Server) queueError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, errNoQueue):
 		jsonError(w, http.StatusServiceUnavailable, err.Error())
-	case errors.Is(err, spool.ErrNotFound):
+	case errors.Is(err, queue.ErrNotFound):
 		jsonError(w, http.StatusNotFound, "not in the queue (already delivered, failed or deleted)")
 	default:
 		jsonError(w, http.StatusConflict, err.Error())
@@ -164,8 +164,8 @@ func (s *Server) queueError(w http.ResponseWriter, err error) {
 
 // queueListing is GET /api/queue.
 type queueListing struct {
-	Stats spool.Stats  `json:"stats"`
-	Items []spool.Item `json:"items"`
+	Stats queue.Stats  `json:"stats"`
+	Items []queue.Item `json:"items"`
 }
 
 func (s *Server) apiQueue(w http.ResponseWriter, r *http.Request) {
@@ -175,7 +175,7 @@ func (s *Server) apiQueue(w http.ResponseWriter, r *http.Request) {
 	}
 	items := s.d.Queue.List()
 	if items == nil {
-		items = []spool.Item{}
+		items = []queue.Item{}
 	}
 	writeJSON(w, http.StatusOK, queueListing{Stats: s.d.Queue.Stats(), Items: items})
 }

@@ -19,7 +19,7 @@ import (
 	"github.com/mjrelay/mjrelay/relay/deliver"
 	"github.com/mjrelay/mjrelay/relay/inspect"
 	"github.com/mjrelay/mjrelay/relay/inspect/insptest"
-	"github.com/mjrelay/mjrelay/relay/spool"
+	"github.com/mjrelay/mjrelay/relay/queue"
 )
 
 var t0 = time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
@@ -107,11 +107,11 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	if err := store.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	q := &fakeQueue{items: map[string]spool.Item{}}
+	q := &fakeQueue{items: map[string]queue.Item{}}
 	retry := smp.IDs["retry"]
-	q.items[retry] = spool.Item{Envelope: spool.Envelope{ID: retry, Received: t0.Add(20 * time.Second), From: "sales@acme.example",
+	q.items[retry] = queue.Item{Envelope: queue.Envelope{ID: retry, Received: t0.Add(20 * time.Second), From: "sales@acme.example",
 		To: []string{"buyer@slow.example"}, Subject: "Quotation S00017", Class: "transactional"},
-		State: spool.State{ID: retry, Attempts: 1, Next: t0.Add(time.Hour), LastError: "421 4.7.0 Try again later"}}
+		State: queue.State{ID: retry, Attempts: 1, Next: t0.Add(time.Hour), LastError: "421 4.7.0 Try again later"}}
 	d := Deps{Config: cfg, Store: store, Queue: q, Account: fakeAccount{st: accountState()},
 		QueueDepth: func() map[string]int { return map[string]int{"transactional": 1, "bulk": 0} },
 		Resolver:   fakeDNS{}, Now: func() time.Time { return t0.Add(time.Hour) }}
@@ -149,26 +149,26 @@ func (e *env) do(t testing.TB, method, target string, body io.Reader, opts ...re
 // fakeQueue is a control.Queue over a map.
 type fakeQueue struct {
 	mu       sync.Mutex
-	items    map[string]spool.Item
+	items    map[string]queue.Item
 	retried  []string
 	deleted  []string
 	inFlight string
 }
 
-func (q *fakeQueue) List() []spool.Item {
+func (q *fakeQueue) List() []queue.Item {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	var out []spool.Item
+	var out []queue.Item
 	for _, it := range q.items {
 		out = append(out, it)
 	}
 	return out
 }
 
-func (q *fakeQueue) Stats() spool.Stats {
+func (q *fakeQueue) Stats() queue.Stats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return spool.Stats{Messages: len(q.items), DiskBytes: 4096, Segments: 1}
+	return queue.Stats{Messages: len(q.items), DiskBytes: 4096, Segments: 1}
 }
 
 func (q *fakeQueue) Retry(_ context.Context, id string) (int, error) {
@@ -179,7 +179,7 @@ func (q *fakeQueue) Retry(_ context.Context, id string) (int, error) {
 		return len(q.items), nil
 	}
 	if _, ok := q.items[id]; !ok {
-		return 0, spool.ErrNotFound
+		return 0, queue.ErrNotFound
 	}
 	q.retried = append(q.retried, id)
 	return 1, nil
@@ -192,7 +192,7 @@ func (q *fakeQueue) Delete(_ context.Context, id string) error {
 		return deliver.ErrInFlight
 	}
 	if _, ok := q.items[id]; !ok {
-		return spool.ErrNotFound
+		return queue.ErrNotFound
 	}
 	delete(q.items, id)
 	q.deleted = append(q.deleted, id)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/mjrelay/mjrelay/mailjet/dnscheck"
 	"github.com/mjrelay/mjrelay/relay/inspect"
-	"github.com/mjrelay/mjrelay/relay/spool"
+	"github.com/mjrelay/mjrelay/relay/queue"
 )
 
 //go:embed templates/*.html
@@ -308,7 +308,7 @@ func (s *Server) uiQueueError(w http.ResponseWriter, r *http.Request, err error)
 	switch {
 	case errors.Is(err, errNoQueue):
 		s.errorPage(w, r, http.StatusServiceUnavailable, err.Error())
-	case errors.Is(err, spool.ErrNotFound):
+	case errors.Is(err, queue.ErrNotFound):
 		s.errorPage(w, r, http.StatusNotFound, "The message is not in the queue any more (delivered, failed or deleted meanwhile).")
 	default:
 		s.errorPage(w, r, http.StatusConflict, err.Error())
@@ -317,8 +317,8 @@ func (s *Server) uiQueueError(w http.ResponseWriter, r *http.Request, err error)
 
 type queueData struct {
 	Available bool
-	Stats     spool.Stats
-	Items     []spool.Item
+	Stats     queue.Stats
+	Items     []queue.Item
 	Depth     map[string]int
 	Shown     int
 }

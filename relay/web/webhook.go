@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/mjrelay/mjrelay/mailjet/webhook"
 	"io"
 	"math"
 	"net/http"
@@ -12,8 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/mjrelay/mjrelay/relay/inspect"
 )
 
 // maxWebhookBody bounds one webhook request.
@@ -61,7 +60,7 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) int {
 		return http.StatusMethodNotAllowed
 	}
 	accepted, skipped := 0, 0
-	batch := make([]inspect.MailjetEvent, 0, webhookBatch)
+	batch := make([]webhook.Event, 0, webhookBatch)
 	store := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -126,7 +125,7 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) int {
 }
 
 func eventLabel(e string) string {
-	if slices.Contains(inspect.MailjetEvents, e) {
+	if slices.Contains(webhook.Events, e) {
 		return e
 	}
 	return "unknown"
@@ -135,7 +134,7 @@ func eventLabel(e string) string {
 // mailjetEvent reads one event leniently: fields of the wrong type are
 // ignored. result is "" when the event is usable, else malformed,
 // unknown_event or no_id.
-func mailjetEvent(raw json.RawMessage, now func() time.Time) (ev inspect.MailjetEvent, result, why string) {
+func mailjetEvent(raw json.RawMessage, now func() time.Time) (ev webhook.Event, result, why string) {
 	var f map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &f); err != nil || f == nil {
 		return ev, "malformed", "not a JSON object"
@@ -144,7 +143,7 @@ func mailjetEvent(raw json.RawMessage, now func() time.Time) (ev inspect.Mailjet
 	switch {
 	case ev.Event == "":
 		return ev, "malformed", "no event name"
-	case !slices.Contains(inspect.MailjetEvents, ev.Event):
+	case !slices.Contains(webhook.Events, ev.Event):
 		return ev, "unknown_event", "unknown event name"
 	}
 	if t, ok := num(f["time"]); ok && t > 0 && t < 1e11 {

@@ -8,9 +8,9 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"github.com/mjrelay/mjrelay/mailjet/webhook"
 	"time"
 
-	"github.com/mjrelay/mjrelay/relay/inspect"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
@@ -128,8 +128,8 @@ func Refused(t time.Time, stage, reason, reply, from string, to []string) traffi
 }
 
 // Mailjet returns a Mailjet webhook event for a message.
-func Mailjet(t time.Time, event, customID, email string, mjID int64) inspect.MailjetEvent {
-	e := inspect.MailjetEvent{Event: event, Time: t, Email: email, MessageID: mjID, CustomID: customID,
+func Mailjet(t time.Time, event, customID, email string, mjID int64) webhook.Event {
+	e := webhook.Event{Event: event, Time: t, Email: email, MessageID: mjID, CustomID: customID,
 		MessageUUID: fmt.Sprintf("1ab23cd4-0000-4000-8000-%012d", mjID%1e12)}
 	switch event {
 	case "sent":
@@ -152,7 +152,7 @@ func Mailjet(t time.Time, event, customID, email string, mjID int64) inspect.Mai
 // Sample is a small mixed traffic: the ids and what became of them.
 type Sample struct {
 	Events  []trafficlog.Event
-	Mailjet []inspect.MailjetEvent
+	Mailjet []webhook.Event
 	// IDs by name: invoice (delivered, Mailjet "sent"), newsletter (bulk,
 	// bounced), retry (deferred, still queued), failed (5xx), sandbox.
 	IDs map[string]string

@@ -1,11 +1,12 @@
-package inspect
+// Package webhook is Mailjet's event webhook as the relay reads it: the
+// event type (Event) and the parsing of the payload Mailjet posts.
+package webhook
 
 import "time"
 
-// MailjetEvent is one event from Mailjet's event webhook (sent, open, click,
-// bounce, blocked, spam, unsub), reduced to what the store keeps. The web
-// package parses the webhook payload into these.
-type MailjetEvent struct {
+// Event is one event from Mailjet's event webhook (sent, open, click,
+// bounce, blocked, spam, unsub), reduced to what the relay keeps.
+type Event struct {
 	Event string    `json:"event,omitempty"`
 	Time  time.Time `json:"time,omitzero"`
 	// Email is the recipient.
@@ -32,11 +33,11 @@ type MailjetEvent struct {
 	ListID         int64  `json:"list_id,omitempty,string"` // unsub
 }
 
-// MailjetEvents are the event names Mailjet sends.
-var MailjetEvents = []string{"sent", "open", "click", "bounce", "blocked", "spam", "unsub"}
+// Events are the event names Mailjet sends.
+var Events = []string{"sent", "open", "click", "bounce", "blocked", "spam", "unsub"}
 
-// reply is the text that best explains the event's outcome.
-func (e *MailjetEvent) reply() string {
+// Reply is the text that best explains the event's outcome.
+func (e *Event) Reply() string {
 	switch {
 	case e.SMTPReply != "":
 		return e.SMTPReply
@@ -56,8 +57,8 @@ func (e *MailjetEvent) reply() string {
 	return ""
 }
 
-// reason is the short label for the failure chart.
-func (e *MailjetEvent) reason() string {
+// Reason is a short label for the failure chart.
+func (e *Event) Reason() string {
 	switch {
 	case e.ErrorRelatedTo != "" && e.Error != "":
 		return clip(e.ErrorRelatedTo+": "+e.Error, 60)
@@ -67,4 +68,15 @@ func (e *MailjetEvent) reason() string {
 		return clip(e.Source, 60)
 	}
 	return ""
+}
+
+// clip cuts s to at most n bytes, on a UTF-8 boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xc0 == 0x80 {
+		n--
+	}
+	return s[:n]
 }
