@@ -6,6 +6,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
 	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
@@ -148,7 +149,7 @@ func TestBadKeysStopTheStart(t *testing.T) {
 	if err == nil {
 		t.Fatal("started with keys Mailjet refuses")
 	}
-	if !strings.Contains(err.Error(), apiKey) || strings.Contains(err.Error(), "wrong-secret-value") {
-		t.Fatalf("error %q must name the API key and never the secret", err)
+	if !strings.Contains(err.Error(), mailjet.MaskKey(apiKey)) || strings.Contains(err.Error(), apiKey) || strings.Contains(err.Error(), "wrong-secret-value") {
+		t.Fatalf("error %q must name the API key (masked) and never the secret", err)
 	}
 }
