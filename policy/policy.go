@@ -24,7 +24,7 @@ type Verdict struct {
 	Warnings []string
 }
 
-// Checker is what the SMTP session calls.
+// Checker is what the intake (relay/intake) calls.
 type Checker interface {
 	// CheckEnvelope runs at MAIL FROM (login is "" for trusted-network clients).
 	CheckEnvelope(ctx context.Context, login, mailFrom string) Verdict

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/mjrelay/mjrelay/mailjet/account"
-	"github.com/mjrelay/mjrelay/relay/config"
 )
 
 // Account is the view of the Mailjet account the rule needs;
@@ -53,10 +52,31 @@ type Rule struct {
 
 var _ Checker = (*Rule)(nil)
 
-// New builds the rule from the configuration. acct is the account cache; it
-// is not used (and may be nil) when the configuration has no Mailjet keys or
-// sender_check is off.
-func New(cfg *config.Config, acct Account, log *slog.Logger) (*Rule, error) {
+// Options are the sender policy's settings: the [policy] section and the
+// logins' allowed_from lists.
+type Options struct {
+	// SenderCheck is ModeEnforce (also for ""), ModeWarn or ModeOff.
+	SenderCheck string
+	// RequireDKIM and RequireSPF refuse a From domain whose DKIM or SPF
+	// status in Mailjet is not OK.
+	RequireDKIM, RequireSPF bool
+	// HasKeys is false when the relay has no Mailjet keys (sandbox): then
+	// only allowed_from applies.
+	HasKeys bool
+	// Logins are the SMTP logins and their allowed_from entries.
+	Logins []Login
+}
+
+// Login is one SMTP login's allowed_from list: "user@domain", "*@domain"
+// or "@domain" entries (none: the login may send as anyone).
+type Login struct {
+	Username    string
+	AllowedFrom []string
+}
+
+// New builds the rule. acct is the account cache; it is not used (and may
+// be nil) when the relay has no Mailjet keys or sender_check is off.
+func New(o Options, acct Account, log *slog.Logger) (*Rule, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -65,9 +85,9 @@ func New(cfg *config.Config, acct Account, log *slog.Logger) (*Rule, error) {
 	}
 	log = log.With("component", "policy")
 	r := &Rule{
-		mode:        cfg.Policy.SenderCheck,
-		requireDKIM: cfg.Policy.RequireDKIM,
-		requireSPF:  cfg.Policy.RequireSPF,
+		mode:        o.SenderCheck,
+		requireDKIM: o.RequireDKIM,
+		requireSPF:  o.RequireSPF,
 		allowed:     map[string][]string{},
 		log:         log,
 	}
@@ -75,7 +95,7 @@ func New(cfg *config.Config, acct Account, log *slog.Logger) (*Rule, error) {
 		r.mode = ModeEnforce
 	}
 	var errs []error
-	for _, u := range cfg.SMTP.Users {
+	for _, u := range o.Logins {
 		for _, e := range u.AllowedFrom {
 			n, err := normalizeEntry(e)
 			if err != nil {
@@ -93,7 +113,7 @@ func New(cfg *config.Config, acct Account, log *slog.Logger) (*Rule, error) {
 		return nil, fmt.Errorf("policy.sender_check: %q is not enforce, warn or off", r.mode)
 	case r.mode == ModeOff:
 		log.Info("sender check against Mailjet is off (policy.sender_check = off); allowed_from still applies")
-	case !cfg.HasKeys():
+	case !o.HasKeys:
 		log.Info("sender check against Mailjet skipped: no Mailjet keys (sandbox); allowed_from still applies",
 			"sender_check", r.mode)
 	case acct == nil:

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/mjrelay/mjrelay/mailjet/account"
-	"github.com/mjrelay/mjrelay/relay/config"
 )
 
 // fakeAccount serves a fixed state; RefreshOnDemand switches to after (when
@@ -158,25 +157,20 @@ func TestRule(t *testing.T) {
 }
 
 func runRuleCase(t *testing.T, tt ruleCase) {
-	cfg := config.Default()
-	cfg.Mailjet.APIKey, cfg.Mailjet.SecretKey = "key", "secret"
-	if tt.noKeys {
-		cfg.Mailjet.APIKey, cfg.Mailjet.SecretKey = "", ""
-	}
+	o := Options{SenderCheck: ModeEnforce, HasKeys: !tt.noKeys, RequireDKIM: tt.requireDKIM, RequireSPF: tt.requireSPF,
+		Logins: []Login{
+			{Username: "odoo", AllowedFrom: []string{"*@example.com", "sales@other.example"}},
+			{Username: "other"},
+		}}
 	if tt.mode != "" {
-		cfg.Policy.SenderCheck = tt.mode
-	}
-	cfg.Policy.RequireDKIM, cfg.Policy.RequireSPF = tt.requireDKIM, tt.requireSPF
-	cfg.SMTP.Users = []config.User{
-		{Username: "odoo", AllowedFrom: []string{"*@example.com", "sales@other.example"}},
-		{Username: "other"},
+		o.SenderCheck = tt.mode
 	}
 	st := testState()
 	if tt.state != nil {
 		st = *tt.state
 	}
 	acct := &fakeAccount{st: st, after: tt.after}
-	r, err := New(cfg, acct, nil)
+	r, err := New(o, acct, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,15 +244,11 @@ func TestNew(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := config.Default()
-			if tt.keys {
-				cfg.Mailjet.APIKey, cfg.Mailjet.SecretKey = "key", "secret"
-			}
+			o := Options{SenderCheck: ModeEnforce, HasKeys: tt.keys, Logins: []Login{{Username: "odoo", AllowedFrom: tt.allowedFrom}}}
 			if tt.mode != "" {
-				cfg.Policy.SenderCheck = tt.mode
+				o.SenderCheck = tt.mode
 			}
-			cfg.SMTP.Users = []config.User{{Username: "odoo", AllowedFrom: tt.allowedFrom}}
-			_, err := New(cfg, tt.acct, nil)
+			_, err := New(o, tt.acct, nil)
 			if (err != nil) != (tt.wantErr != "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Fatalf("err %v, want %q", err, tt.wantErr)
 			}

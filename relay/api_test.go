@@ -9,8 +9,8 @@ import (
 	"github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
 	"github.com/mjrelay/mjrelay/mailjet/sendapi/corpus"
-	"github.com/mjrelay/mjrelay/policy"
 	"github.com/mjrelay/mjrelay/relay/config"
+	"github.com/mjrelay/mjrelay/relay/lanes"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
@@ -82,14 +82,14 @@ func TestOdooCorpusThroughRelayToSendAPI(t *testing.T) {
 				}
 				if _, set := mailjet.HeaderValue(eml, "X-Mailjet-Prio"); !set {
 					p := e.cfg.Routes.Transactional.Priority
-					if class == config.ClassBulk {
+					if class == string(lanes.Bulk) {
 						p = e.cfg.Routes.Bulk.Priority
 					}
 					want.Priority = &p
 				}
 				if _, set := mailjet.HeaderValue(eml, "X-Mailjet-Campaign"); !set {
 					lu, _ := mailjet.HeaderValue(eml, "List-Unsubscribe")
-					want.CustomCampaign = policy.MailingCampaign(lu)
+					want.CustomCampaign = lanes.MailingCampaign(lu)
 				}
 				corpus.CheckMessage(t, &got[i].APISendMessage, &want)
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
 	"github.com/mjrelay/mjrelay/relay"
 	"github.com/mjrelay/mjrelay/relay/config"
+	"github.com/mjrelay/mjrelay/relay/lanes"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
@@ -44,7 +45,7 @@ type latencies struct {
 }
 
 func (l *latencies) Record(e trafficlog.Event) {
-	if e.Event == trafficlog.Delivered && e.Class == config.ClassTransactional {
+	if e.Event == trafficlog.Delivered && e.Class == string(lanes.Transactional) {
 		l.mu.Lock()
 		l.d = append(l.d, time.Duration(e.DurationMS*float64(time.Millisecond)))
 		l.mu.Unlock()

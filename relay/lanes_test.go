@@ -29,7 +29,7 @@ func TestClassificationAndHints(t *testing.T) {
 	})
 	// Odoo's own bytes: Python's email library RFC 2047-encodes and folds
 	// the 120-character unsubscribe URL.
-	odoo, err := os.ReadFile("../policy/testdata/odoo_mailing.eml")
+	odoo, err := os.ReadFile("lanes/testdata/odoo_mailing.eml")
 	if err != nil {
 		t.Fatal(err)
 	}

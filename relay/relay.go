@@ -23,6 +23,8 @@ import (
 	"github.com/mjrelay/mjrelay/relay/control"
 	"github.com/mjrelay/mjrelay/relay/deliver"
 	"github.com/mjrelay/mjrelay/relay/inspect"
+	"github.com/mjrelay/mjrelay/relay/intake"
+	"github.com/mjrelay/mjrelay/relay/lanes"
 	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/smtpd"
 	"github.com/mjrelay/mjrelay/relay/spool"
@@ -150,8 +152,8 @@ func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
 	}
 	recorders = append(recorders, r.web.Recorder())
 
-	var lns []deliver.Lane
-	if lns, r.targets, err = lanes(cfg, o.UpstreamRoots, o.Target, log); err != nil {
+	var lns []lanes.Lane
+	if lns, r.targets, err = buildLanes(cfg, o.UpstreamRoots, o.Target, log); err != nil {
 		return nil, err
 	}
 	if cfg.Sandbox() {
@@ -173,8 +175,9 @@ func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
 		log.Info("resuming the queue", "messages", st.Messages)
 	}
 
-	r.smtp, err = smtpd.New(cfg, smtpd.Deps{Queue: r.Spool, Policy: checker, Traffic: recorders, Logger: log,
-		Classifier: policy.NewClassifier(cfg, acct), WantBodies: r.Store.WantsBodies(), Flow: r.Sched})
+	in := intake.New(intakeOptions(cfg, r.Store.WantsBodies()), intake.Deps{Queue: r.Spool, Policy: checker,
+		Classifier: lanes.NewClassifier(classifierOptions(cfg, acct)), Flow: r.Sched, Traffic: recorders, Logger: log})
+	r.smtp, err = smtpd.New(smtpOptions(cfg), smtpd.Deps{Intake: in, Traffic: recorders, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -205,9 +208,9 @@ func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
 func (r *Relay) startPolicy() (policy.Checker, error) {
 	cfg := r.cfg
 	if cfg.Policy.SenderCheck == "off" || !cfg.HasKeys() {
-		return policy.New(cfg, nil, r.log)
+		return policy.New(policyOptions(cfg), nil, r.log)
 	}
-	cache, err := account.NewCacheFromConfig(cfg, r.log)
+	cache, err := account.New(accountOptions(cfg, r.log))
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +221,7 @@ func (r *Relay) startPolicy() (policy.Checker, error) {
 	}
 	r.Account = cache
 	go cache.Run(r.ctlCtx)
-	return policy.New(cfg, cache, r.log)
+	return policy.New(policyOptions(cfg), cache, r.log)
 }
 
 // OpenTraffic opens the traffic log that log.traffic names (nil for "off").

@@ -10,14 +10,14 @@ import (
 	"github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/mailjet/smtpout"
 	"github.com/mjrelay/mjrelay/relay/config"
-	"github.com/mjrelay/mjrelay/relay/deliver"
+	"github.com/mjrelay/mjrelay/relay/lanes"
 )
 
-// lanes builds the transactional and bulk lanes (in that order: the first
+// buildLanes builds the transactional and bulk lanes (in that order: the first
 // is served first) with their transports. Transports with the same keys are
 // shared between the lanes; a lane with its own Mailjet sub-account keys
 // gets its own.
-func lanes(cfg *config.Config, roots *x509.CertPool, override mailjet.Target, log *slog.Logger) ([]deliver.Lane, []mailjet.Target, error) {
+func buildLanes(cfg *config.Config, roots *x509.CertPool, override mailjet.Target, log *slog.Logger) ([]lanes.Lane, []mailjet.Target, error) {
 	built := map[string]mailjet.Target{}
 	var all []mailjet.Target
 	get := func(name, key string, secret config.Secret, conc int) (mailjet.Target, error) {
@@ -51,16 +51,16 @@ func lanes(cfg *config.Config, roots *x509.CertPool, override mailjet.Target, lo
 		all = append(all, t)
 		return t, nil
 	}
-	var out []deliver.Lane
+	var out []lanes.Lane
 	for _, r := range []struct {
-		name  string
+		class lanes.Class
 		route config.Route
-	}{{config.ClassTransactional, cfg.Routes.Transactional}, {config.ClassBulk, cfg.Routes.Bulk}} {
+	}{{lanes.Transactional, cfg.Routes.Transactional}, {lanes.Bulk, cfg.Routes.Bulk}} {
 		key, secret := cfg.Mailjet.APIKey, cfg.Mailjet.SecretKey
 		if r.route.APIKey != "" {
 			key, secret = r.route.APIKey, r.route.SecretKey
 		}
-		l := deliver.Lane{Name: r.name, Concurrency: r.route.Concurrency, Rate: r.route.Rate, Priority: r.route.Priority,
+		l := lanes.Lane{Class: r.class, Concurrency: r.route.Concurrency, Rate: r.route.Rate, Priority: r.route.Priority,
 			FlowBacklog: r.route.FlowBacklog, FlowDelay: time.Duration(r.route.FlowDelay)}
 		for _, name := range r.route.Transports {
 			t, err := get(name, key, secret, cfg.Routes.Transactional.Concurrency+cfg.Routes.Bulk.Concurrency)
@@ -68,7 +68,7 @@ func lanes(cfg *config.Config, roots *x509.CertPool, override mailjet.Target, lo
 				for _, x := range all {
 					x.Close()
 				}
-				return nil, nil, fmt.Errorf("routes.%s: %w", r.name, err)
+				return nil, nil, fmt.Errorf("routes.%s: %w", r.class, err)
 			}
 			l.Targets = append(l.Targets, t)
 		}

@@ -106,7 +106,7 @@ func buildCheckReport(ctx context.Context, cfg *config.Config, domains []string,
 	if !cfg.HasKeys() {
 		rep.API.Status, rep.API.Detail = dnscheck.Fail, "no Mailjet keys configured"
 		rep.API.Fix = "set mailjet.api_key and mailjet.secret_key (or MJ_APIKEY_PUBLIC/MJ_APIKEY_PRIVATE)"
-	} else if client, err := account.FromConfig(cfg); err != nil {
+	} else if client, err := account.NewClient(cfg.Mailjet.APIURL, cfg.Mailjet.APIKey, cfg.Mailjet.SecretKey.Reveal(), nil, 0); err != nil {
 		rep.API.Status, rep.API.Detail, rep.API.Fix = dnscheck.Fail, err.Error(), "fix mailjet.api_url"
 	} else if snap, err = client.Fetch(ctx); err != nil {
 		rep.API.Status, rep.API.Detail = dnscheck.Fail, err.Error()

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
-
-	"github.com/mjrelay/mjrelay/relay/config"
 )
 
 // Fetcher reads a complete account snapshot; *Client implements it.
@@ -126,20 +124,31 @@ func NewCache(f Fetcher, o CacheOptions) *Cache {
 	}
 }
 
-// NewCacheFromConfig builds the REST client and the cache from the
-// configuration: [mailjet] keys and api_url, policy.refresh, and
-// data_dir/mailjet-account.json for the persisted snapshot. It does no I/O;
-// call Start, then Run. It fails when the configuration has no keys.
-func NewCacheFromConfig(cfg *config.Config, log *slog.Logger) (*Cache, error) {
-	client, err := FromConfig(cfg)
+// Options are what [New] builds the account cache from.
+type Options struct {
+	// APIURL, APIKey and SecretKey reach the REST API (see [NewClient]);
+	// the secret is never logged nor persisted.
+	APIURL, APIKey, SecretKey string
+	// DataDir holds the persisted snapshot ([SnapshotFile]).
+	DataDir string
+	// Refresh is the period of the refresh loop (policy.refresh).
+	Refresh time.Duration
+	Logger  *slog.Logger
+}
+
+// New builds the REST client and the cache: the snapshot is persisted in
+// DataDir/[SnapshotFile]. It does no I/O; call Start, then Run. It fails
+// when a key is missing.
+func New(o Options) (*Cache, error) {
+	client, err := NewClient(o.APIURL, o.APIKey, o.SecretKey, nil, 0)
 	if err != nil {
 		return nil, err
 	}
 	return NewCache(client, CacheOptions{
-		Path:    filepath.Join(cfg.DataDir, SnapshotFile),
-		APIKey:  cfg.Mailjet.APIKey,
-		Refresh: cfg.Policy.Refresh.D(),
-		Logger:  log,
+		Path:    filepath.Join(o.DataDir, SnapshotFile),
+		APIKey:  o.APIKey,
+		Refresh: o.Refresh,
+		Logger:  o.Logger,
 	}), nil
 }
 

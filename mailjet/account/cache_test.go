@@ -16,7 +16,6 @@ import (
 	mj "github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/mailjet/account"
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
-	"github.com/mjrelay/mjrelay/relay/config"
 )
 
 type clock struct {
@@ -221,25 +220,23 @@ func TestCacheOnDemandIsRateLimited(t *testing.T) {
 	}
 }
 
-func TestNewCacheFromConfig(t *testing.T) {
+func TestNew(t *testing.T) {
 	api := newEmulator(t)
 	api.AddSender("a@example.com", mjtest.APIStatusActive, "")
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.Mailjet.APIURL, cfg.Mailjet.APIKey, cfg.Mailjet.SecretKey = api.URL(), testKey, testSecret
-	c, err := account.NewCacheFromConfig(cfg, nil)
+	o := account.Options{APIURL: api.URL(), APIKey: testKey, SecretKey: testSecret, DataDir: t.TempDir(), Refresh: 5 * time.Minute}
+	c, err := account.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	s, err := account.ReadSnapshot(filepath.Join(cfg.DataDir, "mailjet-account.json"))
+	s, err := account.ReadSnapshot(filepath.Join(o.DataDir, "mailjet-account.json"))
 	if err != nil || !s.Authorize("a@example.com").Allowed || s.APIKey != testKey {
 		t.Fatalf("persisted snapshot: %v %+v", err, s)
 	}
-	cfg.Mailjet.SecretKey = ""
-	if _, err := account.NewCacheFromConfig(cfg, nil); err == nil {
+	o.SecretKey = ""
+	if _, err := account.New(o); err == nil {
 		t.Fatal("no keys: no error")
 	}
 }

@@ -14,8 +14,6 @@ import (
 
 	"github.com/mailjet/mailjet-apiv3-go/v4"
 	"github.com/mailjet/mailjet-apiv3-go/v4/resources"
-
-	"github.com/mjrelay/mjrelay/relay/config"
 )
 
 // SDK is the part of the Mailjet SDK the client uses; *mailjet.Client
@@ -44,10 +42,11 @@ type Client struct {
 }
 
 // NewClient returns a client for the API at apiURL (the mailjet.api_url
-// setting, e.g. "https://api.mailjet.com"; "/v3" is appended). transport may
-// be nil for http.DefaultTransport; timeout <= 0 means [DefaultTimeout].
-func NewClient(apiURL, apiKey string, secret config.Secret, transport http.RoundTripper, timeout time.Duration) (*Client, error) {
-	if apiKey == "" || secret.Reveal() == "" {
+// setting, e.g. "https://api.mailjet.com"; "/v3" is appended). secret is
+// only ever sent to the API, never logged nor part of an error. transport
+// may be nil for http.DefaultTransport; timeout <= 0 means [DefaultTimeout].
+func NewClient(apiURL, apiKey, secret string, transport http.RoundTripper, timeout time.Duration) (*Client, error) {
+	if apiKey == "" || secret == "" {
 		return nil, errors.New("mailjet: api_key and secret_key are required")
 	}
 	u, err := url.Parse(strings.TrimRight(apiURL, "/"))
@@ -67,19 +66,13 @@ func NewClient(apiURL, apiKey string, secret config.Secret, transport http.Round
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	mj := mailjet.NewMailjetClient(apiKey, secret.Reveal(), base)
+	mj := mailjet.NewMailjetClient(apiKey, secret, base)
 	mj.SetClient(&http.Client{Timeout: timeout, Transport: observingTransport{transport}})
 	return &Client{sdk: mj, apiKey: apiKey, baseURL: base}, nil
 }
 
 // NewClientWithSDK wraps an SDK implementation (tests).
 func NewClientWithSDK(sdk SDK, apiKey string) *Client { return &Client{sdk: sdk, apiKey: apiKey} }
-
-// FromConfig builds the client from the [mailjet] section; it fails when the
-// configuration has no keys.
-func FromConfig(cfg *config.Config) (*Client, error) {
-	return NewClient(cfg.Mailjet.APIURL, cfg.Mailjet.APIKey, cfg.Mailjet.SecretKey, nil, 0)
-}
 
 // APIKey returns the public API key.
 func (c *Client) APIKey() string { return c.apiKey }

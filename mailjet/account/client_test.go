@@ -10,7 +10,6 @@ import (
 	mj "github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/mailjet/account"
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
-	"github.com/mjrelay/mjrelay/relay/config"
 )
 
 const (
@@ -27,7 +26,7 @@ func newEmulator(t *testing.T) *mjtest.API {
 
 func newClient(t *testing.T, api *mjtest.API, secret string) *account.Client {
 	t.Helper()
-	c, err := account.NewClient(api.URL(), testKey, config.Secret(secret), nil, 0)
+	c, err := account.NewClient(api.URL(), testKey, secret, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,7 +90,7 @@ func (s *Scheduler) attempt(id string, l *lane) {
 		return
 	case tried > 0 && len(temp) == 0:
 		// Every transport tried said it cannot carry this message.
-		final("no transport of the " + l.Name + " lane can carry this message: " + unsupported)
+		final("no transport of the " + string(l.Class) + " lane can carry this message: " + unsupported)
 		return
 	case time.Since(it.Envelope.Received) > s.opts.MaxLifetime:
 		final(fmt.Sprintf("gave up after %d attempts over %s (queue.max_lifetime)", attemptNo, s.opts.MaxLifetime))
@@ -103,7 +103,7 @@ func (s *Scheduler) attempt(id string, l *lane) {
 		// do not count an attempt that was not made.
 		st.Attempts = it.State.Attempts
 		st.Next = s.earliestProbe(l)
-		st.LastError = "all transports of the " + l.Name + " lane are cooling down after repeated failures"
+		st.LastError = "all transports of the " + string(l.Class) + " lane are cooling down after repeated failures"
 	} else {
 		st.Next = time.Now().Add(s.backoff(attemptNo))
 		st.LastError = temp[0].Reply

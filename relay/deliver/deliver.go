@@ -22,7 +22,7 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/mjrelay/mjrelay/mailjet"
+	"github.com/mjrelay/mjrelay/relay/lanes"
 	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
@@ -35,23 +35,11 @@ type Spool interface {
 	Done(ctx context.Context, id string) error
 }
 
-// Lane is one delivery lane's settings.
-type Lane struct {
-	Name        string           // the class it serves: "transactional", "bulk"
-	Targets     []mailjet.Target // tried in order on temporary failure
-	Concurrency int
-	Rate        float64 // messages per second, 0 = no cap
-	Priority    int     // the Mailjet priority hint, -1 = none
-	// FlowBacklog and FlowDelay pace intake (see Pace); 0 = never.
-	FlowBacklog int
-	FlowDelay   time.Duration
-}
-
 // Options configure the scheduler.
 type Options struct {
 	// Lanes in priority order: the first is served first. A message whose
 	// class names no lane goes to the first.
-	Lanes       []Lane
+	Lanes       []lanes.Lane
 	RetryMin    time.Duration
 	RetryMax    time.Duration
 	MaxLifetime time.Duration
@@ -81,7 +69,7 @@ type Scheduler struct {
 }
 
 type lane struct {
-	Lane
+	lanes.Lane
 	ready    []string // FIFO
 	busy     int
 	limiter  *rate.Limiter
@@ -132,7 +120,7 @@ func (s *Scheduler) Abort() { s.abort() }
 
 func (s *Scheduler) laneFor(class string) *lane {
 	for _, l := range s.lanes {
-		if l.Name == class {
+		if string(l.Class) == class {
 			return l
 		}
 	}
@@ -296,7 +284,7 @@ func (s *Scheduler) Depths() map[string]Depth {
 	defer s.mu.Unlock()
 	out := map[string]Depth{}
 	for _, l := range s.lanes {
-		out[l.Name] = Depth{Ready: len(l.ready), Deferred: l.deferred, InFlight: l.busy}
+		out[string(l.Class)] = Depth{Ready: len(l.ready), Deferred: l.deferred, InFlight: l.busy}
 	}
 	return out
 }

@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/mjrelay/mjrelay/mailjet"
+	"github.com/mjrelay/mjrelay/relay/lanes"
 	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/spool"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
 func TestBackoff(t *testing.T) {
-	s := New(nil, Options{Lanes: []Lane{{Name: "transactional", Targets: []mailjet.Target{mailjet.Sandbox{}}}}, RetryMin: time.Minute, RetryMax: time.Hour})
+	s := New(nil, Options{Lanes: []lanes.Lane{{Class: lanes.Transactional, Targets: []mailjet.Target{mailjet.Sandbox{}}}}, RetryMin: time.Minute, RetryMax: time.Hour})
 	tests := []struct {
 		attempt  int
 		lo, high time.Duration
@@ -67,7 +68,7 @@ func setup(t *testing.T, target mailjet.Target, lifetime time.Duration) (*spool.
 		t.Fatal(err)
 	}
 	mem := &trafficlog.Memory{}
-	s := New(sp, Options{Lanes: []Lane{{Name: "transactional", Targets: []mailjet.Target{target}, Concurrency: 2, Priority: -1}},
+	s := New(sp, Options{Lanes: []lanes.Lane{{Class: lanes.Transactional, Targets: []mailjet.Target{target}, Concurrency: 2, Priority: -1}},
 		RetryMin: 20 * time.Millisecond, RetryMax: 40 * time.Millisecond, MaxLifetime: lifetime, Traffic: mem})
 	sp.Subscribe(s.Enqueue)
 	ctx, cancel := context.WithCancel(context.Background())

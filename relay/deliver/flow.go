@@ -3,25 +3,27 @@ package deliver
 import (
 	"context"
 	"time"
+
+	"github.com/mjrelay/mjrelay/relay/lanes"
 )
 
 // Pace is flow control for intake, Postfix's in_flow_delay: while the lane
 // of class has more than its FlowBacklog ready messages, it waits for one
 // of the lane's attempts to end, at most FlowDelay, and returns how long it
-// waited. The SMTP server calls it before storing a message, so a mass
+// waited. The intake calls it before storing a message, so a mass
 // mailing submitted faster than it can leave is taken in at the pace it
 // leaves instead of spending the CPU that transactional mail needs; nothing
 // is refused, the client only waits for its 250.
-func (s *Scheduler) Pace(ctx context.Context, class string) time.Duration {
+func (s *Scheduler) Pace(ctx context.Context, class lanes.Class) time.Duration {
 	s.mu.Lock()
-	l := s.laneFor(class)
+	l := s.laneFor(string(class))
 	behind := l.FlowBacklog > 0 && l.FlowDelay > 0 && len(l.ready) > l.FlowBacklog
 	if behind != l.pacing {
 		l.pacing = behind
 		if behind {
-			s.log.Info("lane behind: new messages wait for deliveries before their 250", "lane", l.Name, "ready", len(l.ready), "flow_backlog", l.FlowBacklog)
+			s.log.Info("lane behind: new messages wait for deliveries before their 250", "lane", l.Class, "ready", len(l.ready), "flow_backlog", l.FlowBacklog)
 		} else {
-			s.log.Info("lane caught up: intake no longer paced", "lane", l.Name, "ready", len(l.ready))
+			s.log.Info("lane caught up: intake no longer paced", "lane", l.Class, "ready", len(l.ready))
 		}
 	}
 	s.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mjrelay/mjrelay/mailjet"
+	"github.com/mjrelay/mjrelay/relay/lanes"
 	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/spool"
 )
@@ -36,9 +37,9 @@ func flowSetup(t *testing.T, delay time.Duration) (*Scheduler, *gated) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(sp, Options{Lanes: []Lane{
-		{Name: "transactional", Targets: []mailjet.Target{mailjet.Sandbox{}}, Concurrency: 1, FlowDelay: delay},
-		{Name: "bulk", Targets: []mailjet.Target{g}, Concurrency: 1, FlowBacklog: 2, FlowDelay: delay},
+	s := New(sp, Options{Lanes: []lanes.Lane{
+		{Class: lanes.Transactional, Targets: []mailjet.Target{mailjet.Sandbox{}}, Concurrency: 1, FlowDelay: delay},
+		{Class: lanes.Bulk, Targets: []mailjet.Target{g}, Concurrency: 1, FlowBacklog: 2, FlowDelay: delay},
 	}, RetryMin: time.Minute, RetryMax: time.Hour, MaxLifetime: time.Hour})
 	sp.Subscribe(s.Enqueue)
 	ctx, cancel := context.WithCancel(context.Background())

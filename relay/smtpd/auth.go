@@ -17,7 +17,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mjrelay/mjrelay/relay/authlimit"
-	"github.com/mjrelay/mjrelay/relay/config"
+	"github.com/mjrelay/mjrelay/relay/intake"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
@@ -26,7 +26,7 @@ import (
 // Odoo, which logs in again for every batch, pays bcrypt's ~60 ms of CPU only
 // once per password and process; nothing of it is ever written anywhere.
 type users struct {
-	byName map[string]config.User
+	byName map[string]User
 	key    [32]byte
 	// dummy makes an unknown user cost the same as a wrong password.
 	dummy []byte
@@ -35,8 +35,8 @@ type users struct {
 	verified map[string][32]byte
 }
 
-func newUsers(list []config.User) *users {
-	u := &users{byName: map[string]config.User{}, verified: map[string][32]byte{}}
+func newUsers(list []User) *users {
+	u := &users{byName: map[string]User{}, verified: map[string][32]byte{}}
 	rand.Read(u.key[:])
 	u.dummy, _ = bcrypt.GenerateFromPassword(u.key[:16], bcrypt.DefaultCost)
 	for _, x := range list {
@@ -58,7 +58,7 @@ func (u *users) digest(parts ...string) [32]byte {
 	return sum
 }
 
-func (u *users) check(name, password string) (config.User, bool) {
+func (u *users) check(name, password string) (User, bool) {
 	sum := u.digest(name, password)
 
 	user, known := u.byName[name]
@@ -70,10 +70,10 @@ func (u *users) check(name, password string) (config.User, bool) {
 	}
 	hash := u.dummy
 	if known {
-		hash = []byte(user.PasswordHash.Reveal())
+		hash = []byte(user.PasswordHash)
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || !known {
-		return config.User{}, false
+		return User{}, false
 	}
 	u.mu.Lock()
 	u.verified[name] = sum
@@ -116,7 +116,7 @@ func (s *session) AuthMechanisms() []string {
 }
 
 func (s *session) authAllowed() bool {
-	return authAllowed(s.tls(), s.ip, s.srv.cfg.SMTP.AllowInsecureAuth)
+	return authAllowed(s.tls(), s.ip, s.srv.opts.AllowInsecureAuth)
 }
 
 // authAllowed: AUTH over TLS, from loopback, or anywhere with allow_insecure_auth.
@@ -178,7 +178,7 @@ func (s *session) authFailed(username string, counted bool) error {
 	reason, msg := authFailedText(username)
 	e := s.event(trafficlog.Refused)
 	e.Stage, e.Reason, e.User = "auth", reason, clip(username, 100)
-	err := s.record(e, 535, smtp.EnhancedCode{5, 7, 8}, msg)
+	err := s.record(e, &intake.Refusal{Code: 535, Enhanced: [3]int{5, 7, 8}, Text: msg})
 	if !counted {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,27 +18,42 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mjrelay/mjrelay/relay/authlimit"
-	"github.com/mjrelay/mjrelay/relay/config"
+	"github.com/mjrelay/mjrelay/relay/intake"
 	"github.com/mjrelay/mjrelay/relay/smtpd"
 	"github.com/mjrelay/mjrelay/relay/spool"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
+// options are the SMTP settings the relay runs with when its configuration
+// file says nothing (config.Default), and user odoo/pw.
+func options(tb testing.TB) smtpd.Options {
+	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	return smtpd.Options{
+		Hostname: "mjrelay.local", TLSDir: filepath.Join(tb.TempDir(), "tls"),
+		MaxMessageSize: 26214400, MaxRecipients: 100, MaxConnections: 500,
+		ReadTimeout: 5 * time.Minute, DataTimeout: 10 * time.Minute,
+		Users: []smtpd.User{{Username: "odoo", PasswordHash: string(hash)}},
+	}
+}
+
+// newIntake is an intake over a real spool.
+func newIntake(tb testing.TB, d intake.Deps) *intake.Intake {
+	tb.Helper()
+	sp, err := spool.Open(tb.TempDir(), spool.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { sp.Close() })
+	d.Queue = sp
+	return intake.New(intake.Options{Hostname: "mjrelay.local"}, d)
+}
+
 // serve runs a Server on 127.0.0.1 with user odoo/pw and a real spool, and
 // returns its address.
 func serve(t *testing.T, d smtpd.Deps) string {
 	t.Helper()
-	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.SMTP.Users = []config.User{{Username: "odoo", PasswordHash: config.Secret(hash)}}
-	sp, err := spool.Open(t.TempDir(), spool.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
-	d.Queue = sp
-	srv, err := smtpd.New(cfg, d)
+	d.Intake = newIntake(t, intake.Deps{Traffic: d.Traffic})
+	srv, err := smtpd.New(options(t), d)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,11 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
-	"github.com/mjrelay/mjrelay/relay/config"
+	"github.com/mjrelay/mjrelay/relay/intake"
 	"github.com/mjrelay/mjrelay/relay/smtpd"
-	"github.com/mjrelay/mjrelay/relay/spool"
 )
 
 // pipeListener hands the server one end of in-memory connections that
@@ -78,19 +75,12 @@ func FuzzSession(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	cfg := config.Default()
-	cfg.DataDir = f.TempDir()
-	cfg.SMTP.Users = []config.User{{Username: "odoo", PasswordHash: config.Secret(hash)}}
-	cfg.SMTP.MaxMessageSize = 4096
-	cfg.SMTP.MaxRecipients = 5
-	sp, err := spool.Open(f.TempDir(), spool.Options{})
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer sp.Close()
+	o := options(f)
+	o.MaxMessageSize = 4096
+	o.MaxRecipients = 5
 	plog := &panicLog{}
-	srv, err := smtpd.New(cfg, smtpd.Deps{Queue: sp, Logger: slog.New(slog.NewTextHandler(plog, nil))})
+	log := slog.New(slog.NewTextHandler(plog, nil))
+	srv, err := smtpd.New(o, smtpd.Deps{Intake: newIntake(f, intake.Deps{Logger: log}), Logger: log})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 // Package smtpd is the SMTP side of mjrelay: the listeners Odoo connects to
-// (plain with STARTTLS, and implicit TLS), AUTH PLAIN/LOGIN, and the session
-// that checks each message, stores it durably and only then answers 250.
+// (plain with STARTTLS, and implicit TLS), AUTH PLAIN/LOGIN, address
+// syntax, the size limit and the reading of the data. What is accepted,
+// and how, is the intake's to decide (relay/intake); the session turns
+// its refusals into replies and records them as sent.
 package smtpd
 
 import (
@@ -18,63 +20,70 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/mjrelay/mjrelay/policy"
 	"github.com/mjrelay/mjrelay/relay/authlimit"
-	"github.com/mjrelay/mjrelay/relay/config"
-	"github.com/mjrelay/mjrelay/relay/queue"
+	"github.com/mjrelay/mjrelay/relay/intake"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
-// Queue is where accepted messages go (a *spool.Spool).
-type Queue interface {
-	NewID() string
-	Admit(size int64) error
-	Put(ctx context.Context, env *queue.Envelope, parts ...[]byte) error
+// Options are the SMTP server's settings.
+type Options struct {
+	// Hostname is the server's name in the greeting and replies.
+	Hostname string
+	// Listen (plain, STARTTLS offered) and ListenTLS (implicit TLS) are
+	// the listeners' host:port; "" = none.
+	Listen, ListenTLS string
+	// TLSCert and TLSKey are PEM files; without them a self-signed
+	// certificate is generated once in TLSDir.
+	TLSCert, TLSKey, TLSDir string
+	MaxMessageSize          int64
+	MaxRecipients           int
+	// AllowInsecureAuth allows AUTH without TLS from any address (always
+	// allowed over TLS and from loopback).
+	AllowInsecureAuth bool
+	// Trusted are the networks whose clients may send without AUTH.
+	Trusted        []netip.Prefix
+	MaxConnections int
+	ReadTimeout    time.Duration
+	DataTimeout    time.Duration
+	Users          []User
+}
+
+// User is one SMTP login.
+type User struct {
+	Username string
+	// PasswordHash is the bcrypt hash of its password; it is only ever
+	// compared with, never logged.
+	PasswordHash string
+}
+
+// Intake decides what is accepted (an *intake.Intake).
+type Intake interface {
+	CheckSender(ctx context.Context, s intake.Sender) *intake.Refusal
+	Accept(ctx context.Context, sub intake.Submission) (intake.Receipt, *intake.Refusal)
 }
 
 // Deps are the parts the SMTP server talks to.
 type Deps struct {
-	Queue   Queue
-	Policy  policy.Checker // nil: allow all
+	Intake Intake
+	// Traffic records what the server refuses or sees aborted (the
+	// intake records what it accepts).
 	Traffic trafficlog.Recorder
 	Logger  *slog.Logger
-	TLS     *tls.Config // nil: LoadTLS(cfg)
-	// Classifier picks each message's lane (nil: all transactional).
-	Classifier Classifier
-	// WantBodies makes received events carry a copy of the stored message.
-	WantBodies bool
-	// Flow paces intake by lane (a *deliver.Scheduler); nil: never.
-	Flow Flow
+	TLS     *tls.Config // nil: LoadTLS(opts)
 	// Guesses bounds failed logins per client address (nil:
 	// authlimit.Defaults).
 	Guesses *authlimit.Limiter
 }
 
-// Flow holds back a new message of a class whose lane is far behind; it
-// returns how long it waited.
-type Flow interface {
-	Pace(ctx context.Context, class string) time.Duration
-}
-
-// Classifier picks a message's delivery lane (a *policy.Classifier).
-type Classifier interface {
-	Classify(login string, f policy.Facts) policy.Classification
-}
-
 // Server serves SMTP on the configured listeners.
 type Server struct {
-	cfg     *config.Config
-	queue   Queue
-	policy  policy.Checker
+	opts    Options
+	intake  Intake
 	traffic trafficlog.Recorder
 	log     *slog.Logger
 	users   *users
 	guesses *authlimit.Limiter
-	trusted []netip.Prefix
 	tlsConf *tls.Config
-	classes Classifier
-	bodies  bool
-	flow    Flow
 	slots   chan struct{} // connection slots shared by both listeners
 	open    *conns
 	bufs    sync.Pool
@@ -89,18 +98,14 @@ type Server struct {
 }
 
 // New builds a server; Listen binds it.
-func New(cfg *config.Config, d Deps) (*Server, error) {
+func New(o Options, d Deps) (*Server, error) {
+	if d.Intake == nil {
+		return nil, errors.New("smtpd: no intake")
+	}
 	s := &Server{
-		cfg: cfg, queue: d.Queue, policy: d.Policy, traffic: d.Traffic, log: d.Logger,
-		users: newUsers(cfg.SMTP.Users), guesses: d.Guesses, trusted: cfg.TrustedPrefixes(),
-		tlsConf: d.TLS, slots: make(chan struct{}, max(cfg.SMTP.MaxConnections, 1)),
-		classes: d.Classifier, bodies: d.WantBodies, flow: d.Flow, open: newConns(),
-	}
-	if s.classes == nil {
-		s.classes = policy.NewClassifier(&config.Config{}, nil)
-	}
-	if s.policy == nil {
-		s.policy = policy.AllowAll{}
+		opts: o, intake: d.Intake, traffic: d.Traffic, log: d.Logger,
+		users: newUsers(o.Users), guesses: d.Guesses,
+		tlsConf: d.TLS, slots: make(chan struct{}, max(o.MaxConnections, 1)), open: newConns(),
 	}
 	if s.traffic == nil {
 		s.traffic = trafficlog.Discard{}
@@ -120,7 +125,7 @@ func New(cfg *config.Config, d Deps) (*Server, error) {
 	})
 	if s.tlsConf == nil {
 		var err error
-		if s.tlsConf, err = LoadTLS(cfg, s.log); err != nil {
+		if s.tlsConf, err = LoadTLS(o, s.log); err != nil {
 			return nil, err
 		}
 	}
@@ -132,12 +137,12 @@ func New(cfg *config.Config, d Deps) (*Server, error) {
 
 func (s *Server) newSMTPServer() *smtp.Server {
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
-	srv.Domain = s.cfg.Hostname
+	srv.Domain = s.opts.Hostname
 	// The session checks sizes itself (exactly, and with a reply that
 	// says what to change); go-smtp only announces the limit.
-	srv.AdvertisedMaxMessageBytes = s.cfg.SMTP.MaxMessageSize
+	srv.AdvertisedMaxMessageBytes = s.opts.MaxMessageSize
 	srv.MaxRecipients = 0 // enforced (and logged) by the session
-	srv.ReadTimeout = s.cfg.SMTP.ReadTimeout.D()
+	srv.ReadTimeout = s.opts.ReadTimeout
 	srv.WriteTimeout = time.Minute
 	// AUTH without TLS is decided per connection (loopback, or
 	// allow_insecure_auth) by session.AuthMechanisms.
@@ -153,7 +158,7 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	if ap, err := netip.ParseAddrPort(sess.client); err == nil {
 		sess.ip = ap.Addr().Unmap()
 	}
-	for _, p := range s.trusted {
+	for _, p := range s.opts.Trusted {
 		if p.Contains(sess.ip) {
 			sess.trusted = true
 		}
@@ -163,7 +168,7 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 
 // Listen binds smtp.listen and smtp.listen_tls (when set).
 func (s *Server) Listen() error {
-	if a := s.cfg.SMTP.Listen; a != "" {
+	if a := s.opts.Listen; a != "" {
 		l, err := net.Listen("tcp", a)
 		if err != nil {
 			return err
@@ -171,7 +176,7 @@ func (s *Server) Listen() error {
 		s.addrs = append(s.addrs, l.Addr())
 		go s.Serve(l)
 	}
-	if a := s.cfg.SMTP.ListenTLS; a != "" {
+	if a := s.opts.ListenTLS; a != "" {
 		l, err := net.Listen("tcp", a)
 		if err != nil {
 			s.plain.Close()
@@ -187,7 +192,7 @@ func (s *Server) Listen() error {
 // uses it, and tests hand it their own listener.
 func (s *Server) Serve(l net.Listener) error {
 	return s.plain.Serve(&limitListener{Listener: l, slots: s.slots, open: s.open, warn: s.warn,
-		greet: []byte("421 4.7.0 " + s.cfg.Hostname + " Too many connections, try again later\r\n")})
+		greet: []byte("421 4.7.0 " + s.opts.Hostname + " Too many connections, try again later\r\n")})
 }
 
 // Addrs are the bound addresses: plain first (if configured), then TLS.

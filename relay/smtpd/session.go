@@ -1,7 +1,6 @@
 package smtpd
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -14,9 +13,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/mjrelay/mjrelay/policy"
-	"github.com/mjrelay/mjrelay/relay/config"
-	"github.com/mjrelay/mjrelay/relay/queue"
+	"github.com/mjrelay/mjrelay/relay/intake"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
@@ -30,7 +27,7 @@ type session struct {
 	trusted bool
 	fails   int // failed AUTH on this connection (a repeated guess once)
 
-	user  *config.User
+	user  *User
 	from  string
 	utf8  bool
 	size  int64 // the client's SIZE= announcement, if any
@@ -57,26 +54,34 @@ func (s *session) event(kind string) trafficlog.Event {
 	}
 }
 
-// refuse records a refusal and returns it as the SMTP reply. The error is
-// returned unwrapped so that go-smtp keeps its code.
+// refuse records a refusal the session decides and returns it as the
+// SMTP reply.
 func (s *session) refuse(stage string, code int, enh smtp.EnhancedCode, reason, msg string) *smtp.SMTPError {
-	e := s.event(trafficlog.Refused)
-	e.Stage, e.Reason = stage, reason
-	return s.record(e, code, enh, msg)
+	return s.refusal(&intake.Refusal{Code: code, Enhanced: enh, Text: msg, Stage: stage, Reason: reason, From: s.from})
 }
 
-// record records the refused event e with its reply, the line go-smtp
+// refusal records r, with what it is about, and returns it as the SMTP
+// reply.
+func (s *session) refusal(r *intake.Refusal) *smtp.SMTPError {
+	e := s.event(trafficlog.Refused)
+	e.Stage, e.Reason, e.From, e.Size = r.Stage, r.Reason, r.From, r.Size
+	e.HeaderFrom, e.Subject, e.MessageID = r.Header.From, r.Header.Subject, r.Header.MessageID
+	return s.record(e, r)
+}
+
+// record records the refused event e with r's reply, the line go-smtp
 // writes for the returned error, so that the record says what the client
 // was told. Refusals that come in floods are aggregated (see burst): the
-// client still gets its reply each time.
-func (s *session) record(e trafficlog.Event, code int, enh smtp.EnhancedCode, msg string) *smtp.SMTPError {
-	e.Reply = fmt.Sprintf("%d %d.%d.%d %s", code, enh[0], enh[1], enh[2], msg)
+// client still gets its reply each time. The error is returned unwrapped
+// so that go-smtp keeps its code.
+func (s *session) record(e trafficlog.Event, r *intake.Refusal) *smtp.SMTPError {
+	e.Reply = r.Reply()
 	if floods(e.Reason) {
 		s.srv.refusals.add(e.Stage+" "+e.Reason, e)
 	} else {
 		s.srv.traffic.Record(e)
 	}
-	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: msg}
+	return &smtp.SMTPError{Code: r.Code, EnhancedCode: smtp.EnhancedCode(r.Enhanced), Message: r.Text}
 }
 
 // floods tells the refusals that come by the thousand a minute while their
@@ -87,11 +92,11 @@ func floods(reason string) bool {
 	return reason == "queue_full" || reason == "auth_throttled"
 }
 
-// tooLarge refuses a message of size bytes, over smtp.max_message_size, at
-// stage; e is its event so far.
-func (s *session) tooLarge(e trafficlog.Event, stage string, size int64) *smtp.SMTPError {
-	e.Stage, e.Reason, e.Size = stage, "message_too_large", size
-	return s.record(e, 552, smtp.EnhancedCode{5, 3, 4}, tooLargeText(size, s.srv.cfg.SMTP.MaxMessageSize))
+// tooLarge refuses a message of size bytes from from, over
+// smtp.max_message_size, at stage; h is what was read of its header.
+func (s *session) tooLarge(stage, from string, h intake.Header, size int64) *smtp.SMTPError {
+	return s.refusal(&intake.Refusal{Code: 552, Enhanced: [3]int{5, 3, 4}, Text: tooLargeText(size, s.srv.opts.MaxMessageSize),
+		Stage: stage, Reason: "message_too_large", From: from, Header: h, Size: size})
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
@@ -107,23 +112,11 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if err := checkAddress(from); err != nil {
 		return s.refuse("mail", 501, smtp.EnhancedCode{5, 1, 7}, "bad_sender_syntax", "Bad sender address syntax: "+err.Error())
 	}
-	if opts != nil && opts.Size > s.srv.cfg.SMTP.MaxMessageSize {
-		e := s.event(trafficlog.Refused)
-		e.From = from
-		return s.tooLarge(e, "mail", opts.Size)
+	if opts != nil && opts.Size > s.srv.opts.MaxMessageSize {
+		return s.tooLarge("mail", from, intake.Header{}, opts.Size)
 	}
-	if err := s.srv.queue.Admit(opts.Size); err != nil {
-		return s.refuse("mail", 452, smtp.EnhancedCode{4, 3, 1}, "queue_full",
-			"Insufficient system storage: the relay's queue is full, try again later")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), policyTimeout)
-	defer cancel()
-	if v := s.srv.policy.CheckEnvelope(ctx, s.login(), from); !v.Allow {
-		s.from = from
-		defer func() { s.from = "" }()
-		return s.refusePolicy("mail", v)
-	} else {
-		s.warn(v, from)
+	if r := s.srv.intake.CheckSender(context.Background(), intake.Sender{Login: s.login(), Client: s.client, From: from, Size: opts.Size}); r != nil {
+		return s.refusal(r)
 	}
 	s.from = from
 	s.utf8 = opts != nil && opts.UTF8
@@ -132,22 +125,6 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	s.srv.open.touch(s.client, true)
 	return nil
-}
-
-const policyTimeout = 20 * time.Second
-
-func (s *session) refusePolicy(stage string, v policy.Verdict) *smtp.SMTPError {
-	code, enh := v.Code, smtp.EnhancedCode(v.Enhanced)
-	if code == 0 {
-		code, enh = 550, smtp.EnhancedCode{5, 7, 1}
-	}
-	return s.refuse(stage, code, enh, v.Reason, v.Message)
-}
-
-func (s *session) warn(v policy.Verdict, from string) {
-	for _, w := range v.Warnings {
-		s.srv.log.Warn("sender policy", "warning", w, "from", from, "user", s.login(), "client", s.client)
-	}
 }
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
@@ -159,9 +136,9 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 			return nil
 		}
 	}
-	if len(s.rcpts) >= s.srv.cfg.SMTP.MaxRecipients {
+	if len(s.rcpts) >= s.srv.opts.MaxRecipients {
 		return s.refuse("rcpt", 452, smtp.EnhancedCode{4, 5, 3}, "too_many_recipients",
-			fmt.Sprintf("Too many recipients: at most %d per message", s.srv.cfg.SMTP.MaxRecipients))
+			fmt.Sprintf("Too many recipients: at most %d per message", s.srv.opts.MaxRecipients))
 	}
 	s.rcpts = append(s.rcpts, to)
 	s.srv.open.touch(s.client, true)
@@ -172,17 +149,17 @@ func (s *session) Data(r io.Reader) error {
 	defer s.srv.open.touch(s.client, false)
 	// The go-smtp read deadline was set for the DATA command line; give the
 	// whole body data_timeout from here.
-	s.conn.Conn().SetReadDeadline(time.Now().Add(s.srv.cfg.SMTP.DataTimeout.D()))
+	s.conn.Conn().SetReadDeadline(time.Now().Add(s.srv.opts.DataTimeout))
 	buf := s.srv.getBuf()
 	defer s.srv.putBuf(buf)
-	if s.size > int64(buf.Cap()) && s.size <= s.srv.cfg.SMTP.MaxMessageSize {
+	if s.size > int64(buf.Cap()) && s.size <= s.srv.opts.MaxMessageSize {
 		// Odoo announces the size (size=N): one allocation instead of a
 		// doubling series (and the copies in between).
-		buf.Grow(int(s.size) + 4096 + traceRoom)
+		buf.Grow(int(s.size) + 4096 + intake.TraceRoom)
 	}
-	var room [traceRoom]byte // where the Received header goes (see framed)
+	var room [intake.TraceRoom]byte // where the intake writes the Received header
 	buf.Write(room[:])
-	size, err := readBody(buf, r, s.srv.cfg.SMTP.MaxMessageSize)
+	size, err := readBody(buf, r, s.srv.opts.MaxMessageSize)
 	if err != nil {
 		if errors.Is(err, smtp.ErrTooLongLine) {
 			// Answer, then end the connection: the rest of the line must
@@ -197,9 +174,9 @@ func (s *session) Data(r io.Reader) error {
 		// connection must end here (go-smtp#196: it would read the rest of
 		// the body as commands).
 		e := s.event(trafficlog.Aborted)
-		e.Stage, e.Size = "data", int64(buf.Len()-traceRoom)
+		e.Stage, e.Size = "data", int64(buf.Len()-intake.TraceRoom)
 		e.Reason = "connection ended during DATA; nothing queued"
-		if buf.Len() == traceRoom && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) {
+		if buf.Len() == intake.TraceRoom && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) {
 			e.Reason = "client closed the connection after 354 (as Odoo's Test Connection does); nothing queued"
 		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
 			e.Reason = "timeout during DATA; nothing queued"
@@ -208,74 +185,22 @@ func (s *session) Data(r io.Reader) error {
 		s.conn.Close()
 		return err
 	}
-	if size > s.srv.cfg.SMTP.MaxMessageSize {
-		info := parseHeader(buf.Bytes()[traceRoom:])
-		e := s.event(trafficlog.Refused)
-		e.HeaderFrom, e.Subject, e.MessageID = info.From, info.Subject, info.MessageID
-		return s.tooLarge(e, "data", size)
+	if size > s.srv.opts.MaxMessageSize {
+		return s.tooLarge("data", s.from, intake.ParseHeader(buf.Bytes()[intake.TraceRoom:]), size)
 	}
-	msg, err := normalizeEOL(buf.Bytes()[traceRoom:])
+	msg, err := normalizeEOL(buf.Bytes()[intake.TraceRoom:])
 	if err != nil {
 		return s.refuse("data", 550, smtp.EnhancedCode{5, 6, 0}, "bare_cr",
 			"Message refused: it contains a bare CR (carriage return not followed by line feed); lines must end with CRLF")
 	}
-	info := parseHeader(msg)
-	ctx, cancel := context.WithTimeout(context.Background(), policyTimeout)
-	defer cancel()
-	v := s.srv.policy.CheckMessage(ctx, s.login(), s.from, info.From)
-	if !v.Allow {
-		return s.refuseData(v, info, int64(len(msg)))
+	rec, refused := s.srv.intake.Accept(context.Background(), intake.Submission{
+		Login: s.login(), Client: s.client, IP: s.ip.String(), Helo: s.conn.Hostname(), TLS: s.tls(), UTF8: s.utf8,
+		From: s.from, To: s.rcpts, Message: msg, Buffer: buf.Bytes(), Recycled: buf.Cap() <= maxPooledBuf,
+	})
+	if refused != nil {
+		return s.refusal(refused)
 	}
-	s.warn(v, info.From)
-
-	now := time.Now()
-	cl := s.srv.classes.Classify(s.login(), policy.Facts{HeaderFrom: info.From, ListUnsubscribePost: info.ListUnsubscribePost,
-		Precedence: info.Precedence, MailjetPrio: info.MailjetPrio})
-	env := &queue.Envelope{
-		ID: s.srv.queue.NewID(), Received: now, From: s.from, To: append([]string(nil), s.rcpts...),
-		User: s.login(), Client: s.client, Helo: s.conn.Hostname(), UTF8: s.utf8 || !isASCII(s.from, s.rcpts),
-		HeaderFrom: info.From, Subject: info.Subject, MessageID: info.MessageID,
-		Class: cl.Class, ClassRule: cl.Rule,
-	}
-	if s.srv.cfg.Mailjet.CampaignFromMailing {
-		env.Campaign = policy.MailingCampaign(info.ListUnsubscribe)
-	}
-	if s.srv.flow != nil {
-		// Bounded by flow_delay; not by ctx, which Put still needs.
-		s.srv.flow.Pace(context.Background(), env.Class)
-	}
-	trace := receivedHeader(s.conn.Hostname(), s.ip.String(), s.srv.cfg.Hostname, env.ID, s.tls(), s.user != nil, env.UTF8, env.To, now)
-	raw, shared := framed(buf.Bytes(), msg, trace)
-	if err := s.srv.queue.Put(ctx, env, raw); err != nil {
-		if errors.Is(err, queue.ErrFull) {
-			return s.refuse("data", 452, smtp.EnhancedCode{4, 3, 1}, "queue_full",
-				"Insufficient system storage: the relay's queue is full, try again later")
-		}
-		s.srv.log.Error("cannot store message", "err", err, "client", s.client)
-		return s.refuse("data", 451, smtp.EnhancedCode{4, 3, 0}, "spool_error",
-			"Temporary local problem storing the message, try again later")
-	}
-	e := s.event(trafficlog.Received)
-	e.ID, e.HeaderFrom, e.Subject, e.MessageID, e.Size = env.ID, env.HeaderFrom, env.Subject, env.MessageID, env.Size
-	e.To, e.Class, e.ClassRule, e.Verdict = env.To, env.Class, env.ClassRule, v.Reason
-	if s.srv.bodies {
-		e.Raw = raw
-		if shared && buf.Cap() <= maxPooledBuf {
-			e.Raw = bytes.Clone(raw) // the buffer goes back to the pool
-		}
-	}
-	s.srv.traffic.Record(e)
-	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + env.ID}
-}
-
-func (s *session) refuseData(v policy.Verdict, info headerInfo, size int64) *smtp.SMTPError {
-	code, enh := v.Code, smtp.EnhancedCode(v.Enhanced)
-	if code == 0 {
-		code, enh = 550, smtp.EnhancedCode{5, 7, 1}
-	}
-	e := s.event(trafficlog.Refused)
-	e.Stage, e.Reason, e.HeaderFrom, e.Subject, e.MessageID, e.Size = "data", v.Reason, info.From, info.Subject, info.MessageID, size
-	return s.record(e, code, enh, v.Message)
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + rec.ID}
 }
 
 func (s *session) Reset() {
@@ -296,23 +221,6 @@ func closeRead(c net.Conn) {
 		return
 	}
 	c.Close()
-}
-
-func isASCII(from string, rcpts []string) bool {
-	ascii := func(a string) bool {
-		for i := 0; i < len(a); i++ {
-			if a[i] >= 0x80 {
-				return false
-			}
-		}
-		return true
-	}
-	for _, r := range rcpts {
-		if !ascii(r) {
-			return false
-		}
-	}
-	return ascii(from)
 }
 
 // checkAddress accepts what an SMTP submission relay should pass on to

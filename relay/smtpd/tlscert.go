@@ -16,20 +16,18 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	"github.com/mjrelay/mjrelay/relay/config"
 )
 
-// LoadTLS returns the listeners' TLS configuration: smtp.tls_cert/tls_key, or
-// a self-signed certificate generated once in data_dir/tls (Odoo 17/18 do
-// not verify the relay's certificate).
-func LoadTLS(cfg *config.Config, log *slog.Logger) (*tls.Config, error) {
-	certFile, keyFile := cfg.SMTP.TLSCert, cfg.SMTP.TLSKey
+// LoadTLS returns the listeners' TLS configuration: o.TLSCert/TLSKey, or a
+// self-signed certificate for o.Hostname generated once in o.TLSDir (Odoo
+// 17/18 do not verify the relay's certificate).
+func LoadTLS(o Options, log *slog.Logger) (*tls.Config, error) {
+	certFile, keyFile := o.TLSCert, o.TLSKey
 	if certFile == "" {
-		dir := filepath.Join(cfg.DataDir, "tls")
+		dir := o.TLSDir
 		certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 		if _, err := os.Stat(certFile); errors.Is(err, os.ErrNotExist) {
-			if err := selfSigned(dir, cfg.Hostname, certFile, keyFile); err != nil {
+			if err := selfSigned(dir, o.Hostname, certFile, keyFile); err != nil {
 				return nil, fmt.Errorf("generating a self-signed certificate: %w", err)
 			}
 			log.Info("generated a self-signed TLS certificate; set smtp.tls_cert and smtp.tls_key to use your own", "cert", certFile)

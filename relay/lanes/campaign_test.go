@@ -1,4 +1,4 @@
-package policy_test
+package lanes_test
 
 import (
 	"bufio"
@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/mjrelay/mjrelay/mailjet"
-	"github.com/mjrelay/mjrelay/policy"
+	"github.com/mjrelay/mjrelay/relay/lanes"
 )
 
 // odooMailing is testdata/odoo_mailing.eml: the bytes Python's email
@@ -45,7 +45,7 @@ func TestMailingCampaignOdooBytes(t *testing.T) {
 		"unfolded":  unfolded,
 		"folded":    string(msg[start:end]),
 	} {
-		if got := policy.MailingCampaign(v); got != want {
+		if got := lanes.MailingCampaign(v); got != want {
 			t.Errorf("%s %q: campaign %q, want %q", name, v, got, want)
 		}
 	}
@@ -70,5 +70,27 @@ func TestOdooMailingFixtureCurrent(t *testing.T) {
 	}
 	if want := odooMailing(t); !bytes.Equal(out, want) {
 		t.Errorf("python3 writes other bytes than testdata/odoo_mailing.eml:\n%s\nfixture:\n%s", out, want)
+	}
+}
+
+func TestMailingCampaign(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"<https://erp.example.com/mailing/12/unsubscribe_oneclick?document_id=3&email=a%40b.c&hash_token=x>", "odoo-erp-example-com-mailing-12"},
+		{"<mailto:unsub@example.com>, <http://Odoo.Local:8069/mailing/7/unsubscribe_oneclick>", "odoo-odoo-local-mailing-7"},
+		{"<https://erp.example.com/web/unsubscribe>", ""},
+		{"", ""},
+		// As Python's email library writes values over 77 characters: RFC
+		// 2047 encoded-words, raw (folded) and unfolded (as textproto reads them).
+		{"=?utf-8?q?=3Chttps=3A//erp=2Eexample=2Ecom/mailing/12/unsu?=\r\n =?utf-8?q?bscribe=5Foneclick=3Fdocument=5Fid=3D3?=\r\n =?utf-8?q?=3E?=", "odoo-erp-example-com-mailing-12"},
+		{"=?utf-8?q?=3Chttps=3A//erp=2Eexample=2Ecom/mailing/12/unsu?= =?utf-8?q?bscribe=5Foneclick=3E?=", "odoo-erp-example-com-mailing-12"},
+		{"=?UTF-8?B?PGh0dHBzOi8vZXJwLmV4YW1wbGUuY29tL21haWxpbmcvOS91bnN1YnNjcmliZV9vbmVjbGljaz4=?=", "odoo-erp-example-com-mailing-9"},
+		{"=?iso-8859-1?q?=3Cmailto=3Aunsub=40example=2Ecom=3E=2C_=3Chttp=3A//odoo=2Elocal/mailing/7/u=3E?=", "odoo-odoo-local-mailing-7"},
+		{"=?utf-8?q?=3Chttps=3A//erp=2Eexample=2Ecom/web/unsubscribe=3E?=", ""},
+		{"=?utf-8?q?broken", ""},
+	}
+	for _, tc := range tests {
+		if got := lanes.MailingCampaign(tc.in); got != tc.want {
+			t.Errorf("MailingCampaign(%q) = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }

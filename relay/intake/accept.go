@@ -1,0 +1,100 @@
+package intake
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"time"
+
+	"github.com/mjrelay/mjrelay/relay/lanes"
+	"github.com/mjrelay/mjrelay/relay/queue"
+	"github.com/mjrelay/mjrelay/relay/trafficlog"
+)
+
+// Submission is a message handed in, with the transaction it came in.
+type Submission struct {
+	Login  string // "" for a client trusted by its network
+	Client string // ip:port
+	IP     string // the client's address, for the Received header
+	Helo   string
+	TLS    bool
+	UTF8   bool // the client asked for SMTPUTF8
+	From   string
+	To     []string
+	// Message is the message with CRLF line ends.
+	Message []byte
+	// Buffer, when Message is Buffer[TraceRoom:], is where the message was
+	// read with TraceRoom bytes reserved in front: the Received header is
+	// written there and the message is stored without a copy. Otherwise
+	// (nil, or Message is elsewhere) the two are copied together.
+	Buffer []byte
+	// Recycled tells that Buffer is used again once Accept returns: an
+	// event that keeps the stored bytes gets a copy.
+	Recycled bool
+}
+
+// Receipt is an accepted message: durably queued.
+type Receipt struct {
+	ID    string // the queue id
+	Class lanes.Class
+}
+
+// Accept decides on a message: the header From against the sender policy,
+// its lane and campaign, pacing for its lane, the Received header and its
+// envelope; then it stores it in the queue and records it as received. A
+// Receipt means the message is durable; a Refusal says why it is not
+// queued.
+func (in *Intake) Accept(ctx context.Context, sub Submission) (Receipt, *Refusal) {
+	info := ParseHeader(sub.Message)
+	checkCtx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	v := in.policy.CheckMessage(checkCtx, sub.Login, sub.From, info.From)
+	if !v.Allow {
+		r := policyRefusal(stageData, v)
+		r.From, r.Header, r.Size = sub.From, info, int64(len(sub.Message))
+		return Receipt{}, r
+	}
+	in.warn(v, info.From, sub.Login, sub.Client)
+
+	now := time.Now()
+	cl := in.classes.Classify(sub.Login, lanes.Facts{HeaderFrom: info.From, ListUnsubscribePost: info.ListUnsubscribePost,
+		Precedence: info.Precedence, MailjetPrio: info.MailjetPrio})
+	env := &queue.Envelope{
+		ID: in.queue.NewID(), Received: now, From: sub.From, To: append([]string(nil), sub.To...),
+		User: sub.Login, Client: sub.Client, Helo: sub.Helo, UTF8: sub.UTF8 || !isASCII(sub.From, sub.To),
+		HeaderFrom: info.From, Subject: info.Subject, MessageID: info.MessageID,
+		Class: string(cl.Class), ClassRule: cl.Rule,
+	}
+	if in.opts.CampaignFromMailing {
+		env.Campaign = lanes.MailingCampaign(info.ListUnsubscribe)
+	}
+	if in.flow != nil {
+		// Bounded by flow_delay; not by checkCtx, which Put still needs.
+		in.flow.Pace(ctx, cl.Class)
+	}
+	trace := receivedHeader(sub.Helo, sub.IP, in.opts.Hostname, env.ID, sub.TLS, sub.Login != "", env.UTF8, env.To, now)
+	raw, shared := framed(sub.Buffer, sub.Message, trace)
+	if err := in.queue.Put(checkCtx, env, raw); err != nil {
+		r := queueFull(stageData)
+		if !errors.Is(err, queue.ErrFull) {
+			in.log.Error("cannot store message", "err", err, "client", sub.Client)
+			r = &Refusal{Code: 451, Enhanced: [3]int{4, 3, 0}, Stage: stageData, Reason: "spool_error",
+				Text: "Temporary local problem storing the message, try again later"}
+		}
+		r.From = sub.From
+		return Receipt{}, r
+	}
+	e := trafficlog.Event{
+		Event: trafficlog.Received, Client: sub.Client, User: sub.Login, Helo: sub.Helo, TLS: sub.TLS, From: sub.From,
+		ID: env.ID, HeaderFrom: env.HeaderFrom, Subject: env.Subject, MessageID: env.MessageID, Size: env.Size,
+		To: env.To, Class: env.Class, ClassRule: env.ClassRule, Verdict: v.Reason,
+	}
+	if in.opts.WantBodies {
+		e.Raw = raw
+		if shared && sub.Recycled {
+			e.Raw = bytes.Clone(raw) // the buffer is used again
+		}
+	}
+	in.traffic.Record(e)
+	return Receipt{ID: env.ID, Class: cl.Class}, nil
+}
