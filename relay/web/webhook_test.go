@@ -10,7 +10,7 @@ import (
 	"github.com/mjrelay/mjrelay/mailjet/webhook"
 )
 
-// mjEvent renders one event as Mailjet documents it (mailjet.md §5): the
+// mjEvent renders one event as Mailjet documents it (its event API): the
 // common fields plus the event's own.
 func mjEvent(event, customID string, messageID any, extra string) string {
 	mid := fmt.Sprint(messageID)
