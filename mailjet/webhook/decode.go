@@ -143,19 +143,18 @@ func decodeEvent(raw []byte, now func() time.Time) (ev Event, reason, detail str
 	if ev.MessageID == 0 && ev.MessageUUID == "" && ev.CustomID == "" {
 		return ev, SkipNoID, "no CustomID, MessageID or Message_GUID"
 	}
-	ev.Email = str(f["email"])
-	ev.Campaign = str(f["customcampaign"])
-	ev.SMTPReply = str(f["smtp_reply"])
-	ev.ErrorRelatedTo = str(f["error_related_to"])
-	ev.Error = str(f["error"])
-	ev.Comment = str(f["comment"])
+	for _, s := range [...]struct {
+		key string
+		dst *string
+	}{
+		{"email", &ev.Email}, {"customcampaign", &ev.Campaign}, {"smtp_reply", &ev.SMTPReply},
+		{"error_related_to", &ev.ErrorRelatedTo}, {"error", &ev.Error}, {"comment", &ev.Comment},
+		{"source", &ev.Source}, {"url", &ev.URL}, {"ip", &ev.IP}, {"geo", &ev.Geo}, {"agent", &ev.Agent},
+	} {
+		*s.dst = str(f[s.key])
+	}
 	ev.HardBounce = boolean(f["hard_bounce"])
 	ev.Blocked = boolean(f["blocked"])
-	ev.Source = str(f["source"])
-	ev.URL = str(f["url"])
-	ev.IP = str(f["ip"])
-	ev.Geo = str(f["geo"])
-	ev.Agent = str(f["agent"])
 	if id, ok := num(f["mj_list_id"]); ok {
 		ev.ListID = int64(id)
 	}
