@@ -1,7 +1,17 @@
 // Package mailjet holds what the relay needs to reach Mailjet: the delivery
-// contract that every upstream transport implements (this file), the SMTP
-// transport (smtpout), the account state (account) and a test emulator
-// (mjtest).
+// contract that every upstream transport implements (Target, Message,
+// Result; Sandbox for the keyless mode), the hint headers a transport adds
+// (HintHeaders, HeaderValue) and MaskKey for showing an API key. Its
+// sub-packages:
+//
+//   - smtpout: the transport over Mailjet's SMTP relay (in-v3.mailjet.com);
+//   - sendapi: the transport over the Send API v3.1;
+//   - account: the account's senders and domains, fetched and cached;
+//   - dnscheck: a sending domain's DNS and readiness checks (`mjrelay check`
+//     and the web senders page);
+//   - webhook: the events Mailjet posts back and the decoder of their payload;
+//   - mjtest and sendapi/sendapitest: an emulator of Mailjet and the Send
+//     API's test corpus, for tests only.
 package mailjet
 
 import "context"

@@ -8,7 +8,7 @@ import (
 
 	"github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
-	"github.com/mjrelay/mjrelay/mailjet/sendapi/corpus"
+	"github.com/mjrelay/mjrelay/mailjet/sendapi/sendapitest"
 	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/lanes"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
@@ -26,7 +26,7 @@ func withTransports(api *mjtest.API, transports ...string) func(*config.Config) 
 // builds them through the relay with transport "api", and checks what the
 // Send API emulator received field by field against Python's expectations.
 func TestOdooCorpusThroughRelayToSendAPI(t *testing.T) {
-	dir, cases := corpus.Load(t, "../mailjet/sendapi/testdata/odoo_corpus.py")
+	dir, cases := sendapitest.LoadCorpus(t, "../mailjet/sendapi/testdata/odoo_corpus.py")
 	api := mjtest.NewAPI(apiKey, secretKey)
 	defer api.Close()
 	e := newEnv(t, mjtest.StartTLS, withTransports(api, "api"))
@@ -91,7 +91,7 @@ func TestOdooCorpusThroughRelayToSendAPI(t *testing.T) {
 					lu, _ := mailjet.HeaderValue(eml, "List-Unsubscribe")
 					want.CustomCampaign = lanes.MailingCampaign(lu)
 				}
-				corpus.CheckMessage(t, &got[i].APISendMessage, &want)
+				sendapitest.CheckMessage(t, &got[i].APISendMessage, &want)
 			}
 		})
 	}

@@ -20,17 +20,10 @@ import (
 
 // checkReport is the outcome of `mjrelay check`; --json prints it as is.
 type checkReport struct {
-	OK      bool                `json:"ok"`
-	API     dnscheck.Result     `json:"api"`
-	Senders []account.Sender    `json:"senders"`
-	Domains []checkDomainReport `json:"domains"`
-}
-
-type checkDomainReport struct {
-	Domain    string            `json:"domain"`
-	InAccount bool              `json:"in_account"`
-	Mailjet   *account.Domain   `json:"mailjet,omitempty"`
-	Checks    []dnscheck.Result `json:"checks"`
+	OK      bool                    `json:"ok"`
+	API     dnscheck.Result         `json:"api"`
+	Senders []account.Sender        `json:"senders"`
+	Domains []dnscheck.DomainReport `json:"domains"`
 }
 
 type domainFlags []string
@@ -101,7 +94,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 func buildCheckReport(ctx context.Context, cfg *config.Config, domains []string, dns dnscheck.Checker) *checkReport {
 	rep := &checkReport{API: dnscheck.Result{Check: "mailjet-api", Record: cfg.Mailjet.APIURL},
-		Senders: []account.Sender{}, Domains: []checkDomainReport{}}
+		Senders: []account.Sender{}, Domains: []dnscheck.DomainReport{}}
 	var snap *account.Snapshot
 	if !cfg.HasKeys() {
 		rep.API.Status, rep.API.Detail = dnscheck.Fail, "no Mailjet keys configured"
@@ -126,54 +119,29 @@ func buildCheckReport(ctx context.Context, cfg *config.Config, domains []string,
 			domains = append(domains, account.NormalizeDomain(d.Domain))
 		}
 		if len(domains) == 0 {
-			rep.Domains = append(rep.Domains, checkDomainReport{Checks: []dnscheck.Result{{
+			rep.Domains = append(rep.Domains, dnscheck.DomainReport{Checks: []dnscheck.Result{{
 				Check: "domain", Status: dnscheck.Fail, Detail: "the Mailjet account has no sending domain",
 				Fix: "add your domain in Mailjet > Account settings > Senders & Domains"}}})
 		}
 	}
+	// Missing Odoo addresses fail here: `mjrelay check` is run to see
+	// whether Odoo's mail will go through.
+	ready := dnscheck.Readiness{MissingSender: dnscheck.Fail, RequireDKIM: cfg.Policy.RequireDKIM, RequireSPF: cfg.Policy.RequireSPF}
 	slices.Sort(domains)
 	for _, name := range slices.Compact(domains) {
-		rep.Domains = append(rep.Domains, checkDomain(ctx, cfg, snap, name, dns))
+		rep.Domains = append(rep.Domains, ready.Domain(ctx, dns, snap, name))
 	}
-	rep.OK = rep.API.Status != dnscheck.Fail
-	for _, d := range rep.Domains {
-		for _, c := range d.Checks {
-			if c.Status == dnscheck.Fail {
-				rep.OK = false
-			}
-		}
-	}
+	rep.OK = checkFailures(rep) == 0
 	return rep
 }
 
-func checkDomain(ctx context.Context, cfg *config.Config, snap *account.Snapshot, name string, dns dnscheck.Checker) checkDomainReport {
-	r := checkDomainReport{Domain: name}
-	add := func(res dnscheck.Result) { r.Checks = append(r.Checks, res) }
-	if snap != nil {
-		// Odoo sends as notifications@ (rewritten From), bounce@ (envelope)
-		// and catchall@ (Reply-To); its Mailjet guide asks for all three.
-		for _, alias := range []string{"notifications", "bounce", "catchall"} {
-			add(dnscheck.Sender(snap, alias+"@"+name, dnscheck.Fail))
-		}
-		d, ok := snap.Domain(name)
-		if !ok {
-			add(dnscheck.Result{Check: "domain", Status: dnscheck.Fail, Record: name,
-				Detail: name + " is not a sending domain of the Mailjet account",
-				Fix:    "add " + name + " in Mailjet > Account settings > Senders & Domains"})
-		} else {
-			r.InAccount, r.Mailjet = true, &d
-			add(dnscheck.MailjetStatus("mailjet-dkim", "DKIM", name, d.DKIMStatus, cfg.Policy.RequireDKIM))
-			add(dnscheck.MailjetStatus("mailjet-spf", "SPF", name, d.SPFStatus, cfg.Policy.RequireSPF))
-			for _, res := range dns.Domain(ctx, d) {
-				add(res)
-			}
-			return r
-		}
+// checkFailures counts the failed checks of the report.
+func checkFailures(rep *checkReport) int {
+	n := dnscheck.Failures([]dnscheck.Result{rep.API})
+	for _, d := range rep.Domains {
+		n += dnscheck.Failures(d.Checks)
 	}
-	// Without Mailjet's record values only SPF and DMARC can be checked.
-	add(dns.SPF(ctx, name))
-	add(dns.DMARC(ctx, name))
-	return r
+	return n
 }
 
 func printCheckReport(w io.Writer, rep *checkReport) {
@@ -188,7 +156,7 @@ func printCheckReport(w io.Writer, rep *checkReport) {
 		}
 		printTable(w, rows)
 	}
-	var withAccount []checkDomainReport
+	var withAccount []dnscheck.DomainReport
 	for _, d := range rep.Domains {
 		if d.Mailjet != nil {
 			withAccount = append(withAccount, d)
@@ -206,7 +174,6 @@ func printCheckReport(w io.Writer, rep *checkReport) {
 		}
 		printTable(w, rows)
 	}
-	failed := 0
 	for _, d := range rep.Domains {
 		title := d.Domain
 		if title == "" {
@@ -215,20 +182,10 @@ func printCheckReport(w io.Writer, rep *checkReport) {
 		fmt.Fprintf(w, "\n%s\n", title)
 		printResults(w, d.Checks, true)
 	}
-	if rep.API.Status == dnscheck.Fail {
-		failed++
-	}
-	for _, d := range rep.Domains {
-		for _, c := range d.Checks {
-			if c.Status == dnscheck.Fail {
-				failed++
-			}
-		}
-	}
 	if rep.OK {
 		fmt.Fprintln(w, "\nResult: OK")
 	} else {
-		fmt.Fprintf(w, "\nResult: FAIL (%d failed checks)\n", failed)
+		fmt.Fprintf(w, "\nResult: FAIL (%d failed checks)\n", checkFailures(rep))
 	}
 }
 

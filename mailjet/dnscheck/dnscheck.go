@@ -1,7 +1,11 @@
 // Package dnscheck checks, in live DNS, what Mailjet needs from a sending
 // domain: the ownership TXT record, one SPF record that includes
-// spf.mailjet.com, the DKIM key Mailjet signs with, and a DMARC policy.
-// Every problem comes with the record that fixes it.
+// spf.mailjet.com, the DKIM key Mailjet signs with, and a DMARC policy
+// (Checker). With the account's state it also checks that Odoo's addresses
+// at the domain are Active senders and reports Mailjet's own DKIM and SPF
+// verdicts (Sender, MailjetStatus). Readiness puts these together into the
+// one report of a domain that both `mjrelay check` and the web senders page
+// show. Every problem comes with the record or the action that fixes it.
 package dnscheck
 
 import (

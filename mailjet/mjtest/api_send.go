@@ -15,8 +15,8 @@ import (
 	"sync"
 )
 
-// The Send API v3.1 (POST /v3.1/send), following shared/reference/mailjet.md
-// §2: Basic auth (checked by serveHTTP, like the REST side), keys decoded
+// The Send API v3.1 (POST /v3.1/send), following Mailjet's documentation:
+// Basic auth (checked by serveHTTP, like the REST side), keys decoded
 // case-insensitively (the SDK sends "SandBoxMode"), Globals merged into each
 // message (message properties win; Headers and Variables are merged key by
 // key), per-message validation with the documented error codes, results in

@@ -18,7 +18,7 @@ import (
 	"github.com/mjrelay/mjrelay/mailjet"
 )
 
-// Limits of the Send API v3.1 (shared/reference/mailjet.md §2).
+// Limits of the Send API v3.1, as Mailjet documents them.
 const (
 	MaxMessagesPerCall = 50
 	MaxRcptsPerField   = 50

@@ -10,7 +10,7 @@ import (
 	"github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
 	"github.com/mjrelay/mjrelay/mailjet/sendapi"
-	"github.com/mjrelay/mjrelay/mailjet/sendapi/corpus"
+	"github.com/mjrelay/mjrelay/mailjet/sendapi/sendapitest"
 )
 
 const (
@@ -35,7 +35,7 @@ func newTarget(t *testing.T, api *mjtest.API, mod func(*sendapi.Config)) *sendap
 }
 
 func TestOdooCorpusThroughEmulator(t *testing.T) {
-	dir, cases := corpus.Load(t, "testdata/odoo_corpus.py")
+	dir, cases := sendapitest.LoadCorpus(t, "testdata/odoo_corpus.py")
 	api := mjtest.NewAPI(testKey, testSecret)
 	defer api.Close()
 	tg := newTarget(t, api, nil)
@@ -58,7 +58,7 @@ func TestOdooCorpusThroughEmulator(t *testing.T) {
 				t.Fatalf("%d recipient results for %d recipients", len(res.Rcpts), len(c.Rcpts))
 			}
 			if c.Unsupported {
-				corpus.CheckUnsupported(t, res, c.Reason)
+				sendapitest.CheckUnsupported(t, res, c.Reason)
 				if n := api.RequestsTo("/v3.1/send"); n != calls {
 					t.Fatalf("an unsupported message was posted (%d calls)", n-calls)
 				}
@@ -72,9 +72,9 @@ func TestOdooCorpusThroughEmulator(t *testing.T) {
 				t.Fatalf("emulator got %d messages, want %d", len(sent), len(c.Messages))
 			}
 			for i, want := range c.Messages {
-				corpus.CheckMessage(t, &sent[i].APISendMessage, &want)
+				sendapitest.CheckMessage(t, &sent[i].APISendMessage, &want)
 			}
-			corpus.CheckIDs(t, res, sent)
+			sendapitest.CheckIDs(t, res, sent)
 		})
 	}
 }

@@ -1,8 +1,16 @@
 // Package webhook is Mailjet's event webhook as the relay reads it: the
-// event type (Event) and the parsing of the payload Mailjet posts.
+// event type (Event) and a streaming Decoder for the payload Mailjet posts
+// (a JSON array of events, or one event object), which reads the body as it
+// arrives, hands the events over in bounded batches and says why it skipped
+// each one it could not use. The HTTP side (authentication, status codes,
+// storing the batches, metrics) is relay/web's.
 package webhook
 
-import "time"
+import (
+	"slices"
+	"strings"
+	"time"
+)
 
 // Event is one event from Mailjet's event webhook (sent, open, click,
 // bounce, blocked, spam, unsub), reduced to what the relay keeps.
@@ -70,7 +78,11 @@ func (e *Event) Reason() string {
 	return ""
 }
 
-// clip cuts s to at most n bytes, on a UTF-8 boundary.
+// Known tells whether name is one of Events.
+func Known(name string) bool { return slices.Contains(Events, name) }
+
+// clip cuts s to at most n bytes on a UTF-8 boundary; the cut copy does not
+// keep the rest of s in memory.
 func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -78,5 +90,5 @@ func clip(s string, n int) string {
 	for n > 0 && s[n]&0xc0 == 0x80 {
 		n--
 	}
-	return s[:n]
+	return strings.Clone(s[:n])
 }

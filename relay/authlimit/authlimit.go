@@ -5,19 +5,27 @@
 // forgotten after Every (Burst*Every for a full burst); a user who logs in
 // from an address clears the failures that address had made for that
 // user; a guess that already failed from an address (smtplib's LOGIN retry
-// after PLAIN, Odoo retrying a wrong password) is not a new guess.
+// after PLAIN, Odoo retrying a wrong password, Mailjet resending a webhook
+// with an old password) is not a new guess.
 //
-// The SMTP server and the web UI's basic auth use it the same way:
+// The SMTP server (Wait: an attempt may wait its turn) and the web UI's
+// and webhook's basic auth (Try: HTTP refuses at once, 429) use it the
+// same way:
 //
-//	t, err := lim.Wait(ctx, ip, digestOfUserAndPassword)
+//	t, err := lim.Wait(ctx, addr, digestOfUserAndPassword) // or lim.Try(addr, digest)
 //	if err != nil { /* *Throttled: refuse for now, say when to retry */ }
 //	if t.Repeat { /* known bad: refuse without checking */ }
 //	if ok := check(user, password); ok { t.Succeeded(user) } else { t.Failed(user) }
+//
+// and t.Abandon() when the check did not run (the client left). The
+// address is what the caller counts a client by; ClientKey gives an IPv6
+// client's /64.
 package authlimit
 
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -32,6 +40,13 @@ type Options struct {
 	// MaxWait is how long an attempt may wait for its turn; an attempt
 	// whose turn is further away is refused at once (Throttled).
 	MaxWait time.Duration
+	// MaxAddrs bounds the addresses tracked: when that many have recent
+	// failures or attempts in progress (a distributed attack), an attempt
+	// from an address not tracked yet is refused (Throttled) until some
+	// are forgotten. 0: no bound.
+	MaxAddrs int
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
 }
 
 // Defaults: ten failures free, then ten guesses a minute, and no attempt
@@ -53,8 +68,9 @@ type Limiter struct {
 	o   Options
 	now func() time.Time
 
-	mu    sync.Mutex
-	addrs map[string]*entry
+	mu        sync.Mutex
+	addrs     map[string]*entry
+	lastSweep time.Time
 }
 
 type entry struct {
@@ -73,7 +89,7 @@ const (
 	maxKnown   = 8     // failed guesses remembered per address
 	maxUsers   = 64    // user names tracked per address
 	maxUserLen = 128   // bytes of a user name kept
-	maxAddrs   = 10000 // addresses before idle ones are dropped
+	sweepAt    = 10000 // addresses before idle ones are dropped (once a second at most)
 )
 
 // New returns a limiter; zero fields of o take Defaults' values.
@@ -87,7 +103,10 @@ func New(o Options) *Limiter {
 	if o.MaxWait <= 0 {
 		o.MaxWait = Defaults.MaxWait
 	}
-	return &Limiter{o: o, now: time.Now, addrs: map[string]*entry{}}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Limiter{o: o, now: o.Now, addrs: map[string]*entry{}}
 }
 
 // Turn is one login attempt, from Wait until Failed or Succeeded.
@@ -107,32 +126,16 @@ type Turn struct {
 func (l *Limiter) Wait(ctx context.Context, addr, digest string) (*Turn, error) {
 	deadline := l.now().Add(l.o.MaxWait)
 	for {
-		l.mu.Lock()
-		e := l.entry(addr)
-		for _, g := range e.known {
-			if g.digest == digest {
-				l.mu.Unlock()
-				return &Turn{l: l, addr: addr, digest: digest, Repeat: true, done: true}, nil
-			}
+		t, wait, changed := l.take(addr, digest)
+		if t != nil {
+			return t, nil
 		}
+		// Time alone frees the room in wait; attempts in progress (changed
+		// is then not nil) may free it sooner.
 		now := l.now()
-		// Free room for this attempt: the burst, less recent failures
-		// and attempts in progress.
-		owed := max(e.debt.Sub(now), 0) + time.Duration(e.pending+1)*l.o.Every
-		room := time.Duration(l.o.Burst)*l.o.Every - owed
-		if room >= 0 {
-			e.pending++
-			l.mu.Unlock()
-			return &Turn{l: l, addr: addr, digest: digest}, nil
-		}
-		// Time alone frees -room; attempts in progress may free it sooner.
-		wait := -room
-		if now.Add(wait).After(deadline) && e.pending == 0 || now.After(deadline) {
-			l.mu.Unlock()
+		if now.Add(wait).After(deadline) && changed == nil || now.After(deadline) {
 			return nil, &Throttled{RetryAfter: wait}
 		}
-		changed := e.changed
-		l.mu.Unlock()
 		timer := time.NewTimer(min(wait, deadline.Sub(now)))
 		select {
 		case <-changed:
@@ -143,6 +146,46 @@ func (l *Limiter) Wait(ctx context.Context, addr, digest string) (*Turn, error) 
 		}
 		timer.Stop()
 	}
+}
+
+// Try is Wait without waiting: when addr has no room for the attempt now,
+// it fails at once with *Throttled (for HTTP, which answers 429 rather than
+// hold the request).
+func (l *Limiter) Try(addr, digest string) (*Turn, error) {
+	t, wait, _ := l.take(addr, digest)
+	if t == nil {
+		return nil, &Throttled{RetryAfter: wait}
+	}
+	return t, nil
+}
+
+// take gives addr a turn for digest if it has room now; else it returns how
+// long until time alone frees the room, and, when attempts of addr are in
+// progress, a channel closed when one ends.
+func (l *Limiter) take(addr, digest string) (t *Turn, wait time.Duration, changed chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.entry(addr)
+	if e == nil {
+		return nil, l.o.Every, nil // no room for another address
+	}
+	for _, g := range e.known {
+		if g.digest == digest {
+			return &Turn{l: l, addr: addr, digest: digest, Repeat: true, done: true}, 0, nil
+		}
+	}
+	// Free room for this attempt: the burst, less recent failures and
+	// attempts in progress.
+	owed := max(e.debt.Sub(l.now()), 0) + time.Duration(e.pending+1)*l.o.Every
+	room := time.Duration(l.o.Burst)*l.o.Every - owed
+	if room >= 0 {
+		e.pending++
+		return &Turn{l: l, addr: addr, digest: digest}, 0, nil
+	}
+	if e.pending > 0 {
+		changed = e.changed
+	}
+	return nil, -room, changed
 }
 
 // Failed records that the attempt failed for user.
@@ -177,6 +220,12 @@ func (t *Turn) Succeeded(user string) {
 	})
 }
 
+// Abandon ends an attempt whose check did not run (the client left): it
+// counts neither way.
+func (t *Turn) Abandon() {
+	t.end(func(*entry, time.Time) {})
+}
+
 func (t *Turn) end(update func(e *entry, now time.Time)) {
 	if t.done {
 		return
@@ -185,7 +234,7 @@ func (t *Turn) end(update func(e *entry, now time.Time)) {
 	l := t.l
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := l.entry(t.addr)
+	e := l.addrs[t.addr] // kept while the attempt was pending
 	e.pending--
 	update(e, l.now())
 	close(e.changed)
@@ -208,26 +257,55 @@ func (l *Limiter) Failures(addr string) int {
 	return int((owed + l.o.Every - 1) / l.o.Every)
 }
 
-// entry returns addr's state, fresh if its failures are all forgotten.
-// Called with l.mu held.
+// entry returns addr's state, fresh if its failures are all forgotten, or
+// nil when addr is not tracked and MaxAddrs are. Called with l.mu held.
 func (l *Limiter) entry(addr string) *entry {
 	now := l.now()
 	e := l.addrs[addr]
-	if e != nil && e.pending == 0 && !e.debt.After(now) {
+	if e != nil && idle(e, now) {
 		e.users, e.known = map[string]int{}, nil
 	}
 	if e == nil {
-		if len(l.addrs) >= maxAddrs {
-			for a, x := range l.addrs {
-				if x.pending == 0 && !x.debt.After(now) {
-					delete(l.addrs, a)
-				}
-			}
+		if len(l.addrs) >= sweepAt || l.o.MaxAddrs > 0 && len(l.addrs) >= l.o.MaxAddrs {
+			l.sweep(now)
+		}
+		if l.o.MaxAddrs > 0 && len(l.addrs) >= l.o.MaxAddrs {
+			return nil
 		}
 		e = &entry{users: map[string]int{}, changed: make(chan struct{})}
 		l.addrs[addr] = e
 	}
 	return e
+}
+
+// sweep drops the idle addresses, once a second at most.
+func (l *Limiter) sweep(now time.Time) {
+	if now.Sub(l.lastSweep) < time.Second {
+		return
+	}
+	l.lastSweep = now
+	for a, x := range l.addrs {
+		if idle(x, now) {
+			delete(l.addrs, a)
+		}
+	}
+}
+
+// idle: no attempt in progress and every failure forgotten.
+func idle(e *entry, now time.Time) bool { return e.pending == 0 && !e.debt.After(now) }
+
+// ClientKey is the address a login from a counts against: an IPv4 address,
+// or the /64 of an IPv6 address (what one subscriber usually gets), as a
+// prefix ("192.0.2.1/32", "2001:db8::/64"). An IPv4-mapped IPv6 address
+// counts as IPv4.
+func ClientKey(a netip.Addr) string {
+	a = a.Unmap().WithZone("")
+	bits := 32
+	if a.Is6() {
+		bits = 64
+	}
+	p, _ := a.Prefix(bits)
+	return p.String()
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -26,9 +27,7 @@ func (c *clock) add(d time.Duration) {
 // MaxWait, so that an attempt is either let through or Throttled at once.
 func newTest(burst int) (*Limiter, *clock) {
 	c := &clock{t: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
-	l := New(Options{Burst: burst, Every: time.Minute, MaxWait: time.Millisecond})
-	l.now = c.now
-	return l, c
+	return New(Options{Burst: burst, Every: time.Minute, MaxWait: time.Millisecond, Now: c.now}), c
 }
 
 // try makes one attempt and reports "turn", "repeat" or "throttled"; a
@@ -200,5 +199,87 @@ func TestWaitEndsWithItsContext(t *testing.T) {
 	cancel()
 	if _, err := l.Wait(ctx, "192.0.2.1", "b"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Wait with a cancelled context: %v", err)
+	}
+}
+
+// TestTryNeverWaits: Try refuses at once where Wait would wait for the
+// attempts in progress, and says when to come back; an abandoned attempt
+// gives its room back without counting as a failure.
+func TestTryNeverWaits(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	l := New(Options{Burst: 2, Every: time.Minute, MaxWait: time.Hour, Now: c.now})
+	a, err := l.Try("192.0.2.1", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Try("192.0.2.1", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var th *Throttled
+	if _, err := l.Try("192.0.2.1", "c"); !errors.As(err, &th) || th.RetryAfter != time.Minute {
+		t.Fatalf("a third attempt while two are in progress: %v, want Throttled after 1m", err)
+	}
+	a.Abandon()
+	if n := l.Failures("192.0.2.1"); n != 0 {
+		t.Fatalf("%d failures after an abandoned attempt", n)
+	}
+	cTurn, err := l.Try("192.0.2.1", "c")
+	if err != nil {
+		t.Fatalf("the room of the abandoned attempt: %v", err)
+	}
+	b.Failed("odoo")
+	cTurn.Failed("odoo")
+	if _, err := l.Try("192.0.2.1", "d"); !errors.As(err, &th) || th.RetryAfter != time.Minute {
+		t.Fatalf("after two failures: %v, want Throttled after 1m", err)
+	}
+	if turn, err := l.Try("192.0.2.1", "b"); err != nil || !turn.Repeat {
+		t.Fatalf("a guess that failed: %v %+v, want a Repeat", err, turn)
+	}
+	c.add(time.Minute)
+	if _, err := l.Try("192.0.2.1", "d"); err != nil {
+		t.Fatalf("a minute later: %v", err)
+	}
+}
+
+// TestMaxAddrs: past MaxAddrs addresses with recent failures, a new
+// address is refused until one is forgotten; known addresses go on.
+func TestMaxAddrs(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	l := New(Options{Burst: 2, Every: time.Minute, MaxWait: time.Millisecond, MaxAddrs: 3, Now: c.now})
+	for i := range 3 {
+		turn, err := l.Try(fmt.Sprint("192.0.2.", i), "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		turn.Failed("odoo")
+	}
+	var th *Throttled
+	if _, err := l.Try("192.0.2.9", "x"); !errors.As(err, &th) {
+		t.Fatalf("a fourth address: %v, want Throttled", err)
+	}
+	if _, err := l.Wait(context.Background(), "192.0.2.9", "x"); !errors.As(err, &th) {
+		t.Fatalf("a fourth address, Wait: %v, want Throttled", err)
+	}
+	if _, err := l.Try("192.0.2.0", "y"); err != nil {
+		t.Fatalf("a tracked address: %v", err)
+	}
+	c.add(time.Minute)
+	if _, err := l.Try("192.0.2.9", "x"); err != nil {
+		t.Fatalf("once the others' failures are forgotten: %v", err)
+	}
+}
+
+func TestClientKey(t *testing.T) {
+	tests := []struct{ addr, want string }{
+		{"192.0.2.1", "192.0.2.1/32"},
+		{"::ffff:192.0.2.1", "192.0.2.1/32"},
+		{"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"},
+		{"fe80::1%eth0", "fe80::/64"},
+	}
+	for _, tc := range tests {
+		if got := ClientKey(netip.MustParseAddr(tc.addr)); got != tc.want {
+			t.Errorf("ClientKey(%s) = %s, want %s", tc.addr, got, tc.want)
+		}
 	}
 }

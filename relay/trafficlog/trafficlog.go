@@ -1,7 +1,9 @@
-// Package trafficlog records what happened to each message: one JSON line per
-// event (received, refused, aborted, attempt, delivered, deferred, failed,
-// sandboxed). Recorders observe the relay; they never decide anything, and a
-// slow or failing recorder must not hold up mail.
+// Package trafficlog is what happened to each message: one Event per step
+// (received, refused, aborted, attempt, delivered, deferred, failed,
+// sandboxed, deleted), handed to every Recorder: the JSON-lines traffic log
+// (JSONLines), the inspection store and the metrics. Recorders observe the
+// relay; they never decide anything, and a slow or failing recorder must
+// not hold up mail.
 package trafficlog
 
 import (

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/mjrelay/mjrelay/relay/authlimit"
 )
 
 // basicAuth checks HTTP basic credentials against bcrypt hashes. As in the
@@ -19,15 +22,17 @@ import (
 // a per-process random key, so that a browser (which sends the credentials
 // with every request) pays bcrypt's ~60 ms once per password and process.
 // At most two bcrypt comparisons run at once, so that a flood of wrong
-// passwords cannot take every core, and every other check counts against
-// its client's guesses (guessLimit): over the limit the answer is 429
-// without bcrypt running.
+// passwords cannot take every core, and every other check takes its turn in
+// its client's guess limit (newGuessLimit): over the limit the answer is
+// 429 without bcrypt running, and a guess that already failed from the
+// client is refused again without bcrypt and without counting twice.
 type basicAuth struct {
 	realm   string // "ui" or "webhook", for the log
 	hashes  map[string][]byte
 	key     [32]byte
 	sem     chan struct{}
-	guesses *guessLimit
+	limit   *authlimit.Limiter
+	fails   *failureLog
 	compare func(hash, password []byte) error // bcrypt.CompareHashAndPassword
 
 	dummyOnce sync.Once
@@ -37,9 +42,9 @@ type basicAuth struct {
 	verified map[string][32]byte
 }
 
-func newBasicAuth(realm string, users map[string]string, guesses *guessLimit) *basicAuth {
+func newBasicAuth(realm string, users map[string]string, limit *authlimit.Limiter, fails *failureLog) *basicAuth {
 	a := &basicAuth{realm: realm, hashes: map[string][]byte{}, verified: map[string][32]byte{},
-		sem: make(chan struct{}, 2), guesses: guesses, compare: bcrypt.CompareHashAndPassword}
+		sem: make(chan struct{}, 2), limit: limit, fails: fails, compare: bcrypt.CompareHashAndPassword}
 	rand.Read(a.key[:])
 	for name, hash := range users {
 		a.hashes[name] = []byte(hash)
@@ -78,11 +83,19 @@ func (a *basicAuth) check(r *http.Request) (string, authResult, time.Duration) {
 	if known && seen && hmac.Equal(prev[:], sum[:]) {
 		return name, authOK, 0
 	}
+	// The limiter keeps the digest of a failed guess (never the password)
+	// and counts failures per realm and user, so that a login clears only
+	// its own.
 	client, login := clientKey(r.RemoteAddr), a.realm+"\x00"+name
-	slot, retry, ok := a.guesses.reserve(client, login)
-	if !ok {
-		a.guesses.failed(a.realm, client, true)
-		return "", authThrottled, retry
+	turn, err := a.limit.Try(client, string(sum[:]))
+	var th *authlimit.Throttled
+	if errors.As(err, &th) { // Try's only error
+		a.fails.failed(a.realm, client, true)
+		return "", authThrottled, th.RetryAfter
+	}
+	if turn.Repeat {
+		a.fails.failed(a.realm, client, false)
+		return "", authFailed, 0
 	}
 	if !known {
 		a.dummyOnce.Do(func() { a.dummy, _ = bcrypt.GenerateFromPassword(a.key[:16], bcrypt.DefaultCost) })
@@ -91,16 +104,17 @@ func (a *basicAuth) check(r *http.Request) (string, authResult, time.Duration) {
 	select {
 	case a.sem <- struct{}{}:
 	case <-r.Context().Done():
-		a.guesses.release(client, slot)
+		turn.Abandon()
 		return "", authFailed, 0
 	}
-	err := a.compare(hash, []byte(password))
+	err = a.compare(hash, []byte(password))
 	<-a.sem
 	if err != nil || !known {
-		a.guesses.failed(a.realm, client, false)
+		turn.Failed(login)
+		a.fails.failed(a.realm, client, false)
 		return "", authFailed, 0
 	}
-	a.guesses.verified(client, login)
+	turn.Succeeded(login)
 	a.mu.Lock()
 	a.verified[name] = sum
 	a.mu.Unlock()

@@ -95,21 +95,13 @@ func (s *senders) report(force bool) SendersReport {
 	results := s.results
 	s.mu.Unlock()
 
+	// Missing Odoo addresses only warn here: the domain may not be Odoo's.
+	ready := dnscheck.Readiness{MissingSender: dnscheck.Warn, RequireDKIM: cfg.Policy.RequireDKIM, RequireSPF: cfg.Policy.RequireSPF}
 	for _, d := range snap.Domains {
 		name := account.NormalizeDomain(d.Domain)
 		dr := DomainReport{Domain: name, DKIMStatus: d.DKIMStatus, SPFStatus: d.SPFStatus, LastCheckAt: d.LastCheckAt,
-			Checks: []dnscheck.Result{}}
-		for _, alias := range []string{"notifications", "bounce", "catchall"} {
-			dr.Checks = append(dr.Checks, dnscheck.Sender(snap, alias+"@"+name, dnscheck.Warn))
-		}
-		dr.Checks = append(dr.Checks, dnscheck.MailjetStatus("mailjet-dkim", "DKIM", name, d.DKIMStatus, cfg.Policy.RequireDKIM),
-			dnscheck.MailjetStatus("mailjet-spf", "SPF", name, d.SPFStatus, cfg.Policy.RequireSPF))
-		dr.Checks = append(dr.Checks, results[name]...)
-		for _, c := range dr.Checks {
-			if c.Status == dnscheck.Fail {
-				rep.Failures++
-			}
-		}
+			Checks: append(ready.AccountChecks(snap, d), results[name]...)}
+		rep.Failures += dnscheck.Failures(dr.Checks)
 		rep.Domains = append(rep.Domains, dr)
 	}
 	slices.SortFunc(rep.Domains, func(a, b DomainReport) int { return strings.Compare(a.Domain, b.Domain) })
@@ -117,7 +109,8 @@ func (s *senders) report(force bool) SendersReport {
 }
 
 // check runs the four DNS checks of every domain (detached from any
-// request, bounded in time).
+// request, bounded in time): the DNS part of the readiness report, which
+// the page shows from the last check instead of waiting for DNS.
 func (s *senders) check(snap *account.Snapshot) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -11,6 +12,15 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mjrelay/mjrelay/relay/authlimit"
+)
+
+// The guess limit of both logins is authlimit's default: maxGuesses
+// failures free, then one more per guessEvery.
+var (
+	maxGuesses = authlimit.Defaults.Burst
+	guessEvery = authlimit.Defaults.Every
 )
 
 // clock is a settable time source.
@@ -33,7 +43,8 @@ type throttleEnv struct {
 	clk      *clock
 	log      *bytes.Buffer // written by one slog handler, which serializes
 	bcrypts  atomic.Int64
-	flush    func() // the summary the guess limit scheduled, if any
+	guesses  atomic.Int64
+	flush    func() // the summary the failure log scheduled, if any
 	flushIn  time.Duration
 	mu       sync.Mutex
 	flushSet int
@@ -47,7 +58,7 @@ func newThrottleEnv(t *testing.T) *throttleEnv {
 		real := a.compare
 		a.compare = func(h, p []byte) error { te.bcrypts.Add(1); return real(h, p) }
 	}
-	te.srv.ui.guesses.after = func(d time.Duration, f func()) {
+	te.srv.ui.fails.after = func(d time.Duration, f func()) {
 		te.mu.Lock()
 		te.flush, te.flushIn = f, d
 		te.flushSet++
@@ -56,10 +67,17 @@ func newThrottleEnv(t *testing.T) *throttleEnv {
 	return te
 }
 
+// freshGuess, as a password, is a wrong password not tried before: the
+// limiter counts a guess that already failed from an address only once.
+const freshGuess = "<fresh guess>"
+
 // login sends one request with credentials from addr: to the UI, or to
 // the webhook when path is /webhooks/mailjet.
 func (te *throttleEnv) login(t *testing.T, addr, path, user, pw string) *http.Response {
 	t.Helper()
+	if pw == freshGuess {
+		pw = fmt.Sprint("guess", te.guesses.Add(1))
+	}
 	method := "GET"
 	if path == "/webhooks/mailjet" {
 		method = "POST"
@@ -76,8 +94,11 @@ const (
 )
 
 // TestLoginThrottle: wrong passwords are limited per client address across
-// both logins; past the limit the answer is 429 with Retry-After and
-// bcrypt does not run; a correct login clears its own address+user penalty.
+// both logins (maxGuesses, then one per guessEvery); past the limit the
+// answer is 429 with a Retry-After that says when the next guess is let
+// through, and bcrypt does not run; a guess that already failed is refused
+// again without bcrypt and without counting; a correct login clears its own
+// address+user penalty.
 func TestLoginThrottle(t *testing.T) {
 	type step struct {
 		n         int // repetitions (0 = 1)
@@ -87,27 +108,32 @@ func TestLoginThrottle(t *testing.T) {
 		user, pw  string
 		want      int
 		wantRetry string // Retry-After of a 429
+		noBcrypt  bool   // answered without bcrypt
 	}
 	wrongUI := func(n int, addr string, want int) step {
-		return step{n: n, addr: addr, path: ui, user: "admin", pw: "guess", want: want}
+		return step{n: n, addr: addr, path: ui, user: "admin", pw: freshGuess, want: want}
 	}
 	rightUI := func(addr string, want int) step {
 		return step{addr: addr, path: ui, user: "admin", pw: uiPassword, want: want}
 	}
 	wrongHook := func(n int, addr string, want int) step {
-		return step{n: n, addr: addr, path: hook, user: "mailjet", pw: "guess", want: want}
+		return step{n: n, addr: addr, path: hook, user: "mailjet", pw: freshGuess, want: want}
 	}
+	every := strconv.Itoa(int(guessEvery.Seconds()))
 	tests := []struct {
 		name  string
 		steps []step
 	}{
-		{"limit per address, then the window slides", []step{
+		{"limit per address, then one guess per interval", []step{
 			wrongUI(maxGuesses, addA, 401),
-			{addr: addA, path: ui, user: "admin", pw: "guess", want: 429, wantRetry: "60"},
+			{addr: addA, path: ui, user: "admin", pw: freshGuess, want: 429, wantRetry: every},
 			rightUI(addA, 429), // not checked: no bcrypt for a throttled client
 			wrongUI(1, addB, 401),
-			{wait: 30 * time.Second, addr: addA, path: ui, user: "admin", pw: "guess", want: 429, wantRetry: "30"},
-			{wait: 30 * time.Second, addr: addA, path: ui, user: "admin", pw: uiPassword, want: 200},
+			{wait: guessEvery / 2, addr: addA, path: ui, user: "admin", pw: freshGuess, want: 429,
+				wantRetry: strconv.Itoa(int(guessEvery.Seconds() / 2))},
+			{wait: guessEvery / 2, addr: addA, path: ui, user: "admin", pw: freshGuess, want: 401}, // its turn
+			{addr: addA, path: ui, user: "admin", pw: freshGuess, want: 429, wantRetry: every},
+			{wait: time.Duration(maxGuesses+1) * guessEvery, addr: addA, path: ui, user: "admin", pw: uiPassword, want: 200},
 		}},
 		{"a correct login clears its own penalty", []step{
 			wrongUI(maxGuesses-1, addA, 401),
@@ -128,12 +154,21 @@ func TestLoginThrottle(t *testing.T) {
 			rightUI(addA, 200),
 			wrongUI(maxGuesses, addA, 401),
 			wrongUI(1, addA, 429),
-			rightUI(addA, 200),
+			{addr: addA, path: ui, user: "admin", pw: uiPassword, want: 200, noBcrypt: true},
+		}},
+		{"a repeated wrong password counts once", []step{
+			{addr: addA, path: ui, user: "admin", pw: "typo", want: 401},
+			{n: 3 * maxGuesses, addr: addA, path: ui, user: "admin", pw: "typo", want: 401, noBcrypt: true},
+			{addr: addA, path: hook, user: "mailjet", pw: "typo", want: 401}, // another login's guess
+			{addr: addA, path: hook, user: "mailjet", pw: "typo", want: 401, noBcrypt: true},
+			{addr: addA, path: ui, user: "admin", pw: "typo", want: 401, noBcrypt: true},
+			wrongUI(maxGuesses-2, addA, 401),
+			wrongUI(1, addA, 429),
 		}},
 		{"webhook", []step{
 			wrongHook(maxGuesses, addB, 401),
-			{addr: addB, path: hook, user: "mailjet", pw: "guess", want: 429, wantRetry: "60"},
-			{addr: addB, path: ui, user: "admin", pw: "guess", want: 429},
+			{addr: addB, path: hook, user: "mailjet", pw: freshGuess, want: 429, wantRetry: every},
+			{addr: addB, path: ui, user: "admin", pw: freshGuess, want: 429},
 		}},
 		{"IPv6 by /64, IPv4-mapped as IPv4", []step{
 			wrongUI(maxGuesses, "[2001:db8::1]:40000", 401),
@@ -156,8 +191,10 @@ func TestLoginThrottle(t *testing.T) {
 					}
 					ran := te.bcrypts.Load() - before
 					switch {
-					case res.StatusCode == 429 && ran != 0:
-						t.Errorf("step %d: bcrypt ran for a throttled client", i)
+					case (res.StatusCode == 429 || s.noBcrypt) && ran != 0:
+						t.Errorf("step %d: bcrypt ran (%d answer)", i, res.StatusCode)
+					case res.StatusCode != 429 && !s.noBcrypt && ran != 1:
+						t.Errorf("step %d: bcrypt ran %d times, want once", i, ran)
 					case res.StatusCode == 429 && res.Header.Get("Retry-After") == "":
 						t.Errorf("step %d: 429 without Retry-After", i)
 					case s.wantRetry != "" && res.Header.Get("Retry-After") != s.wantRetry:
@@ -180,7 +217,7 @@ func TestLoginThrottleParallel(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			codes <- te.login(t, "198.51.100.7:"+strconv.Itoa(40000+i), ui, "admin", "guess").StatusCode
+			codes <- te.login(t, "198.51.100.7:"+strconv.Itoa(40000+i), ui, "admin", freshGuess).StatusCode
 		}()
 	}
 	wg.Wait()
@@ -189,7 +226,7 @@ func TestLoginThrottleParallel(t *testing.T) {
 	for c := range codes {
 		count[c]++
 	}
-	if count[401] != maxGuesses || count[429] != n-maxGuesses || te.bcrypts.Load() != maxGuesses {
+	if count[401] != maxGuesses || count[429] != n-maxGuesses || te.bcrypts.Load() != int64(maxGuesses) {
 		t.Fatalf("%v with %d bcrypt runs; want %d × 401 and %d × 429", count, te.bcrypts.Load(), maxGuesses, n-maxGuesses)
 	}
 }
@@ -200,7 +237,7 @@ func TestLoginFailuresLoggedInAggregate(t *testing.T) {
 	te := newThrottleEnv(t)
 	for a := range 5 {
 		for range 2 * maxGuesses {
-			te.login(t, "198.51.100."+strconv.Itoa(a+1)+":40000", ui, "admin", "guess")
+			te.login(t, "198.51.100."+strconv.Itoa(a+1)+":40000", ui, "admin", freshGuess)
 		}
 	}
 	lines := func() []map[string]any {
@@ -216,10 +253,10 @@ func TestLoginFailuresLoggedInAggregate(t *testing.T) {
 	if got := lines(); len(got) != 1 || got[0]["realm"] != "ui" || got[0]["client"] != "198.51.100.1/32" {
 		t.Fatalf("%d lines for 100 failures before the summary: %v", len(got), got)
 	}
-	if te.flush == nil || te.flushSet != 1 || te.flushIn != guessWindow {
+	if te.flush == nil || te.flushSet != 1 || te.flushIn != failureLogEvery {
 		t.Fatalf("summary scheduled %d times, in %s", te.flushSet, te.flushIn)
 	}
-	te.clk.add(guessWindow)
+	te.clk.add(failureLogEvery)
 	te.flush()
 	got := lines()
 	if len(got) != 2 {
@@ -232,7 +269,7 @@ func TestLoginFailuresLoggedInAggregate(t *testing.T) {
 	}
 	// More failures within the minute after it: summed up, not logged at once.
 	te.clk.add(10 * time.Second)
-	te.login(t, addB, ui, "admin", "guess")
+	te.login(t, addB, ui, "admin", freshGuess)
 	if n := len(lines()); n != 2 || te.flushSet != 2 || te.flushIn != 50*time.Second {
 		t.Errorf("%d lines; summary scheduled %d times, in %s", n, te.flushSet, te.flushIn)
 	}

@@ -8,7 +8,8 @@
 // validation requires users whenever http.listen is not loopback; the Host
 // check defeats DNS rebinding). With users, the UI, the API and /metrics
 // require HTTP basic auth; wrong passwords are limited per client address
-// (429 with Retry-After past the limit, see guessLimit). /healthz and /readyz are open. /webhooks/mailjet
+// (relay/authlimit, as for SMTP; 429 with Retry-After past the limit, see
+// newGuessLimit). /healthz and /readyz are open. /webhooks/mailjet
 // has its own basic-auth login ([webhooks]) and answers 404 while it is not
 // configured. State-changing requests are refused when a browser says they
 // come from another site (net/http.CrossOriginProtection).
@@ -93,16 +94,17 @@ func New(d Deps) (*Server, error) {
 		d.Account = nil // a nil *Cache in the interface: the sender check is off
 	}
 	s := &Server{d: d, log: d.Logger.With("component", "web"), reg: prometheus.NewRegistry()}
-	guesses := newGuessLimit(s.log, d.Now) // one limit for both logins
+	// One guess limit and one failure log for both logins.
+	guesses, fails := newGuessLimit(d.Now), newFailureLog(s.log, d.Now)
 	if len(d.Config.HTTP.Users) > 0 {
 		users := map[string]string{}
 		for _, u := range d.Config.HTTP.Users {
 			users[u.Username] = u.PasswordHash.Reveal()
 		}
-		s.ui = newBasicAuth("ui", users, guesses)
+		s.ui = newBasicAuth("ui", users, guesses, fails)
 	}
 	if wh := d.Config.Webhooks; wh.MailjetUser != "" {
-		s.hook = newBasicAuth("webhook", map[string]string{wh.MailjetUser: wh.MailjetPasswordHash.Reveal()}, guesses)
+		s.hook = newBasicAuth("webhook", map[string]string{wh.MailjetUser: wh.MailjetPasswordHash.Reveal()}, guesses, fails)
 	}
 	s.metrics = newMetrics(s.reg, d)
 	s.senders = newSenders(d)

@@ -135,7 +135,7 @@ func TestWebhookStoreUnavailable(t *testing.T) {
 }
 
 // TestWebhookMemoryBounded: a 32 MB body of big events (each comment is
-// clipped to maxFieldBytes) grows the heap by a fraction of the body. The
+// clipped to webhook.MaxFieldBytes) grows the heap by a fraction of the body. The
 // old handler kept every event, and each clipped field kept its whole
 // original string. The GC runs at 10% here so that garbage does not blur
 // what is kept.

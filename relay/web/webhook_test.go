@@ -6,9 +6,11 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/mjrelay/mjrelay/mailjet/webhook"
 )
 
-// mjEvent renders one event as Mailjet documents it (mailjet.md §5): the
+// mjEvent renders one event as Mailjet documents it (its event API): the
 // common fields plus the event's own.
 func mjEvent(event, customID string, messageID any, extra string) string {
 	mid := fmt.Sprint(messageID)
@@ -74,11 +76,11 @@ func TestWebhook(t *testing.T) {
 		{"not JSON", func(string) string { return "event=sent&CustomID=x" }, 200, "sent", 0},
 		{"empty", func(string) string { return "" }, 200, "sent", 0},
 		{"oversized event skipped, the next kept", func(id string) string {
-			big := mjEvent("bounce", id, mjID, `"comment":"`+strings.Repeat("x", maxEventBytes)+`"`)
+			big := mjEvent("bounce", id, mjID, `"comment":"`+strings.Repeat("x", webhook.MaxEventBytes)+`"`)
 			return arr(big, ev("open", id, mjID))
 		}, 200, "delivered", 1},
 		{"oversized single object", func(id string) string {
-			return mjEvent("bounce", id, mjID, `"comment":"`+strings.Repeat("x", maxEventBytes)+`"`)
+			return mjEvent("bounce", id, mjID, `"comment":"`+strings.Repeat("x", webhook.MaxEventBytes)+`"`)
 		}, 200, "sent", 0},
 		{"brackets and escapes in strings", func(id string) string {
 			return arr(mjEvent("bounce", id, mjID, `"comment":"]}, {\"event\":\"sent\"} [{\\"`), ev("open", id, mjID))

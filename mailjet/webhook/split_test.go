@@ -1,4 +1,4 @@
-package web
+package webhook
 
 import (
 	"errors"
@@ -9,12 +9,12 @@ import (
 	"testing/iotest"
 )
 
-func TestEventReader(t *testing.T) {
-	big := `{"event":"bounce","comment":"` + strings.Repeat("x", maxEventBytes) + `"}`
+func TestSplitter(t *testing.T) {
+	big := `{"event":"bounce","comment":"` + strings.Repeat("x", MaxEventBytes) + `"}`
 	tests := []struct {
 		name    string
 		body    string
-		want    []string // "<oversize>" for an element over maxEventBytes
+		want    []string // "<oversize>" for an element over MaxEventBytes
 		wantErr error    // nil: ends with io.EOF; errAny: some error
 	}{
 		{"array", `[{"a":1},{"b":"x]}\"{"}]`, []string{`{"a":1}`, `{"b":"x]}\"{"}`}, nil},
@@ -23,7 +23,7 @@ func TestEventReader(t *testing.T) {
 		{"empty array", `[ ]`, nil, nil},
 		{"scalars", `[1, "a,]", null, [], true,-2.5e3]`, []string{`1`, `"a,]"`, `null`, `[]`, `true`, `-2.5e3`}, nil},
 		{"oversized element skipped whole", `[` + big + `,{"b":1}]`, []string{"<oversize>", `{"b":1}`}, nil},
-		{"element of exactly the limit", `[` + big[:maxEventBytes-2] + `"}]`, []string{big[:maxEventBytes-2] + `"}`}, nil},
+		{"element of exactly the limit", `[` + big[:MaxEventBytes-2] + `"}]`, []string{big[:MaxEventBytes-2] + `"}`}, nil},
 		{"missing comma", `[{"a":1} {"b":2}]`, []string{`{"a":1}`}, errAny},
 		{"trailing comma", `[{"a":1},]`, []string{`{"a":1}`}, errAny},
 		{"leading comma", `[,{"a":1}]`, nil, errAny},
@@ -36,13 +36,13 @@ func TestEventReader(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			// One byte per read: element boundaries never depend on buffering.
-			er := newEventReader(iotest.OneByteReader(strings.NewReader(tc.body)))
+			sp := newSplitter(iotest.OneByteReader(strings.NewReader(tc.body)))
 			var got []string
 			var err error
 			for {
 				var raw []byte
 				var over bool
-				if raw, over, err = er.next(); err != nil {
+				if raw, over, err = sp.next(); err != nil {
 					break
 				}
 				if over {
@@ -62,7 +62,7 @@ func TestEventReader(t *testing.T) {
 			case tc.wantErr != nil && tc.wantErr != errAny && !errors.Is(err, tc.wantErr):
 				t.Errorf("ended with %v, want %v", err, tc.wantErr)
 			}
-			if _, _, again := er.next(); err == io.EOF && again != io.EOF {
+			if _, _, again := sp.next(); err == io.EOF && again != io.EOF {
 				t.Errorf("after the end: %v", again)
 			}
 		})

@@ -1,8 +1,11 @@
-// Package corpus is test support shared by the Send API tests: it builds
-// the Odoo-like message corpus with Python's email library
+// Package sendapitest is test support shared by the Send API tests (of
+// mailjet/sendapi and of the relay over the Send API): it builds the
+// Odoo-like message corpus with Python's email library
 // (mailjet/sendapi/testdata/odoo_corpus.py) and checks, field by field, what
-// the Mailjet emulator received against the fields Python computed.
-package corpus
+// the Mailjet emulator received against the fields Python computed. Like
+// net/http/httptest, it is for tests only: it imports testing and runs
+// python3.
+package sendapitest
 
 import (
 	"bytes"
@@ -60,10 +63,10 @@ type Message struct {
 	Variables                       map[string]any
 }
 
-// Load runs the corpus script (mailjet/sendapi/testdata/odoo_corpus.py) into
+// LoadCorpus runs the corpus script (mailjet/sendapi/testdata/odoo_corpus.py) into
 // a temporary directory and returns it with the expected fields. Without
 // python3 it skips the test, or fails it when the CI variable is set.
-func Load(t testing.TB, script string) (string, []Case) {
+func LoadCorpus(t testing.TB, script string) (string, []Case) {
 	t.Helper()
 	py, err := exec.LookPath("python3")
 	if err != nil {

@@ -1,4 +1,4 @@
-package web
+package webhook
 
 import (
 	"bufio"
@@ -7,21 +7,21 @@ import (
 	"io"
 )
 
-// maxEventBytes bounds one event object of a webhook payload; a larger one
-// is skipped as malformed without being held in memory (Mailjet's events
-// are well under 2 KB).
-const maxEventBytes = 64 << 10
+// MaxEventBytes bounds one event object of a payload: a larger one is
+// skipped as malformed without being held in memory (Mailjet's events are
+// well under 2 KB).
+const MaxEventBytes = 64 << 10
 
 var errEmptyPayload = errors.New("empty payload")
 
-// eventReader splits a webhook payload, a JSON array of events or one
+// splitter splits a webhook payload, a JSON array of events or one
 // event object, into the raw bytes of each element as it reads the body:
-// it holds one element at a time, at most maxEventBytes of it. It only
+// it holds one element at a time, at most MaxEventBytes of it. It only
 // finds where elements start and end (strings, escapes, nesting); each
 // element is then decoded on its own, so that a malformed event costs only
 // itself. A payload that is not an array or an object, or whose array
 // syntax breaks, ends with an error.
-type eventReader struct {
+type splitter struct {
 	br      *bufio.Reader
 	buf     []byte
 	started bool
@@ -29,81 +29,81 @@ type eventReader struct {
 	n       int // elements returned
 }
 
-func newEventReader(r io.Reader) *eventReader {
-	return &eventReader{br: bufio.NewReaderSize(r, 32<<10)}
+func newSplitter(r io.Reader) *splitter {
+	return &splitter{br: bufio.NewReaderSize(r, 32<<10)}
 }
 
 // next returns the next element's bytes, valid until the following call,
-// or oversize when the element was longer than maxEventBytes. After the
+// or oversize when the element was longer than MaxEventBytes. After the
 // last element it returns io.EOF.
-func (er *eventReader) next() (raw []byte, oversize bool, err error) {
-	if er.done {
+func (sp *splitter) next() (raw []byte, oversize bool, err error) {
+	if sp.done {
 		return nil, false, io.EOF
 	}
-	if !er.started {
-		er.started = true
-		c, err := er.skipSpace()
+	if !sp.started {
+		sp.started = true
+		c, err := sp.skipSpace()
 		switch {
 		case err == io.EOF:
 			return nil, false, errEmptyPayload
 		case err != nil:
 			return nil, false, err
 		case c == '{':
-			er.done = true
-			er.br.UnreadByte()
-			return er.value()
+			sp.done = true
+			sp.br.UnreadByte()
+			return sp.value()
 		case c != '[':
 			return nil, false, fmt.Errorf("not a JSON array or object (starts with %q)", c)
 		}
 	}
-	c, err := er.skipSpace()
+	c, err := sp.skipSpace()
 	if err != nil {
 		return nil, false, unexpected(err)
 	}
-	if c == ']' && er.n == 0 {
-		er.done = true
+	if c == ']' && sp.n == 0 {
+		sp.done = true
 		return nil, false, io.EOF
 	}
-	if er.n > 0 {
+	if sp.n > 0 {
 		switch c {
 		case ']':
-			er.done = true
+			sp.done = true
 			return nil, false, io.EOF
 		case ',':
-			if c, err = er.skipSpace(); err != nil {
+			if c, err = sp.skipSpace(); err != nil {
 				return nil, false, unexpected(err)
 			}
 		default:
-			return nil, false, fmt.Errorf("after event %d: %q where ',' or ']' belongs", er.n, c)
+			return nil, false, fmt.Errorf("after event %d: %q where ',' or ']' belongs", sp.n, c)
 		}
 	}
 	if c == ']' || c == ',' {
-		return nil, false, fmt.Errorf("after event %d: %q where an event belongs", er.n, c)
+		return nil, false, fmt.Errorf("after event %d: %q where an event belongs", sp.n, c)
 	}
-	er.br.UnreadByte()
-	er.n++
-	return er.value()
+	sp.br.UnreadByte()
+	sp.n++
+	return sp.value()
 }
 
 // value reads one JSON value: an object, an array, a string, or a scalar
 // ended by a delimiter (left unread).
-func (er *eventReader) value() ([]byte, bool, error) {
-	er.buf = er.buf[:0]
+func (sp *splitter) value() ([]byte, bool, error) {
+	sp.buf = sp.buf[:0]
 	oversize := false
 	depth, inStr, esc, scalar := 0, false, false, false
 	for first := true; ; first = false {
-		c, err := er.br.ReadByte()
+		c, err := sp.br.ReadByte()
 		if err == io.EOF && scalar {
 			break
 		} else if err != nil {
 			return nil, false, unexpected(err)
 		}
 		if scalar && (c == ',' || c == ']' || c == '}' || isSpace(c)) {
-			er.br.UnreadByte()
+			sp.br.UnreadByte()
 			break
 		}
-		if len(er.buf) < maxEventBytes {
-			er.buf = append(er.buf, c)
+		if len(sp.buf) < MaxEventBytes {
+			sp.buf = append(sp.buf, c)
 		} else {
 			oversize = true
 		}
@@ -122,7 +122,7 @@ func (er *eventReader) value() ([]byte, bool, error) {
 			depth++
 		case c == '}' || c == ']':
 			if depth--; depth < 0 {
-				return nil, false, fmt.Errorf("event %d: unexpected %q", er.n, c)
+				return nil, false, fmt.Errorf("event %d: unexpected %q", sp.n, c)
 			}
 			end = depth == 0
 		case first:
@@ -135,12 +135,12 @@ func (er *eventReader) value() ([]byte, bool, error) {
 	if oversize {
 		return nil, true, nil
 	}
-	return er.buf, false, nil
+	return sp.buf, false, nil
 }
 
-func (er *eventReader) skipSpace() (byte, error) {
+func (sp *splitter) skipSpace() (byte, error) {
 	for {
-		c, err := er.br.ReadByte()
+		c, err := sp.br.ReadByte()
 		if err != nil || !isSpace(c) {
 			return c, err
 		}
