@@ -323,6 +323,14 @@ func testRestart(t *testing.T, h Harness) {
 	if _, err := q.Get(a.ID); !isNotFound(err) {
 		t.Errorf("a message done is back after a restart: %v", err)
 	}
+	var mu sync.Mutex
+	var seen []string
+	q.Subscribe(func(it queue.Item) { mu.Lock(); seen = append(seen, it.Envelope.ID); mu.Unlock() })
+	saw := func() []string { mu.Lock(); defer mu.Unlock(); return slices.Sorted(slices.Values(seen)) }
+	want := []string{b.ID, c.ID}
+	if !eventually(func() bool { return len(saw()) >= 2 }) || !slices.Equal(saw(), want) {
+		t.Errorf("a subscriber after the restart saw %v, want %v", saw(), want)
+	}
 	put(t, q, 4, 100) // and it takes new mail
 }
 
