@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mjrelay/mjrelay/relay/conformance"
+	"github.com/mjrelay/mjrelay/relay/conformancetest"
 	"github.com/mjrelay/mjrelay/relay/queue"
 )
 
@@ -28,11 +28,11 @@ type Limits struct {
 
 // Harness gives the suite queues of one backend: the backend's test
 // implements Place, Open (with the Limits asked) and Crash.
-type Harness = conformance.Harness[queue.Queue, Limits]
+type Harness = conformancetest.Harness[queue.Queue, Limits]
 
 // Run runs the suite against h's backend.
 func Run(t *testing.T, h Harness) {
-	conformance.Run(t, h,
+	conformancetest.Run(t, h,
 		testPutGet, testBody, testListOldestFirst, testSetState, testDone, testNotFound, testIDs, testSubscribe,
 		testLimits, testRestart, testClosed, testCrashKeepsAcknowledged, testCrashDuringPuts, testCrashAfterRestart,
 		testParallelPuts, testRacingDoneAndSetState, testReadersDuringWrites,
@@ -42,11 +42,11 @@ func Run(t *testing.T, h Harness) {
 // handle is a queue the suite opened.
 type handle struct {
 	queue.Queue
-	inst conformance.Instance[queue.Queue, Limits]
+	inst conformancetest.Instance[queue.Queue, Limits]
 }
 
 func open(t *testing.T, h Harness, l Limits) *handle {
-	i := conformance.New(t, h, l)
+	i := conformancetest.New(t, h, l)
 	return &handle{i.B, i}
 }
 

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/mjrelay/mjrelay/mailjet/webhook"
-	"github.com/mjrelay/mjrelay/relay/conformance"
+	"github.com/mjrelay/mjrelay/relay/conformancetest"
 	"github.com/mjrelay/mjrelay/relay/store"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
@@ -38,11 +38,11 @@ type Options struct {
 
 // Harness gives the suite stores of one backend: the backend's test
 // implements Place, Open (with the Options asked) and Crash.
-type Harness = conformance.Harness[store.Store, Options]
+type Harness = conformancetest.Harness[store.Store, Options]
 
 // Run runs the suite against h's backend.
 func Run(t *testing.T, h Harness) {
-	conformance.Run(t, h,
+	conformancetest.Run(t, h,
 		testStates, testRefusedGetsAnID, testAggregatedRefusal, testMailjetJoin, testReceivedAfterAttempt,
 		testListFilters, testPaging, testDetail, testNotFound, testRawBodies, testRetention, testStats,
 		testStatsBuckets, testHealth, testClosed, testFlushedSurvives, testConcurrentRecordAndQuery,
@@ -53,7 +53,7 @@ func Run(t *testing.T, h Harness) {
 // handle is a store the suite opened.
 type handle struct {
 	store.Store
-	inst conformance.Instance[store.Store, Options]
+	inst conformancetest.Instance[store.Store, Options]
 }
 
 func (s *handle) restart(t *testing.T) *handle { i := s.inst.Restart(t); return &handle{i.B, i} }
@@ -69,7 +69,7 @@ func open(t *testing.T, h Harness, o Options) *handle {
 	if o.Now == nil {
 		o.Now = func() time.Time { return T0.Add(time.Hour) }
 	}
-	i := conformance.New(t, h, o)
+	i := conformancetest.New(t, h, o)
 	return &handle{i.B, i}
 }
 

@@ -1,8 +1,8 @@
-// Package conformance is the frame the conformance suites
+// Package conformancetest is the frame the conformance suites
 // (queue/queuetest, store/storetest) share: the harness through which a
 // backend gives a suite its instances (a queue, a store), the instances a
 // suite opens, restarts and crashes, and the run of a suite's named cases.
-package conformance
+package conformancetest
 
 import (
 	"io"
