@@ -75,7 +75,7 @@ func TestOdooTestConnection(t *testing.T) {
 			t.Errorf("aborted event %+v", ev)
 		}
 	}
-	if st := e.r.Spool.Stats(); st.Messages != 0 || len(e.up.Received()) != 0 || len(e.traffic.Events(trafficlog.Received)) != 0 {
+	if st := e.r.Queue.Stats(); st.Messages != 0 || len(e.up.Received()) != 0 || len(e.traffic.Events(trafficlog.Received)) != 0 {
 		t.Fatalf("a Test Connection queued or forwarded something: %+v", st)
 	}
 }

@@ -1,6 +1,7 @@
 // Package relay assembles mjrelay: the SMTP listeners (smtpd) feed the
-// durable queue (spool), whose messages the scheduler (deliver) hands to a
-// Mailjet transport; the traffic log observes every step. cmd/mjrelay and
+// durable queue (a queue.Queue: spool), whose messages the scheduler
+// (deliver) hands to a Mailjet transport; the traffic log and the traffic
+// store (a store.Store: inspect) observe every step. cmd/mjrelay and
 // the end-to-end tests start the same thing through Start.
 package relay
 
@@ -22,12 +23,11 @@ import (
 	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/control"
 	"github.com/mjrelay/mjrelay/relay/deliver"
-	"github.com/mjrelay/mjrelay/relay/inspect"
 	"github.com/mjrelay/mjrelay/relay/intake"
 	"github.com/mjrelay/mjrelay/relay/lanes"
 	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/smtpd"
-	"github.com/mjrelay/mjrelay/relay/spool"
+	"github.com/mjrelay/mjrelay/relay/store"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 	"github.com/mjrelay/mjrelay/relay/web"
 )
@@ -60,14 +60,14 @@ type Options struct {
 type Relay struct {
 	cfg   *config.Config
 	log   *slog.Logger
-	Spool *spool.Spool
+	Queue queue.Queue
 	Sched *deliver.Scheduler
 	// Account is the cached Mailjet account state (nil when the sender
 	// check does not use Mailjet).
 	Account *account.Cache
 	// Store is the traffic inspection store (it observes; it is not in
 	// the mail's path).
-	Store   *inspect.Store
+	Store   store.Store
 	web     *web.Server
 	smtp    *smtpd.Server
 	targets []mailjet.Target
@@ -128,19 +128,15 @@ func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
 		acct, acctState = r.Account, r.Account
 	}
 
-	r.Spool, err = spool.Open(cfg.QueueDir(), spool.Options{
-		MaxBytes: cfg.Queue.MaxBytes, MaxMessages: cfg.Queue.MaxMessages, MinFreeBytes: cfg.Queue.MinFreeBytes, Logger: log,
-	})
-	if errors.Is(err, spool.ErrLocked) {
+	r.Queue, err = OpenQueue(cfg, log)
+	if errors.Is(err, ErrQueueInUse) {
 		return nil, fmt.Errorf("another mjrelay is already running with data_dir %s", cfg.DataDir)
 	}
 	if err != nil {
 		return nil, err
 	}
 
-	if r.Store, err = inspect.Open(inspect.Path(cfg.DataDir), inspect.Options{
-		Retention: cfg.Store.Retention.D(), KeepBodies: cfg.Store.KeepBodies.D(), Logger: log,
-	}); err != nil {
+	if r.Store, err = OpenStore(cfg, log); err != nil {
 		return nil, fmt.Errorf("traffic store: %w", err)
 	}
 	recorders = append(recorders, r.Store)
@@ -163,19 +159,19 @@ func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
 			"smtp", fmt.Sprintf("%s:%d (%s)", cfg.Mailjet.SMTPHost, cfg.Mailjet.SMTPPort, cfg.Mailjet.SMTPTLS), "api_key", mailjet.MaskKey(cfg.Mailjet.APIKey))
 	}
 
-	r.Sched = deliver.New(r.Spool, deliver.Options{
+	r.Sched = deliver.New(r.Queue, deliver.Options{
 		Lanes: lns, RetryMin: cfg.Queue.RetryMin.D(), RetryMax: cfg.Queue.RetryMax.D(),
 		MaxLifetime: cfg.Queue.MaxLifetime.D(), Traffic: recorders, Logger: log,
 	})
-	r.Spool.Subscribe(r.Sched.Enqueue)
+	r.Queue.Subscribe(r.Sched.Enqueue)
 	var schedCtx context.Context
 	schedCtx, r.stopSched = context.WithCancel(context.Background())
 	go func() { defer close(r.schedDone); r.Sched.Run(schedCtx) }()
-	if st := r.Spool.Stats(); st.Messages > 0 {
+	if st := r.Queue.Stats(); st.Messages > 0 {
 		log.Info("resuming the queue", "messages", st.Messages)
 	}
 
-	in := intake.New(intakeOptions(cfg, r.Store.WantsBodies()), intake.Deps{Queue: r.Spool, Policy: checker,
+	in := intake.New(intakeOptions(cfg, r.Store.WantsBodies()), intake.Deps{Queue: r.Queue, Policy: checker,
 		Classifier: lanes.NewClassifier(classifierOptions(cfg, acct)), Flow: r.Sched, Traffic: recorders, Logger: log})
 	r.smtp, err = smtpd.New(smtpOptions(cfg), smtpd.Deps{Intake: in, Traffic: recorders, Logger: log})
 	if err != nil {
@@ -189,7 +185,7 @@ func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
 	}
 
 	go func() {
-		if err := control.Serve(r.ctlCtx, cfg.ControlSocket(), control.Live{Spool: r.Spool, Sched: r.Sched}); err != nil {
+		if err := control.Serve(r.ctlCtx, cfg.ControlSocket(), control.Live{Queue: r.Queue, Sched: r.Sched}); err != nil {
 			log.Error("control socket", "err", err)
 		}
 	}()
@@ -260,7 +256,7 @@ func (r *Relay) startHTTP() error {
 // lazily, as the web server is built before it.
 type liveQueue struct{ r *Relay }
 
-func (q liveQueue) live() control.Live                          { return control.Live{Spool: q.r.Spool, Sched: q.r.Sched} }
+func (q liveQueue) live() control.Live                          { return control.Live{Queue: q.r.Queue, Sched: q.r.Sched} }
 func (q liveQueue) List() []queue.Item                          { return q.live().List() }
 func (q liveQueue) Stats() queue.Stats                          { return q.live().Stats() }
 func (q liveQueue) Delete(ctx context.Context, id string) error { return q.live().Delete(ctx, id) }
@@ -284,7 +280,7 @@ func (r *Relay) ready() error {
 	switch {
 	case r.smtp == nil || len(r.smtp.Addrs()) == 0:
 		return errors.New("SMTP is not listening")
-	case r.Spool.Admit(0) != nil:
+	case r.Queue.Admit(0) != nil:
 		return errors.New("the queue is full or the disk is short of space")
 	case r.Account != nil && !r.Account.State().Known():
 		return errors.New("the Mailjet account state is not known yet")
@@ -334,8 +330,8 @@ func (r *Relay) closeAll() {
 		for _, t := range r.targets {
 			t.Close()
 		}
-		if r.Spool != nil {
-			r.Spool.Close()
+		if r.Queue != nil {
+			r.Queue.Close()
 		}
 		if r.Store != nil {
 			r.Store.Close()

@@ -226,7 +226,7 @@ func TestUpstreamFailures(t *testing.T) {
 				t.Fatalf("the client must get 250 whatever the upstream does: %v", err)
 			}
 			c.Quit()
-			e.waitFor("the message to leave the queue", func() bool { return e.r.Spool.Stats().Messages == 0 })
+			e.waitFor("the message to leave the queue", func() bool { return e.r.Queue.Stats().Messages == 0 })
 			if got := len(e.up.Received()); got != tc.wantAtUp {
 				t.Errorf("upstream accepted %d, want %d", got, tc.wantAtUp)
 			}
@@ -293,7 +293,7 @@ func TestSandboxSendsNothing(t *testing.T) {
 	}
 	c.Quit()
 	e.waitFor("sandboxed event", func() bool { return len(e.traffic.Events(trafficlog.Sandboxed)) == 1 })
-	e.waitFor("an empty queue", func() bool { return e.r.Spool.Stats().Messages == 0 })
+	e.waitFor("an empty queue", func() bool { return e.r.Queue.Stats().Messages == 0 })
 	if e.up.Connections() != 0 || len(e.up.Received()) != 0 {
 		t.Fatalf("sandbox contacted the upstream")
 	}
@@ -323,7 +323,7 @@ func TestStalledDataClosesAndQueuesNothing(t *testing.T) {
 	if ev := e.traffic.Events(trafficlog.Aborted)[0]; !strings.Contains(ev.Reason, "timeout") {
 		t.Errorf("aborted reason %q", ev.Reason)
 	}
-	if n := len(e.traffic.Events(trafficlog.Received)); n != 0 || e.r.Spool.Stats().Messages != 0 {
+	if n := len(e.traffic.Events(trafficlog.Received)); n != 0 || e.r.Queue.Stats().Messages != 0 {
 		t.Fatalf("%d messages received after a stalled DATA", n)
 	}
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // TestTestHelpersStayInTests: test support lives in _test.go files or in
-// packages named like net/http/httptest (…test: mjtest, insptest,
+// packages named like net/http/httptest (…test: mjtest, storetest,
 // spooltest, sendapitest), and only tests and other such packages import
 // them or package testing, so that nothing of it reaches the binary.
 func TestTestHelpersStayInTests(t *testing.T) {

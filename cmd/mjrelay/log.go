@@ -11,7 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/mjrelay/mjrelay/relay/inspect"
+	"github.com/mjrelay/mjrelay/relay"
+	"github.com/mjrelay/mjrelay/relay/store"
 )
 
 const logUsage = `usage: mjrelay log --config FILE [filters] [--json]
@@ -28,7 +29,7 @@ Filters:
 // not found, 2 for usage or configuration errors.
 func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, path := configFlag("log", args, stderr)
-	state := fs.String("state", "", "`STATES`, comma-separated: "+strings.Join(inspect.States, ", "))
+	state := fs.String("state", "", "`STATES`, comma-separated: "+strings.Join(store.States, ", "))
 	class := fs.String("class", "", "lane: transactional or bulk")
 	from := fs.String("from", "", "sender `ADDRESS` or domain (envelope or header From)")
 	to := fs.String("to", "", "recipient `ADDRESS` or domain")
@@ -70,13 +71,13 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	now := time.Now()
-	f := inspect.Filter{State: *state, Class: *class, From: *from, To: *to, Q: *q, Limit: *limit, Cursor: *cursor}
+	f := store.Filter{State: *state, Class: *class, From: *from, To: *to, Q: *q, Limit: *limit, Cursor: *cursor}
 	var err error
-	if f.Since, err = inspect.ParseTime(*since, now, time.Local); err == nil {
-		f.Until, err = inspect.ParseTime(*until, now, time.Local)
+	if f.Since, err = store.ParseTime(*since, now, time.Local); err == nil {
+		f.Until, err = store.ParseTime(*until, now, time.Local)
 	}
 	if err == nil {
-		err = inspect.CheckStates(f.State)
+		err = store.CheckStates(f.State)
 	}
 	if err == nil && (f.Limit < 1 || f.Limit > 1000) {
 		err = fmt.Errorf("--limit %d is not 1-1000", f.Limit)
@@ -90,7 +91,7 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "mjrelay log:", err)
 		return 2
 	}
-	st, err := inspect.Open(inspect.Path(cfg.DataDir), inspect.Options{ReadOnly: true})
+	st, err := relay.ReadStore(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "mjrelay log: %v (the relay creates the store when it runs)\n", err)
 		return 1
@@ -103,7 +104,7 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err == nil {
 			_, err = io.Copy(stdout, body)
 		}
-		if errors.Is(err, inspect.ErrNotFound) {
+		if errors.Is(err, store.ErrNotFound) {
 			err = fmt.Errorf("no raw message for %s (not stored, or pruned after store.keep_bodies)", id)
 		}
 		return logResult(stderr, err)
@@ -116,7 +117,7 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				printMessage(stdout, m)
 			}
 		}
-		if errors.Is(err, inspect.ErrNotFound) {
+		if errors.Is(err, store.ErrNotFound) {
 			err = fmt.Errorf("no message %s in the traffic store", id)
 		}
 		return logResult(stderr, err)
@@ -156,7 +157,7 @@ func cut(s string, n int) string {
 	return string(r[:n-1]) + "…"
 }
 
-func printList(w io.Writer, p inspect.Page) {
+func printList(w io.Writer, p store.Page) {
 	if len(p.Messages) == 0 {
 		fmt.Fprintln(w, "No message matches.")
 		return
@@ -185,7 +186,7 @@ func dash(s string) string {
 	return s
 }
 
-func printMessage(w io.Writer, m *inspect.Message) {
+func printMessage(w io.Writer, m *store.Message) {
 	fmt.Fprintf(w, "%s  %s\n", m.ID, strings.ToUpper(m.State))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	line := func(k, v string) {

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/mjrelay/mjrelay/relay/inspect"
-	"github.com/mjrelay/mjrelay/relay/inspect/insptest"
+	"github.com/mjrelay/mjrelay/relay/store/storetest"
 )
 
 // TestLog runs `mjrelay log` against the store of a "running" relay (the
@@ -31,7 +31,7 @@ func TestLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	smp := insptest.NewSample(t0)
+	smp := storetest.NewSample(t0)
 	for _, e := range smp.Events {
 		store.Record(e)
 	}

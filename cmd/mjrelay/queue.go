@@ -12,13 +12,11 @@ import (
 	"github.com/mjrelay/mjrelay/relay"
 	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/control"
-	"github.com/mjrelay/mjrelay/relay/inspect"
-	"github.com/mjrelay/mjrelay/relay/spool"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
 // queueAPI is what `mjrelay queue` needs: the running server's control
-// socket, or the spool opened directly when no server runs.
+// socket, or the queue opened directly when no server runs.
 type queueAPI interface {
 	List(ctx context.Context) (control.Listing, error)
 	Retry(ctx context.Context, id string) (int, error)
@@ -97,8 +95,8 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 }
 
 func openQueue(cfg *config.Config) (queueAPI, func(), error) {
-	sp, err := spool.Open(cfg.QueueDir(), spool.Options{})
-	if errors.Is(err, spool.ErrLocked) {
+	q, err := relay.OpenQueue(cfg, nil)
+	if errors.Is(err, relay.ErrQueueInUse) {
 		return control.NewClient(cfg.ControlSocket()), func() {}, nil
 	}
 	if err != nil {
@@ -111,22 +109,22 @@ func openQueue(cfg *config.Config) (queueAPI, func(), error) {
 	if cfg.TrafficFile() != "" {
 		tl, err := relay.OpenTraffic(cfg)
 		if err != nil {
-			sp.Close()
+			q.Close()
 			return nil, nil, fmt.Errorf("traffic log: %w", err)
 		}
 		rec, closers = append(rec, tl), append(closers, tl.Close)
 	}
-	st, err := inspect.Open(inspect.Path(cfg.DataDir), inspect.Options{Retention: cfg.Store.Retention.D(), KeepBodies: cfg.Store.KeepBodies.D()})
+	st, err := relay.OpenStore(cfg, nil)
 	if err != nil {
-		sp.Close()
+		q.Close()
 		return nil, nil, fmt.Errorf("traffic store: %w", err)
 	}
 	rec, closers = append(rec, st), append(closers, st.Close)
-	return offlineAPI{control.Offline{Spool: sp, Traffic: rec}}, func() {
+	return offlineAPI{control.Offline{Queue: q, Traffic: rec}}, func() {
 		for _, c := range closers {
 			c()
 		}
-		sp.Close()
+		q.Close()
 	}, nil
 }
 

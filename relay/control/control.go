@@ -1,7 +1,8 @@
 // Package control lets `mjrelay queue` act on a running server's queue: a
 // small JSON API over a unix socket in data_dir (mode 0600, so only the
 // relay's own user can use it). When no server runs, the command opens the
-// spool itself instead; the spool's lock file makes the two exclusive.
+// queue itself instead (Offline); the embedded queue's lock file makes the
+// two exclusive. Both work on a queue.Queue.
 package control
 
 import (
@@ -12,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"time"
 
@@ -114,14 +116,17 @@ func (c *Client) List(ctx context.Context) (Listing, error) {
 // Retry asks for an immediate retry of id ("" = all).
 func (c *Client) Retry(ctx context.Context, id string) (int, error) {
 	var out map[string]int
-	err := c.do(ctx, http.MethodPost, "/queue/retry?id="+id, &out)
+	err := c.do(ctx, http.MethodPost, "/queue/retry?"+idQuery(id), &out)
 	return out["retried"], err
 }
 
 // Delete removes id from the queue.
 func (c *Client) Delete(ctx context.Context, id string) error {
-	return c.do(ctx, http.MethodPost, "/queue/delete?id="+id, nil)
+	return c.do(ctx, http.MethodPost, "/queue/delete?"+idQuery(id), nil)
 }
+
+// idQuery is the query string naming id, whatever characters it holds.
+func idQuery(id string) string { return url.Values{"id": {id}}.Encode() }
 
 func (c *Client) do(ctx context.Context, method, path string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, "http://mjrelay"+path, nil)

@@ -26,11 +26,11 @@ func (s *Scheduler) attempt(id string, l *lane) {
 	// Bookkeeping must not be cut short by shutdown: it is what makes the
 	// outcome durable.
 	ctx := context.Background()
-	it, err := s.sp.Get(id)
+	it, err := s.q.Get(id)
 	if err != nil {
 		return // delivered or deleted meanwhile
 	}
-	body, err := s.sp.Body(id)
+	body, err := s.q.Body(id)
 	if err != nil {
 		s.log.Error("cannot read queued message", "id", id, "err", err)
 		return
@@ -108,7 +108,7 @@ func (s *Scheduler) attempt(id string, l *lane) {
 		st.Next = time.Now().Add(s.backoff(attemptNo))
 		st.LastError = temp[0].Reply
 	}
-	if err := s.sp.SetState(ctx, st); err != nil {
+	if err := s.q.SetState(ctx, st); err != nil {
 		s.log.Error("cannot record retry state", "id", id, "err", err)
 	}
 	d := event(trafficlog.Deferred, it)
@@ -166,7 +166,7 @@ func (s *Scheduler) deliverOnce(ctx context.Context, t mailjet.Target, h *health
 }
 
 func (s *Scheduler) finish(ctx context.Context, it queue.Item) {
-	if err := s.sp.Done(ctx, it.Envelope.ID); err != nil {
+	if err := s.q.Done(ctx, it.Envelope.ID); err != nil {
 		s.log.Error("cannot complete queued message", "id", it.Envelope.ID, "err", err)
 	}
 }

@@ -27,13 +27,16 @@ import (
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
-// Spool is the queue storage the scheduler uses (a *spool.Spool).
-type Spool interface {
+// Queue is the part of a queue.Queue the scheduler uses: it reads the
+// message and records each attempt's outcome.
+type Queue interface {
 	Body(id string) ([]byte, error)
 	Get(id string) (queue.Item, error)
 	SetState(ctx context.Context, st queue.State) error
 	Done(ctx context.Context, id string) error
 }
+
+var _ Queue = queue.Queue(nil)
 
 // Options configure the scheduler.
 type Options struct {
@@ -50,9 +53,9 @@ type Options struct {
 }
 
 // Scheduler delivers queued messages. Enqueue is its input (wire it to the
-// spool's Subscribe); Run drives it.
+// queue's Subscribe); Run drives it.
 type Scheduler struct {
-	sp   Spool
+	q    Queue
 	opts Options
 	log  *slog.Logger
 
@@ -80,7 +83,7 @@ type lane struct {
 }
 
 // New builds a scheduler.
-func New(sp Spool, opts Options) *Scheduler {
+func New(q Queue, opts Options) *Scheduler {
 	if opts.AttemptTimeout <= 0 {
 		opts.AttemptTimeout = 10 * time.Minute
 	}
@@ -91,7 +94,7 @@ func New(sp Spool, opts Options) *Scheduler {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Scheduler{
-		sp: sp, opts: opts, log: opts.Logger,
+		q: q, opts: opts, log: opts.Logger,
 		inFlight: map[string]bool{}, deleted: map[string]bool{},
 		wake: make(chan struct{}, 1),
 	}
@@ -253,7 +256,7 @@ var ErrInFlight = errors.New("deliver: message is being delivered right now; it 
 
 // Delete removes a message from the queue for good.
 func (s *Scheduler) Delete(ctx context.Context, id string) error {
-	it, err := s.sp.Get(id)
+	it, err := s.q.Get(id)
 	if err != nil {
 		return err
 	}
@@ -264,7 +267,7 @@ func (s *Scheduler) Delete(ctx context.Context, id string) error {
 		return ErrInFlight
 	}
 	s.mu.Unlock()
-	if err := s.sp.Done(ctx, id); err != nil {
+	if err := s.q.Done(ctx, id); err != nil {
 		return err
 	}
 	e := event(trafficlog.Deleted, it)

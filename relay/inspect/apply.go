@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mjrelay/mjrelay/relay/store"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
@@ -31,7 +32,7 @@ func (w *writer) apply(en *entry) error {
 		return err
 	}
 	if m == nil {
-		if m, err = w.create(e, StateQueued); err != nil {
+		if m, err = w.create(e, store.StateQueued); err != nil {
 			return err
 		}
 	}
@@ -50,7 +51,7 @@ func (w *writer) apply(en *entry) error {
 			return err
 		}
 		for _, t := range e.To {
-			m.rcpt(t, StateQueued)
+			m.rcpt(t, store.StateQueued)
 		}
 		if en.body != nil {
 			if _, err := w.st["putBody"].ExecContext(w.ctx, m.key, nullInt(m.finalAt), len(e.Raw), en.body); err != nil {
@@ -64,7 +65,7 @@ func (w *writer) apply(en *entry) error {
 		m.attempts = max(m.attempts, e.Attempt)
 		m.transport, m.upstream, m.reply = e.Transport, e.Upstream, e.Reply
 		for _, rr := range e.Rcpts {
-			r := m.rcpt(rr.Rcpt, StateQueued)
+			r := m.rcpt(rr.Rcpt, store.StateQueued)
 			if rr.MessageID != 0 && rr.MessageID != r.mjID {
 				r.mjID, r.dirty = rr.MessageID, true
 				m.addMailjetID(strconv.FormatInt(rr.MessageID, 10))
@@ -75,8 +76,8 @@ func (w *writer) apply(en *entry) error {
 		}
 		w.stat(e.Time, "attempt", m.class, e.Transport, e.DurationMS)
 	case trafficlog.Delivered, trafficlog.Sandboxed, trafficlog.Failed, trafficlog.Deferred:
-		state := map[string]string{trafficlog.Delivered: StateSent, trafficlog.Sandboxed: StateSandboxed,
-			trafficlog.Failed: StateFailed, trafficlog.Deferred: StateDeferred}[e.Event]
+		state := map[string]string{trafficlog.Delivered: store.StateSent, trafficlog.Sandboxed: store.StateSandboxed,
+			trafficlog.Failed: store.StateFailed, trafficlog.Deferred: store.StateDeferred}[e.Event]
 		if err := w.setRcpts(m, e.To, state, e.Reply, false); err != nil {
 			return err
 		}
@@ -97,7 +98,7 @@ func (w *writer) apply(en *entry) error {
 		}
 		w.stat(e.Time, e.Event, m.class, reason, latencyOf(e))
 	case trafficlog.Deleted:
-		if err := w.setRcpts(m, e.To, StateDeleted, "", true); err != nil {
+		if err := w.setRcpts(m, e.To, store.StateDeleted, "", true); err != nil {
 			return err
 		}
 		m.reason = e.Reason
@@ -125,7 +126,7 @@ func (w *writer) applyRefused(e *trafficlog.Event) error {
 			e.ID = "" // a refusal of a message the store knows: keep both
 		}
 	}
-	m, err := w.create(e, StateRefused)
+	m, err := w.create(e, store.StateRefused)
 	if err != nil {
 		return err
 	}
@@ -145,14 +146,14 @@ func (w *writer) create(e *trafficlog.Event, state string) (*row, error) {
 	if m.id == "" {
 		m.id = fmt.Sprintf("r%016x", m.key)
 	}
-	if state == StateRefused {
+	if state == store.StateRefused {
 		m.finalAt = ms
 	}
 	w.cache.put(m)
 	for _, t := range e.To {
 		m.rcpt(t, state)
 	}
-	if state != StateRefused {
+	if state != store.StateRefused {
 		// Inserted by flushRows at the end of the batch, usually with its
 		// delivery outcome already: one insert instead of insert + update.
 		m.pending = true
@@ -285,7 +286,7 @@ func (w *writer) setRcpts(m *row, to []string, state, reply string, pendingOnly 
 		targets = append(targets, m.rcpt(t, state))
 	}
 	for _, r := range targets {
-		if (pendingOnly && !Pending(r.state)) || !relayMayReplace(r.state) {
+		if (pendingOnly && !store.Pending(r.state)) || !relayMayReplace(r.state) {
 			continue
 		}
 		r.state, r.dirty = state, true
@@ -325,7 +326,7 @@ func (w *writer) settle(m *row, ms int64) error {
 		m.state = messageState(m.rcpts, m.state)
 	}
 	m.updatedAt = ms
-	if !Pending(m.state) && m.finalAt == 0 {
+	if !store.Pending(m.state) && m.finalAt == 0 {
 		m.finalAt = ms
 		if _, err := w.st["finalBody"].ExecContext(w.ctx, ms, m.key); err != nil {
 			return err
@@ -493,8 +494,8 @@ func (w *writer) applyMailjet(ev *webhook.Event) error {
 			r.mjUUID, r.dirty = ev.MessageUUID, true
 		}
 		next := mailjetState(ev.Event)
-		if next == "" && (ev.Event == "open" || ev.Event == "click") && r.state == StateSent {
-			next = StateDelivered
+		if next == "" && (ev.Event == "open" || ev.Event == "click") && r.state == store.StateSent {
+			next = store.StateDelivered
 		}
 		if next != "" && mailjetMayReplace(r.state, next) {
 			r.state, r.dirty = next, true

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mjrelay/mjrelay/relay/store"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
@@ -198,11 +199,11 @@ func BenchmarkStoreQuery(b *testing.B) {
 	defer s.Close()
 	ctx := context.Background()
 	mid := benchStart.Add(15 * 24 * time.Hour)
-	latest, err := s.List(ctx, Filter{Limit: 50})
+	latest, err := s.List(ctx, store.Filter{Limit: 50})
 	if err != nil || len(latest.Messages) == 0 {
 		b.Fatalf("latest page: %v", err)
 	}
-	deep := Filter{Limit: 50}
+	deep := store.Filter{Limit: 50}
 	for range 20 {
 		p, _ := s.List(ctx, deep)
 		deep.Cursor = p.Next
@@ -210,26 +211,26 @@ func BenchmarkStoreQuery(b *testing.B) {
 	someID := latest.Messages[10].ID
 	queries := []struct {
 		name string
-		f    Filter
+		f    store.Filter
 	}{
-		{"latest", Filter{Limit: 50}},
+		{"latest", store.Filter{Limit: 50}},
 		{"page21", deep},
-		{"state=failed", Filter{State: "failed", Limit: 50}},
-		{"state=deferred(rare)", Filter{State: "deferred", Limit: 50}},
-		{"state=failed,bounced,refused", Filter{State: "failed,bounced,refused", Limit: 50}},
-		{"class=bulk", Filter{Class: "bulk", Limit: 50}},
-		{"to=address", Filter{To: "user4242@client.example", Limit: 50}},
-		{"to=frequent", Filter{To: "frequent3@client.example", Limit: 50}},
-		{"to=domain", Filter{To: "outlook.example", Limit: 50}},
-		{"from=address", Filter{From: "invoices@acme.example", Limit: 50}},
-		{"from+state", Filter{From: "sales@acme.example", State: "failed", Limit: 50}},
-		{"q=word", Filter{Q: "invoice", Limit: 50}},
-		{"q=number", Filter{Q: "INV/2026/04242", Limit: 50}},
-		{"q=address", Filter{Q: "user4242@client.example", Limit: 50}},
-		{"q=domain", Filter{Q: "outlook.example", Limit: 50}},
-		{"q=mailjet-id", Filter{Q: "288230376151911744", Limit: 50}},
-		{"since/until 1h", Filter{Since: mid, Until: mid.Add(time.Hour), Limit: 50}},
-		{"since/until+state", Filter{Since: mid, Until: mid.Add(24 * time.Hour), State: "failed", Limit: 50}},
+		{"state=failed", store.Filter{State: "failed", Limit: 50}},
+		{"state=deferred(rare)", store.Filter{State: "deferred", Limit: 50}},
+		{"state=failed,bounced,refused", store.Filter{State: "failed,bounced,refused", Limit: 50}},
+		{"class=bulk", store.Filter{Class: "bulk", Limit: 50}},
+		{"to=address", store.Filter{To: "user4242@client.example", Limit: 50}},
+		{"to=frequent", store.Filter{To: "frequent3@client.example", Limit: 50}},
+		{"to=domain", store.Filter{To: "outlook.example", Limit: 50}},
+		{"from=address", store.Filter{From: "invoices@acme.example", Limit: 50}},
+		{"from+state", store.Filter{From: "sales@acme.example", State: "failed", Limit: 50}},
+		{"q=word", store.Filter{Q: "invoice", Limit: 50}},
+		{"q=number", store.Filter{Q: "INV/2026/04242", Limit: 50}},
+		{"q=address", store.Filter{Q: "user4242@client.example", Limit: 50}},
+		{"q=domain", store.Filter{Q: "outlook.example", Limit: 50}},
+		{"q=mailjet-id", store.Filter{Q: "288230376151911744", Limit: 50}},
+		{"since/until 1h", store.Filter{Since: mid, Until: mid.Add(time.Hour), Limit: 50}},
+		{"since/until+state", store.Filter{Since: mid, Until: mid.Add(24 * time.Hour), State: "failed", Limit: 50}},
 	}
 	for _, q := range queries {
 		b.Run("List/"+q.name, func(b *testing.B) {
@@ -281,7 +282,7 @@ func BenchmarkStoreRecord(b *testing.B) {
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
 		evs, mj := g.message(benchMessages+i, benchMessages)
-		for s.Pending() > s.opts.Buffer/2 {
+		for len(s.in) > s.opts.Buffer/2 {
 			time.Sleep(time.Millisecond) // measure the writer, not the drops
 		}
 		for _, e := range evs {
@@ -296,7 +297,7 @@ func BenchmarkStoreRecord(b *testing.B) {
 		b.Fatal(err)
 	}
 	el := time.Since(start)
-	if d, _ := s.Dropped(); d > 0 {
+	if d := s.Health().DroppedEvents; d > 0 {
 		b.Logf("%d events dropped (buffer full)", d)
 	}
 	b.ReportMetric(float64(events)/el.Seconds(), "events/s")

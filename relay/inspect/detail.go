@@ -14,81 +14,22 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mjrelay/mjrelay/relay/store"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
-// Message is one message with its recipients and full timeline.
-type Message struct {
-	Summary
-	ClassRule string     `json:"class_rule,omitempty"`
-	Verdict   string     `json:"verdict,omitempty"`
-	Stage     string     `json:"stage,omitempty"`
-	Helo      string     `json:"helo,omitempty"`
-	TLS       bool       `json:"tls"`
-	Upstream  string     `json:"upstream,omitempty"`
-	UpdatedAt time.Time  `json:"updated_at"`
-	FinalAt   *time.Time `json:"final_at,omitempty"`
-	// LatencyMS is the time from receipt to Mailjet's acceptance.
-	LatencyMS  float64     `json:"latency_ms,omitempty"`
-	Recipients []Recipient `json:"recipients"`
-	// Attempts are the delivery attempts, oldest first.
-	AttemptList []Attempt `json:"attempts"`
-	// Events are Mailjet's webhook events, oldest first.
-	Events []webhook.Event `json:"events"`
-	// Timeline is everything in order: received → policy → attempts and
-	// outcomes → Mailjet events.
-	Timeline []Step `json:"timeline"`
-	HasRaw   bool   `json:"has_raw"`
-	RawSize  int64  `json:"raw_size,omitempty"`
-}
-
-// Recipient is one envelope recipient's outcome.
-type Recipient struct {
-	Rcpt        string `json:"rcpt"`
-	State       string `json:"state"`
-	Reply       string `json:"reply,omitempty"`
-	MailjetID   string `json:"mailjet_id,omitempty"`
-	MailjetUUID string `json:"mailjet_uuid,omitempty"`
-}
-
-// Attempt is one delivery attempt.
-type Attempt struct {
-	Time       time.Time               `json:"time"`
-	Attempt    int                     `json:"attempt"`
-	Transport  string                  `json:"transport"`
-	Upstream   string                  `json:"upstream,omitempty"`
-	UpstreamID string                  `json:"upstream_id,omitempty"`
-	Reply      string                  `json:"reply"`
-	DurationMS float64                 `json:"duration_ms"`
-	Rcpts      []trafficlog.RcptResult `json:"rcpts,omitempty"`
-}
-
-// Step is one line of the timeline.
-type Step struct {
-	Time time.Time `json:"time"`
-	// Kind is a relay event (received, policy, refused, attempt, deferred,
-	// delivered, failed, sandboxed, deleted) or mailjet:EVENT.
-	Kind   string `json:"kind"`
-	Source string `json:"source"` // relay or mailjet
-	Text   string `json:"text"`
-	// Reply is the SMTP reply or Mailjet's explanation, if any.
-	Reply string `json:"reply,omitempty"`
-	// Bad marks failures, for the UI.
-	Bad bool `json:"bad,omitempty"`
-}
-
 // Get returns a message with its timeline.
-func (s *Store) Get(ctx context.Context, id string) (*Message, error) {
+func (s *Store) Get(ctx context.Context, id string) (*store.Message, error) {
 	r, err := scanRow(s.rdb.QueryRowContext(ctx, `SELECT `+rowColumns+` FROM messages WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
+		return nil, store.ErrNotFound
 	}
 	if err != nil {
 		return nil, err
 	}
-	m := &Message{Summary: r.summary(), ClassRule: r.classRule, Verdict: r.verdict, Stage: r.stage,
+	m := &store.Message{Summary: r.summary(), ClassRule: r.classRule, Verdict: r.verdict, Stage: r.stage,
 		Helo: r.helo, TLS: r.tls, Upstream: r.upstream, UpdatedAt: time.UnixMilli(r.updatedAt).UTC(),
-		LatencyMS: r.latencyMS, Recipients: []Recipient{}, AttemptList: []Attempt{}, Events: []webhook.Event{}}
+		LatencyMS: r.latencyMS, Recipients: []store.Recipient{}, AttemptList: []store.Attempt{}, Events: []webhook.Event{}}
 	if r.finalAt != 0 {
 		t := time.UnixMilli(r.finalAt).UTC()
 		m.FinalAt = &t
@@ -99,7 +40,7 @@ func (s *Store) Get(ctx context.Context, id string) (*Message, error) {
 		return nil, err
 	}
 	for rows.Next() {
-		var rc Recipient
+		var rc store.Recipient
 		var mj int64
 		if err := rows.Scan(&rc.Rcpt, &rc.State, &rc.Reply, &mj, &rc.MailjetUUID); err != nil {
 			rows.Close()
@@ -122,13 +63,13 @@ func (s *Store) Get(ctx context.Context, id string) (*Message, error) {
 	return m, nil
 }
 
-func (s *Store) timeline(ctx context.Context, r *row, m *Message) error {
+func (s *Store) timeline(ctx context.Context, r *row, m *store.Message) error {
 	rows, err := s.rdb.QueryContext(ctx, `SELECT at, kind, data FROM events WHERE key = ? ORDER BY seq`, r.key)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
-	var relay, mj []Step
+	var relay, mj []store.Step
 	for rows.Next() {
 		var at int64
 		var kind string
@@ -153,7 +94,7 @@ func (s *Store) timeline(ctx context.Context, r *row, m *Message) error {
 		}
 		e := d.event(kind, t, r.to())
 		if kind == trafficlog.Attempt {
-			m.AttemptList = append(m.AttemptList, Attempt{Time: t, Attempt: e.Attempt, Transport: e.Transport,
+			m.AttemptList = append(m.AttemptList, store.Attempt{Time: t, Attempt: e.Attempt, Transport: e.Transport,
 				Upstream: e.Upstream, UpstreamID: e.UpstreamID, Reply: e.Reply, DurationMS: e.DurationMS, Rcpts: e.Rcpts})
 		}
 		steps := relaySteps(r, &e)
@@ -167,8 +108,8 @@ func (s *Store) timeline(ctx context.Context, r *row, m *Message) error {
 	return rows.Err()
 }
 
-func relaySteps(r *row, e *trafficlog.Event) []Step {
-	st := Step{Time: e.Time, Kind: e.Event, Source: "relay", Reply: e.Reply}
+func relaySteps(r *row, e *trafficlog.Event) []store.Step {
+	st := store.Step{Time: e.Time, Kind: e.Event, Source: "relay", Reply: e.Reply}
 	to := strings.Join(e.To, ", ")
 	switch e.Event {
 	case trafficlog.Received:
@@ -182,11 +123,11 @@ func relaySteps(r *row, e *trafficlog.Event) []Step {
 		if e.Class != "" {
 			st.Text += fmt.Sprintf("; lane %s (rule %s)", e.Class, orDash(e.ClassRule))
 		}
-		pol := Step{Time: e.Time, Kind: "policy", Source: "relay", Text: "Sender policy: pass"}
+		pol := store.Step{Time: e.Time, Kind: "policy", Source: "relay", Text: "Sender policy: pass"}
 		if e.Verdict != "" {
 			pol.Text = "Sender policy: accepted with warning " + e.Verdict
 		}
-		return []Step{st, pol}
+		return []store.Step{st, pol}
 	case trafficlog.Refused:
 		st.Text, st.Bad = fmt.Sprintf("Refused at %s: %s", orDash(e.Stage), orDash(e.Reason)), true
 		if e.Verdict != "" {
@@ -226,11 +167,11 @@ func relaySteps(r *row, e *trafficlog.Event) []Step {
 	default:
 		st.Text = e.Event
 	}
-	return []Step{st}
+	return []store.Step{st}
 }
 
-func mailjetStep(t time.Time, e *webhook.Event) Step {
-	st := Step{Time: t, Kind: "mailjet:" + e.Event, Source: "mailjet", Reply: e.Reply()}
+func mailjetStep(t time.Time, e *webhook.Event) store.Step {
+	st := store.Step{Time: t, Kind: "mailjet:" + e.Event, Source: "mailjet", Reply: e.Reply()}
 	who := orDash(e.Email)
 	switch e.Event {
 	case "sent":
@@ -288,7 +229,7 @@ func (s *Store) Raw(ctx context.Context, id string) (io.Reader, int64, error) {
 	err := s.rdb.QueryRowContext(ctx, `SELECT b.data, b.size FROM bodies b JOIN messages m ON m.key = b.key
 		WHERE m.id = ?`, id).Scan(&data, &size)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, 0, ErrNotFound
+		return nil, 0, store.ErrNotFound
 	}
 	if err != nil {
 		return nil, 0, err

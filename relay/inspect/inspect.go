@@ -1,4 +1,4 @@
-// Package inspect is the traffic inspection store: an embedded SQLite
+// Package inspect is the embedded traffic store (a store.Store): an SQLite
 // database (data_dir/store.db, WAL) that keeps, for every message the relay
 // received or refused, its envelope and headers, class, policy verdict,
 // every delivery attempt, the Mailjet events that came back by webhook and
@@ -10,7 +10,7 @@
 // channel and commits whatever has accumulated in one transaction, so
 // batches grow with the load; WAL checkpoints run beside it. When the
 // channel is full, Record drops the event instead of waiting, counts it
-// ([Store.Dropped], exported as mjrelay_inspect_dropped_events_total) and
+// ([Store.Health], exported as mjrelay_inspect_dropped_events_total) and
 // logs how many were lost at most once a minute: the inspection record of
 // those messages is then incomplete; the messages themselves are not
 // affected (the spool is the durable copy). Raw bodies waiting for the
@@ -30,7 +30,6 @@ package inspect
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"github.com/mjrelay/mjrelay/mailjet/webhook"
 	"log/slog"
@@ -42,6 +41,7 @@ import (
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite", pure Go
 
+	"github.com/mjrelay/mjrelay/relay/store"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
@@ -95,6 +95,8 @@ type Store struct {
 	lastDropLog   atomic.Int64 // unix seconds
 	loggedDropped atomic.Uint64
 }
+
+var _ store.Store = (*Store)(nil)
 
 // entry is one unit of work for the writer.
 type entry struct {
@@ -303,7 +305,7 @@ func (s *Store) drop(en *entry) {
 func (s *Store) RecordMailjet(ctx context.Context, evs []webhook.Event) error {
 	for i := range evs {
 		if s.closed.Load() {
-			return ErrClosed
+			return store.ErrClosed
 		}
 		ev := evs[i] // the writer owns its copy
 		select {
@@ -314,9 +316,6 @@ func (s *Store) RecordMailjet(ctx context.Context, evs []webhook.Event) error {
 	}
 	return nil
 }
-
-// ErrClosed is returned for work submitted after Close.
-var ErrClosed = errors.New("inspect: store closed")
 
 // Flush waits until everything recorded before it is committed.
 func (s *Store) Flush(ctx context.Context) error { return s.barrier(ctx, false) }
@@ -347,16 +346,14 @@ func (s *Store) barrier(ctx context.Context, prune bool) error {
 	}
 }
 
-// Dropped returns how many events were dropped because the buffer was full
-// (or the store closed), and how many bodies were left out because too many
-// bytes were waiting.
-func (s *Store) Dropped() (events, bodies uint64) { return s.dropped.Load(), s.bodiesDropped.Load() }
-
-// Pending is the number of entries waiting for the writer.
-func (s *Store) Pending() int { return len(s.in) }
-
-// WriteErrors counts failed commits (their events are lost; see the log).
-func (s *Store) WriteErrors() uint64 { return s.writeErrors.Load() }
+// Health returns how many events were dropped because the buffer was full
+// (or the store closed), how many bodies were left out because too many
+// bytes were waiting, how many entries wait for the writer, and how many
+// commits failed (their events are lost; see the log).
+func (s *Store) Health() store.Health {
+	return store.Health{DroppedEvents: s.dropped.Load(), DroppedBodies: s.bodiesDropped.Load(),
+		Pending: len(s.in), WriteErrors: s.writeErrors.Load()}
+}
 
 // Close commits what is buffered and closes the database. Record calls
 // after Close are dropped.

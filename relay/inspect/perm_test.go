@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/mjrelay/mjrelay/relay/inspect"
-	"github.com/mjrelay/mjrelay/relay/inspect/insptest"
+	"github.com/mjrelay/mjrelay/relay/store/storetest"
 )
 
 // TestStoreFilesPrivate: the database, its WAL and its shared-memory file
@@ -54,7 +54,7 @@ func TestStoreFilesPrivate(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			for _, e := range insptest.NewSample(t0).Events {
+			for _, e := range storetest.NewSample(t0).Events {
 				s.Record(e)
 			}
 			if err := s.Flush(context.Background()); err != nil {

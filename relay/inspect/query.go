@@ -2,71 +2,13 @@ package inspect
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/mjrelay/mjrelay/relay/store"
 )
-
-// Errors returned by queries.
-var (
-	ErrNotFound  = errors.New("inspect: no such message")
-	ErrBadFilter = errors.New("inspect: bad filter")
-)
-
-// Filter selects messages. Empty fields do not filter.
-type Filter struct {
-	// State is one state or several separated by commas.
-	State string
-	Class string
-	// From and To match an address exactly (case-insensitive), or a whole
-	// domain when given as "@example.com" or "example.com". From matches
-	// the envelope sender and the header From.
-	From, To string
-	// Q searches subject, addresses, queue id, Message-Id and login; a
-	// queue id, a Mailjet message id or UUID finds that message directly.
-	Q string
-	// Since and Until bound the receive time (Until exclusive).
-	Since, Until time.Time
-	// Limit is the page size (default 50, at most 1000).
-	Limit int
-	// Cursor is Page.Next of the previous page.
-	Cursor string
-}
-
-// Summary is one message in a list.
-type Summary struct {
-	ID         string    `json:"id"`
-	ReceivedAt time.Time `json:"received_at"`
-	State      string    `json:"state"`
-	Class      string    `json:"class"`
-	From       string    `json:"from"`
-	HeaderFrom string    `json:"header_from,omitempty"`
-	To         []string  `json:"to"`
-	Subject    string    `json:"subject"`
-	MessageID  string    `json:"message_id"`
-	Size       int64     `json:"size"`
-	User       string    `json:"user"`
-	Client     string    `json:"client"`
-	Transport  string    `json:"transport"`
-	// MailjetIDs are Mailjet's message ids (strings: they exceed
-	// JavaScript's integers).
-	MailjetIDs []string `json:"mailjet_ids"`
-	Attempts   int      `json:"attempt_count"`
-	Reply      string   `json:"reply,omitempty"`
-	Reason     string   `json:"reason,omitempty"`
-
-	key int64
-}
-
-// Page is a list of messages, newest first.
-type Page struct {
-	Messages []Summary `json:"messages"`
-	// Next is the cursor of the following (older) page, "" at the end.
-	Next string `json:"next"`
-}
 
 var (
 	queueIDRe = regexp.MustCompile(`^(?:[0-9a-f]{20}|r[0-9a-f]{16})$`)
@@ -87,7 +29,7 @@ func (q *query) add(cond string, args ...any) {
 }
 
 // List returns one page of messages matching f, newest first.
-func (s *Store) List(ctx context.Context, f Filter) (Page, error) {
+func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 50
@@ -142,7 +84,7 @@ func (s *Store) List(ctx context.Context, f Filter) (Page, error) {
 	if f.Cursor != "" {
 		c, err := strconv.ParseInt(f.Cursor, 10, 64)
 		if err != nil {
-			return Page{}, fmt.Errorf("%w: cursor %q", ErrBadFilter, f.Cursor)
+			return store.Page{}, fmt.Errorf("%w: cursor %q", store.ErrBadFilter, f.Cursor)
 		}
 		keyConds, keyArgs = append(keyConds, " < ?"), append(keyArgs, c)
 	}
@@ -152,7 +94,7 @@ func (s *Store) List(ctx context.Context, f Filter) (Page, error) {
 	if !f.Until.IsZero() {
 		keyConds, keyArgs = append(keyConds, " < ?"), append(keyArgs, keyAt(f.Until))
 	}
-	if states := splitList(f.State); len(states) == 1 {
+	if states := f.States(); len(states) == 1 {
 		common.add("m.state = ?", states[0])
 	} else if len(states) > 1 {
 		common.add("m.state IN ("+strings.TrimSuffix(strings.Repeat("?,", len(states)), ",")+")", anys(states)...)
@@ -185,20 +127,22 @@ func (s *Store) List(ctx context.Context, f Filter) (Page, error) {
 	}
 	rows, err := s.rdb.QueryContext(ctx, sqlText, args...)
 	if err != nil {
-		return Page{}, err
+		return store.Page{}, err
 	}
 	defer rows.Close()
-	p := Page{Messages: []Summary{}}
+	p := store.Page{Messages: []store.Summary{}}
+	var last int64 // the key of the last message listed: the next page's cursor
 	for rows.Next() {
 		r, err := scanRow(rows)
 		if err != nil {
-			return Page{}, err
+			return store.Page{}, err
 		}
 		if len(p.Messages) == limit {
-			p.Next = strconv.FormatInt(p.Messages[limit-1].key, 10)
+			p.Next = strconv.FormatInt(last, 10)
 			break
 		}
 		p.Messages = append(p.Messages, r.summary())
+		last = r.key
 	}
 	return p, rows.Err()
 }
@@ -234,16 +178,6 @@ func ftsQuery(text string) string {
 		terms = append(terms, t)
 	}
 	return strings.Join(terms, " AND ")
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, x := range strings.Split(s, ",") {
-		if x = strings.TrimSpace(x); x != "" {
-			out = append(out, x)
-		}
-	}
-	return out
 }
 
 func anys(ss []string) []any {

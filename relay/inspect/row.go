@@ -4,6 +4,8 @@ import (
 	"database/sql"
 	"strings"
 	"time"
+
+	"github.com/mjrelay/mjrelay/relay/store"
 )
 
 // rowColumns are the messages columns in row order.
@@ -157,16 +159,16 @@ func (r *row) addMailjetID(id string) {
 }
 
 // summary converts the row for the API.
-func (r *row) summary() Summary {
+func (r *row) summary() store.Summary {
 	ids := strings.Fields(r.mailjetIDs)
 	if ids == nil {
 		ids = []string{}
 	}
-	return Summary{
+	return store.Summary{
 		ID: r.id, ReceivedAt: time.UnixMilli(r.receivedAt).UTC(), State: r.state, Class: r.class,
 		From: r.mailFrom, HeaderFrom: r.headerFrom, To: r.to(), Subject: r.subject, MessageID: r.messageID,
 		Size: r.size, User: r.user, Client: r.client, Transport: r.transport, MailjetIDs: ids,
-		Attempts: r.attempts, Reply: r.reply, Reason: r.reason, key: r.key,
+		Attempts: r.attempts, Reply: r.reply, Reason: r.reason,
 	}
 }
 

@@ -1,43 +1,22 @@
 package inspect
 
-import "strings"
+import (
+	"strings"
 
-// Message states. queued, deferred, sent, failed, refused, sandboxed and
-// deleted come from the relay; delivered, bounced, blocked, spam and unsub
-// from Mailjet's events. A message's state is derived from its recipients'.
-const (
-	StateQueued    = "queued"
-	StateDeferred  = "deferred"
-	StateSent      = "sent" // accepted by Mailjet
-	StateFailed    = "failed"
-	StateRefused   = "refused"
-	StateSandboxed = "sandboxed"
-	StateDeleted   = "deleted"
-	StateDelivered = "delivered" // Mailjet "sent": the recipient's server accepted it
-	StateBounced   = "bounced"
-	StateBlocked   = "blocked"
-	StateSpam      = "spam"
-	StateUnsub     = "unsub"
+	"github.com/mjrelay/mjrelay/relay/store"
 )
-
-// States lists every state, in the order the UI offers them.
-var States = []string{StateQueued, StateDeferred, StateSent, StateDelivered, StateFailed, StateBounced,
-	StateBlocked, StateSpam, StateUnsub, StateRefused, StateSandboxed, StateDeleted}
 
 // messageOrder decides a message's state from its recipients' states: the
 // first state in this list that any recipient has wins. Pending states come
 // first (the message is still in the queue), then failures, then the least
 // advanced success.
-var messageOrder = []string{StateDeferred, StateQueued, StateFailed, StateBounced, StateBlocked, StateDeleted,
-	StateSpam, StateUnsub, StateSent, StateDelivered, StateSandboxed, StateRefused}
-
-// Pending reports whether a state means the message is still queued.
-func Pending(state string) bool { return state == StateQueued || state == StateDeferred }
+var messageOrder = []string{store.StateDeferred, store.StateQueued, store.StateFailed, store.StateBounced, store.StateBlocked, store.StateDeleted,
+	store.StateSpam, store.StateUnsub, store.StateSent, store.StateDelivered, store.StateSandboxed, store.StateRefused}
 
 // fromMailjet reports whether a state was set by a Mailjet event.
 func fromMailjet(state string) bool {
 	switch state {
-	case StateDelivered, StateBounced, StateBlocked, StateSpam, StateUnsub:
+	case store.StateDelivered, store.StateBounced, store.StateBlocked, store.StateSpam, store.StateUnsub:
 		return true
 	}
 	return false
@@ -64,15 +43,15 @@ func messageState(rcpts []*rcptRow, current string) string {
 func mailjetState(event string) string {
 	switch event {
 	case "sent":
-		return StateDelivered
+		return store.StateDelivered
 	case "bounce":
-		return StateBounced
+		return store.StateBounced
 	case "blocked":
-		return StateBlocked
+		return store.StateBlocked
 	case "spam":
-		return StateSpam
+		return store.StateSpam
 	case "unsub":
-		return StateUnsub
+		return store.StateUnsub
 	}
 	return ""
 }
@@ -84,8 +63,8 @@ func mailjetMayReplace(current, next string) bool {
 	if !fromMailjet(current) {
 		return true
 	}
-	if next == StateDelivered {
-		return current == StateDelivered
+	if next == store.StateDelivered {
+		return current == store.StateDelivered
 	}
 	return true
 }

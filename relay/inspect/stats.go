@@ -4,54 +4,16 @@ import (
 	"context"
 	"sort"
 	"time"
+
+	"github.com/mjrelay/mjrelay/relay/store"
 )
-
-// Stats are the per-minute counters the writer keeps, bucketed for charts.
-// Kinds: received, final (left the queue), attempt, delivered (accepted by
-// Mailjet), sandboxed, deferred, failed, deleted, refused, and mj_EVENT for
-// Mailjet's events (mj_unjoined: events of messages the store does not
-// know).
-type Stats struct {
-	Since       time.Time `json:"since"`
-	Until       time.Time `json:"until"`
-	StepSeconds int       `json:"step_seconds"`
-	Buckets     []Bucket  `json:"buckets"`
-	// Totals are the window's counts by kind; ReceivedByClass by lane.
-	Totals          map[string]int `json:"totals"`
-	ReceivedByClass map[string]int `json:"received_by_class"`
-	// Failures are failed, refused, bounced, blocked and spam counts by
-	// reason, largest first.
-	Failures []ReasonCount `json:"failures"`
-	// LatencyAvgMS is the mean time from receipt to Mailjet's acceptance.
-	LatencyAvgMS float64 `json:"latency_avg_ms"`
-	LatencyMaxMS float64 `json:"latency_max_ms"`
-}
-
-// Bucket is one step of the window.
-type Bucket struct {
-	Time     time.Time      `json:"time"`
-	Received map[string]int `json:"received"` // by class
-	Final    map[string]int `json:"final"`    // by class
-	Counts   map[string]int `json:"counts"`   // by kind
-	// Latency of the messages accepted by Mailjet in this bucket.
-	LatencyAvgMS float64 `json:"latency_avg_ms"`
-	LatencyMaxMS float64 `json:"latency_max_ms"`
-	latSum       float64
-	latN         int
-}
-
-// ReasonCount is one line of the failure breakdown.
-type ReasonCount struct {
-	Kind   string `json:"kind"`
-	Reason string `json:"reason"`
-	N      int    `json:"n"`
-}
 
 var failureKinds = map[string]bool{"failed": true, "refused": true, "mj_bounce": true, "mj_blocked": true, "mj_spam": true}
 
 // Stats returns the counters of [since, until) in buckets of step (at least
-// a minute; at most 1440 buckets).
-func (s *Store) Stats(ctx context.Context, since, until time.Time, step time.Duration) (*Stats, error) {
+// a minute; at most 1440 buckets), from the per-minute counters the writer
+// keeps.
+func (s *Store) Stats(ctx context.Context, since, until time.Time, step time.Duration) (*store.Stats, error) {
 	step = max(step.Truncate(time.Minute), time.Minute)
 	since = since.Truncate(step)
 	if !until.After(since) {
@@ -62,12 +24,14 @@ func (s *Store) Stats(ctx context.Context, since, until time.Time, step time.Dur
 		n = 1440
 		since = until.Add(-time.Duration(n) * step).Truncate(step)
 	}
-	st := &Stats{Since: since.UTC(), Until: until.UTC(), StepSeconds: int(step / time.Second),
-		Totals: map[string]int{}, ReceivedByClass: map[string]int{}, Failures: []ReasonCount{}}
+	st := &store.Stats{Since: since.UTC(), Until: until.UTC(), StepSeconds: int(step / time.Second),
+		Totals: map[string]int{}, ReceivedByClass: map[string]int{}, Failures: []store.ReasonCount{}}
 	for i := range n {
-		st.Buckets = append(st.Buckets, Bucket{Time: since.Add(time.Duration(i) * step).UTC(),
+		st.Buckets = append(st.Buckets, store.Bucket{Time: since.Add(time.Duration(i) * step).UTC(),
 			Received: map[string]int{}, Final: map[string]int{}, Counts: map[string]int{}})
 	}
+	// Each bucket's latency sum and count, for its mean.
+	bucketLatSum, bucketLatN := make([]float64, n), make([]int, n)
 	rows, err := s.rdb.QueryContext(ctx, `SELECT minute, kind, class, reason, n, lat_sum, lat_max FROM stats
 		WHERE minute >= ? AND minute < ?`, since.Unix()/60, (until.Unix()+59)/60)
 	if err != nil {
@@ -99,8 +63,8 @@ func (s *Store) Stats(ctx context.Context, since, until time.Time, step time.Dur
 		case "final":
 			b.Final[class] += cnt
 		case "delivered", "sandboxed":
-			b.latSum += ls
-			b.latN += cnt
+			bucketLatSum[i] += ls
+			bucketLatN[i] += cnt
 			b.LatencyMaxMS = max(b.LatencyMaxMS, lm)
 			latSum += ls
 			latN += cnt
@@ -114,15 +78,15 @@ func (s *Store) Stats(ctx context.Context, since, until time.Time, step time.Dur
 		return nil, err
 	}
 	for i := range st.Buckets {
-		if b := &st.Buckets[i]; b.latN > 0 {
-			b.LatencyAvgMS = b.latSum / float64(b.latN)
+		if bucketLatN[i] > 0 {
+			st.Buckets[i].LatencyAvgMS = bucketLatSum[i] / float64(bucketLatN[i])
 		}
 	}
 	if latN > 0 {
 		st.LatencyAvgMS = latSum / float64(latN)
 	}
 	for k, v := range fails {
-		st.Failures = append(st.Failures, ReasonCount{Kind: k[0], Reason: k[1], N: v})
+		st.Failures = append(st.Failures, store.ReasonCount{Kind: k[0], Reason: k[1], N: v})
 	}
 	sort.Slice(st.Failures, func(i, j int) bool {
 		a, b := st.Failures[i], st.Failures[j]

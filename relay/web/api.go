@@ -11,17 +11,17 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mjrelay/mjrelay/relay/inspect"
 	"github.com/mjrelay/mjrelay/relay/queue"
+	"github.com/mjrelay/mjrelay/relay/store"
 )
 
 // parseFilter reads the list filters of the API and the UI: state, class,
 // from, to, q, since, until, limit, cursor (and tz, the browser's offset
 // from UTC in minutes, for since/until without a zone).
-func parseFilter(v url.Values, now time.Time) (inspect.Filter, error) {
-	f := inspect.Filter{State: v.Get("state"), Class: v.Get("class"), From: v.Get("from"), To: v.Get("to"),
+func parseFilter(v url.Values, now time.Time) (store.Filter, error) {
+	f := store.Filter{State: v.Get("state"), Class: v.Get("class"), From: v.Get("from"), To: v.Get("to"),
 		Q: v.Get("q"), Cursor: v.Get("cursor")}
-	if err := inspect.CheckStates(f.State); err != nil {
+	if err := store.CheckStates(f.State); err != nil {
 		return f, err
 	}
 	loc := time.UTC
@@ -33,10 +33,10 @@ func parseFilter(v url.Values, now time.Time) (inspect.Filter, error) {
 		loc = time.FixedZone("", m*60)
 	}
 	var err error
-	if f.Since, err = inspect.ParseTime(v.Get("since"), now, loc); err != nil {
+	if f.Since, err = store.ParseTime(v.Get("since"), now, loc); err != nil {
 		return f, fmt.Errorf("since: %w", err)
 	}
-	if f.Until, err = inspect.ParseTime(v.Get("until"), now, loc); err != nil {
+	if f.Until, err = store.ParseTime(v.Get("until"), now, loc); err != nil {
 		return f, fmt.Errorf("until: %w", err)
 	}
 	if l := v.Get("limit"); l != "" {
@@ -75,7 +75,7 @@ func (s *Server) apiRaw(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	body, size, err := s.d.Store.Raw(r.Context(), id)
 	if err != nil {
-		if errors.Is(err, inspect.ErrNotFound) {
+		if errors.Is(err, store.ErrNotFound) {
 			jsonError(w, http.StatusNotFound, "no raw message for "+id+" (not stored, or pruned after store.keep_bodies)")
 			return
 		}
@@ -191,20 +191,13 @@ func (s *Server) apiSendersCheck(w http.ResponseWriter, r *http.Request) {
 // StatsReport is GET /api/stats: the store's counters for the window plus
 // what only the running relay knows.
 type StatsReport struct {
-	*inspect.Stats
+	*store.Stats
 	// QueueNow is the queue depth per lane now; QueueDepth per lane at the
 	// end of each bucket, worked back from now through the buckets'
 	// received and final counts.
 	QueueNow   map[string]int   `json:"queue_now"`
 	QueueDepth map[string][]int `json:"queue_depth"`
-	Store      storeHealth      `json:"store"`
-}
-
-type storeHealth struct {
-	DroppedEvents uint64 `json:"dropped_events"`
-	DroppedBodies uint64 `json:"dropped_bodies"`
-	Pending       int    `json:"pending"`
-	WriteErrors   uint64 `json:"write_errors"`
+	Store      store.Health     `json:"store"`
 }
 
 // windows are the dashboard's time windows and their bucket sizes.
@@ -240,8 +233,7 @@ func (s *Server) stats(r *http.Request, window string) (*StatsReport, error) {
 			rep.QueueDepth[lane] = series
 		}
 	}
-	rep.Store.DroppedEvents, rep.Store.DroppedBodies = s.d.Store.Dropped()
-	rep.Store.Pending, rep.Store.WriteErrors = s.d.Store.Pending(), s.d.Store.WriteErrors()
+	rep.Store = s.d.Store.Health()
 	return rep, nil
 }
 
@@ -269,10 +261,10 @@ func (s *Server) apiStats(w http.ResponseWriter, r *http.Request) {
 // fail answers a store error: 404 for an unknown message, else 500 (logged).
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
-	case errors.Is(err, inspect.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound):
 		jsonError(w, http.StatusNotFound, "no such message")
 		return
-	case errors.Is(err, inspect.ErrBadFilter):
+	case errors.Is(err, store.ErrBadFilter):
 		jsonError(w, http.StatusBadRequest, err.Error())
 		return
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mjrelay/mjrelay/relay/inspect"
+	"github.com/mjrelay/mjrelay/relay/store"
 )
 
 // Charts are drawn on the server as inline SVG: the template renders the
@@ -177,7 +177,7 @@ func formatMS(ms float64) string {
 func dashboardCharts(rep *StatsReport) []lineChart {
 	st := rep.Stats
 	times := make([]time.Time, len(st.Buckets))
-	col := func(f func(b *inspect.Bucket) float64) []float64 {
+	col := func(f func(b *store.Bucket) float64) []float64 {
 		out := make([]float64, len(st.Buckets))
 		for i := range st.Buckets {
 			out[i] = f(&st.Buckets[i])
@@ -190,15 +190,15 @@ func dashboardCharts(rep *StatsReport) []lineChart {
 	per := "per " + (time.Duration(st.StepSeconds) * time.Second).String()
 	per = strings.TrimSuffix(strings.TrimSuffix(per, "0s"), "0m")
 	lanes := newLineChart("Messages received "+per+", by lane", "", times, st.StepSeconds,
-		seriesData{name: "transactional", class: "s1", values: col(func(b *inspect.Bucket) float64 { return float64(b.Received["transactional"]) })},
-		seriesData{name: "bulk", class: "s2", values: col(func(b *inspect.Bucket) float64 { return float64(b.Received["bulk"]) })},
-		seriesData{name: "refused", class: "bad", values: col(func(b *inspect.Bucket) float64 { return float64(b.Counts["refused"]) })})
+		seriesData{name: "transactional", class: "s1", values: col(func(b *store.Bucket) float64 { return float64(b.Received["transactional"]) })},
+		seriesData{name: "bulk", class: "s2", values: col(func(b *store.Bucket) float64 { return float64(b.Received["bulk"]) })},
+		seriesData{name: "refused", class: "bad", values: col(func(b *store.Bucket) float64 { return float64(b.Counts["refused"]) })})
 	outcomes := newLineChart("Outcomes "+per, "", times, st.StepSeconds,
-		seriesData{name: "accepted by Mailjet", class: "s1", values: col(func(b *inspect.Bucket) float64 {
+		seriesData{name: "accepted by Mailjet", class: "s1", values: col(func(b *store.Bucket) float64 {
 			return float64(b.Counts["delivered"] + b.Counts["sandboxed"])
 		})},
-		seriesData{name: "deferred", class: "s3", values: col(func(b *inspect.Bucket) float64 { return float64(b.Counts["deferred"]) })},
-		seriesData{name: "failed, bounced, blocked", class: "bad", values: col(func(b *inspect.Bucket) float64 {
+		seriesData{name: "deferred", class: "s3", values: col(func(b *store.Bucket) float64 { return float64(b.Counts["deferred"]) })},
+		seriesData{name: "failed, bounced, blocked", class: "bad", values: col(func(b *store.Bucket) float64 {
 			return float64(b.Counts["failed"] + b.Counts["mj_bounce"] + b.Counts["mj_blocked"])
 		})})
 	var depth []seriesData
@@ -216,8 +216,8 @@ func dashboardCharts(rep *StatsReport) []lineChart {
 		charts = append(charts, newLineChart("Queue depth, by lane", "", times, st.StepSeconds, depth...))
 	}
 	charts = append(charts, newLineChart("Delivery latency (receipt to Mailjet's acceptance)", "ms", times, st.StepSeconds,
-		seriesData{name: "average", class: "s1", unit: "ms", summary: "avg", values: col(func(b *inspect.Bucket) float64 { return b.LatencyAvgMS })},
-		seriesData{name: "slowest", class: "s3", unit: "ms", summary: "max", values: col(func(b *inspect.Bucket) float64 { return b.LatencyMaxMS })}))
+		seriesData{name: "average", class: "s1", unit: "ms", summary: "avg", values: col(func(b *store.Bucket) float64 { return b.LatencyAvgMS })},
+		seriesData{name: "slowest", class: "s3", unit: "ms", summary: "max", values: col(func(b *store.Bucket) float64 { return b.LatencyMaxMS })}))
 	return charts
 }
 
@@ -229,7 +229,7 @@ type failureBar struct {
 	State        string // the list filter that shows these messages
 }
 
-func failureBars(fs []inspect.ReasonCount, limit int) []failureBar {
+func failureBars(fs []store.ReasonCount, limit int) []failureBar {
 	var out []failureBar
 	top := 1
 	for _, f := range fs {

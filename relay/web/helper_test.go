@@ -18,8 +18,8 @@ import (
 	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/deliver"
 	"github.com/mjrelay/mjrelay/relay/inspect"
-	"github.com/mjrelay/mjrelay/relay/inspect/insptest"
 	"github.com/mjrelay/mjrelay/relay/queue"
+	"github.com/mjrelay/mjrelay/relay/store/storetest"
 )
 
 var t0 = time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
@@ -48,7 +48,7 @@ type env struct {
 	store *inspect.Store
 	queue *fakeQueue
 	cfg   *config.Config
-	smp   *insptest.Sample
+	smp   *storetest.Sample
 }
 
 // envSetup is what options change before the server is built.
@@ -95,7 +95,7 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	smp := insptest.NewSample(t0)
+	smp := storetest.NewSample(t0)
 	for _, e := range smp.Events {
 		store.Record(e)
 	}

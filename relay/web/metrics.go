@@ -177,9 +177,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descAccountKnown, prometheus.GaugeValue, known)
 		ch <- prometheus.MustNewConstMetric(descAccountStale, prometheus.GaugeValue, stale)
 	}
-	ev, bodies := c.d.Store.Dropped()
-	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(ev))
-	ch <- prometheus.MustNewConstMetric(descDroppedBodies, prometheus.CounterValue, float64(bodies))
-	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(c.d.Store.Pending()))
-	ch <- prometheus.MustNewConstMetric(descWriteErrors, prometheus.CounterValue, float64(c.d.Store.WriteErrors()))
+	h := c.d.Store.Health()
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(h.DroppedEvents))
+	ch <- prometheus.MustNewConstMetric(descDroppedBodies, prometheus.CounterValue, float64(h.DroppedBodies))
+	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(h.Pending))
+	ch <- prometheus.MustNewConstMetric(descWriteErrors, prometheus.CounterValue, float64(h.WriteErrors))
 }

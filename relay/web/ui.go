@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/mjrelay/mjrelay/mailjet/dnscheck"
-	"github.com/mjrelay/mjrelay/relay/inspect"
 	"github.com/mjrelay/mjrelay/relay/queue"
+	"github.com/mjrelay/mjrelay/relay/store"
 )
 
 //go:embed templates/*.html
@@ -46,11 +46,11 @@ var funcs = template.FuncMap{
 	"join":  strings.Join,
 	"stateClass": func(state string) string {
 		switch state {
-		case inspect.StateSent, inspect.StateDelivered, inspect.StateSandboxed:
+		case store.StateSent, store.StateDelivered, store.StateSandboxed:
 			return "ok"
-		case inspect.StateQueued, inspect.StateDeferred:
+		case store.StateQueued, store.StateDeferred:
 			return "warn"
-		case inspect.StateUnsub, inspect.StateDeleted:
+		case store.StateUnsub, store.StateDeleted:
 			return "muted"
 		}
 		return "bad"
@@ -64,7 +64,7 @@ var funcs = template.FuncMap{
 		}
 		return "bad"
 	},
-	"pending": inspect.Pending,
+	"pending": store.Pending,
 	"first": func(ss []string) string {
 		if len(ss) == 0 {
 			return ""
@@ -112,7 +112,7 @@ type page struct {
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name, title string, data any) {
 	p := page{Title: title, Nav: name, Flash: flashText(r.URL.Query().Get("done")), Sandbox: s.d.Config.Sandbox(), Data: data}
-	p.Dropped, _ = s.d.Store.Dropped()
+	p.Dropped = s.d.Store.Health().DroppedEvents
 	var buf bytes.Buffer
 	if err := s.pages[name].Execute(&buf, p); err != nil {
 		s.log.Error("rendering a page failed", "page", name, "err", err)
@@ -217,20 +217,20 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 type messagesData struct {
 	F       url.Values
 	States  []string
-	Page    inspect.Page
+	Page    store.Page
 	NextURL string
 	Err     string
 }
 
 func (s *Server) messagesPage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	d := messagesData{F: q, States: inspect.States}
-	d.Page.Messages = []inspect.Summary{}
+	d := messagesData{F: q, States: store.States}
+	d.Page.Messages = []store.Summary{}
 	if f, err := parseFilter(q, s.d.Now()); err != nil {
 		d.Err = err.Error()
 	} else if d.Page, err = s.d.Store.List(r.Context(), f); err != nil {
 		d.Err = err.Error()
-		if !errors.Is(err, inspect.ErrBadFilter) {
+		if !errors.Is(err, store.ErrBadFilter) {
 			s.log.Error("traffic list failed", "err", err)
 			d.Err = "The traffic store could not be read; see the relay's log."
 		}
@@ -247,13 +247,13 @@ func (s *Server) messagesPage(w http.ResponseWriter, r *http.Request) {
 }
 
 type messageData struct {
-	M        *inspect.Message
+	M        *store.Message
 	CanQueue bool
 }
 
 func (s *Server) messagePage(w http.ResponseWriter, r *http.Request) {
 	m, err := s.d.Store.Get(r.Context(), r.PathValue("id"))
-	if errors.Is(err, inspect.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) {
 		s.errorPage(w, r, http.StatusNotFound, "No message with this id in the traffic store (it may have been pruned after store.retention).")
 		return
 	}
@@ -262,7 +262,7 @@ func (s *Server) messagePage(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusInternalServerError, "The traffic store could not be read; see the relay's log.")
 		return
 	}
-	s.render(w, r, http.StatusOK, "message", m.Subject, messageData{M: m, CanQueue: s.d.Queue != nil && inspect.Pending(m.State)})
+	s.render(w, r, http.StatusOK, "message", m.Subject, messageData{M: m, CanQueue: s.d.Queue != nil && store.Pending(m.State)})
 }
 
 // back redirects after a UI action to the page it came from.

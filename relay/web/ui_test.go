@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mjrelay/mjrelay/relay/inspect/insptest"
+	"github.com/mjrelay/mjrelay/relay/store/storetest"
 )
 
 func TestPages(t *testing.T) {
@@ -62,8 +62,8 @@ func TestPages(t *testing.T) {
 // TestEscaping: what senders put in headers is shown, never interpreted.
 func TestEscaping(t *testing.T) {
 	e := newEnv(t)
-	id := insptest.QueueID(t0.Add(time.Minute), 77)
-	f := insptest.NewFlow(t0.Add(time.Minute), id, `x"><img src=x onerror=alert(1)>@evil.example`,
+	id := storetest.QueueID(t0.Add(time.Minute), 77)
+	f := storetest.NewFlow(t0.Add(time.Minute), id, `x"><img src=x onerror=alert(1)>@evil.example`,
 		[]string{"v@client.example"}, `<script>alert("subject")</script>`).Received(nil)
 	for _, ev := range f.Events() {
 		e.store.Record(ev)

@@ -34,14 +34,14 @@ import (
 	"github.com/mjrelay/mjrelay/mailjet/dnscheck"
 	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/control"
-	"github.com/mjrelay/mjrelay/relay/inspect"
+	"github.com/mjrelay/mjrelay/relay/store"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
 // Deps are what the server shows and acts on.
 type Deps struct {
 	Config *config.Config
-	Store  *inspect.Store
+	Store  store.Store
 	// Queue is the live queue (retry, delete, list); nil hides the actions.
 	Queue control.Queue
 	// Account is the Mailjet account cache; nil when the sender check is off.

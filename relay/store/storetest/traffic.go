@@ -1,16 +1,12 @@
-// Package insptest builds realistic traffic for tests of the inspection
-// store and its users: the event sequences the relay emits for a message
-// (received, attempt, delivered/deferred/failed …) and Mailjet's webhook
-// events.
-package insptest
+package storetest
 
 import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"github.com/mjrelay/mjrelay/mailjet/webhook"
 	"time"
 
+	"github.com/mjrelay/mjrelay/mailjet/webhook"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
