@@ -59,7 +59,7 @@ func (s Status) String() string {
 type RcptResult struct {
 	Rcpt   string
 	Status Status
-	Reply  string
+	Reply  Reply
 	// Mailjet's ids for this recipient (Send API transport).
 	MessageID   int64
 	MessageUUID string
@@ -69,7 +69,7 @@ type RcptResult struct {
 // the Message, in order.
 type Result struct {
 	Rcpts      []RcptResult
-	Reply      string // the upstream's final reply (or the error)
+	Reply      Reply  // the upstream's final reply (or the error)
 	UpstreamID string // Mailjet's queue id, when the upstream gave one
 	Upstream   string // host:port or URL reached
 	// Unsupported is set when this transport cannot carry the message
@@ -87,7 +87,7 @@ type Target interface {
 }
 
 // AllRcpts gives every recipient of m the same outcome.
-func AllRcpts(m *Message, st Status, reply string) []RcptResult {
+func AllRcpts(m *Message, st Status, reply Reply) []RcptResult {
 	out := make([]RcptResult, len(m.Rcpts))
 	for i, r := range m.Rcpts {
 		out[i] = RcptResult{Rcpt: r, Status: st, Reply: reply}
@@ -103,6 +103,6 @@ func (Sandbox) Name() string { return "sandbox" }
 func (Sandbox) Close() error { return nil }
 
 func (Sandbox) Deliver(_ context.Context, m *Message) Result {
-	const reply = "250 sandbox mode: recorded, not sent"
+	reply := Reply{Code: 250, Text: "sandbox mode: recorded, not sent"}
 	return Result{Rcpts: AllRcpts(m, Delivered, reply), Reply: reply, Upstream: "sandbox"}
 }

@@ -153,10 +153,10 @@ func TestAPIErrorsAreClassified(t *testing.T) {
 		return len(e.traffic.Events(trafficlog.Delivered))+len(e.traffic.Events(trafficlog.Failed)) == 2
 	})
 	f := e.traffic.Events(trafficlog.Failed)
-	if len(f) != 1 || !strings.Contains(f[0].Reply, "send-0008") || f[0].Subject != "refused" {
+	if len(f) != 1 || !strings.Contains(f[0].Reply.String(), "send-0008") || f[0].Subject != "refused" {
 		t.Fatalf("failed events %+v", f)
 	}
-	if d := e.traffic.Events(trafficlog.Deferred); len(d) == 0 || !strings.Contains(d[0].Reply, "429") {
+	if d := e.traffic.Events(trafficlog.Deferred); len(d) == 0 || !strings.Contains(d[0].Reply.String(), "429") {
 		t.Fatalf("deferred events %+v: want the 429s retried", d)
 	}
 }

@@ -41,12 +41,12 @@ func TestQueueFullRefusalsAreAggregated(t *testing.T) {
 		c.Reset()
 	}
 	c.Quit()
-	if got := queueFull(e); len(got) != 1 || got[0].Reply != reply || got[0].Count > 1 {
+	if got := queueFull(e); len(got) != 1 || got[0].Reply.String() != reply || got[0].Count > 1 {
 		t.Fatalf("while refusing: %d queue_full records %+v; want the first only", len(got), got)
 	}
 	e.stop() // the end of the interval comes early
 	got := queueFull(e)
-	if len(got) != 2 || got[1].Count != refusals-1 || got[1].Reply != reply || got[1].Stage != "mail" {
+	if len(got) != 2 || got[1].Count != refusals-1 || got[1].Reply.String() != reply || got[1].Stage != "mail" {
 		t.Fatalf("%d queue_full records %+v; want the first and one standing for %d", len(got), got, refusals-1)
 	}
 }

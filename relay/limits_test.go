@@ -127,7 +127,7 @@ func TestOversizedMailIsRecordedAsRefused(t *testing.T) {
 	}
 	for i, w := range want {
 		ev := refused[i]
-		if ev.Stage != w.stage || ev.Reply != w.reply || ev.Reason != "message_too_large" || ev.Size != big {
+		if ev.Stage != w.stage || ev.Reply.String() != w.reply || ev.Reason != "message_too_large" || ev.Size != big {
 			t.Errorf("refused event %d: stage %q, reason %q, size %d, reply %q;\nwant stage %q, size %d, reply %q",
 				i, ev.Stage, ev.Reason, ev.Size, ev.Reply, w.stage, big, w.reply)
 		}

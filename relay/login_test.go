@@ -35,10 +35,10 @@ func TestBadLoginSaysWhatToFix(t *testing.T) {
 				t.Fatalf("%d refusals recorded, want 2 (PLAIN, LOGIN)", len(refused))
 			}
 			for _, ev := range refused {
-				if !strings.Contains(shown, strings.TrimPrefix(ev.Reply, "535 ")) || ev.Stage != "auth" {
+				if !strings.Contains(shown, strings.TrimPrefix(ev.Reply.String(), "535 ")) || ev.Stage != "auth" {
 					t.Errorf("recorded %s %q; Odoo shows %q", ev.Stage, ev.Reply, shown)
 				}
-				if strings.Contains(ev.Reply+ev.User+ev.Reason, tc.pass) {
+				if strings.Contains(ev.Reply.String()+ev.User+ev.Reason, tc.pass) {
 					t.Errorf("the password reached the record: %+v", ev)
 				}
 			}
@@ -63,7 +63,7 @@ func TestMalformedAuthIsRecordedAsSent(t *testing.T) {
 			t.Errorf("%s: %q, want %s...", tc.cmd, r, tc.reply)
 		}
 		refused := e.traffic.Events(trafficlog.Refused)
-		if len(refused) == 0 || refused[len(refused)-1].Reply != r {
+		if len(refused) == 0 || refused[len(refused)-1].Reply.String() != r {
 			t.Errorf("%s: the client got %q; recorded %+v", tc.cmd, r, refused)
 		}
 	}

@@ -138,7 +138,7 @@ func TestRefusals(t *testing.T) {
 			if last == nil {
 				t.Fatalf("no refused event with reason %s", tc.reason)
 			}
-			if last.Reply != replyLine(err) {
+			if last.Reply.String() != replyLine(err) {
 				t.Errorf("recorded reply %q; the client got %q", last.Reply, replyLine(err))
 			}
 		})
@@ -174,7 +174,7 @@ func TestAuthRequiredAndBadPassword(t *testing.T) {
 		t.Errorf("%d refusals recorded, want 3", n)
 	}
 	for _, ev := range e.traffic.Events("") {
-		if strings.Contains(ev.Reply+ev.Reason+ev.User, "wrong") {
+		if strings.Contains(ev.Reply.String()+ev.Reason+ev.User, "wrong") {
 			t.Errorf("a password reached the traffic log: %+v", ev)
 		}
 	}
@@ -198,24 +198,24 @@ func TestUpstreamFailures(t *testing.T) {
 		name       string
 		setup      func(up *mjtest.SMTPRelay)
 		wantAtUp   int
-		wantEvents map[string]int
+		wantEvents map[trafficlog.Kind]int
 	}{
 		{"4xx then accepted", func(up *mjtest.SMTPRelay) {
 			up.SetDataFault(mjtest.Fault{Code: 451, Enh: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}, 2)
-		}, 1, map[string]int{trafficlog.Deferred: 2, trafficlog.Delivered: 1}},
+		}, 1, map[trafficlog.Kind]int{trafficlog.Deferred: 2, trafficlog.Delivered: 1}},
 		{"5xx is final", func(up *mjtest.SMTPRelay) {
 			up.SetDataFault(mjtest.Fault{Code: 550, Enh: smtp.EnhancedCode{5, 7, 1}, Message: "rejected"}, -1)
-		}, 0, map[string]int{trafficlog.Failed: 1, trafficlog.Deferred: 0}},
+		}, 0, map[trafficlog.Kind]int{trafficlog.Failed: 1, trafficlog.Deferred: 0}},
 		{"one recipient refused", func(up *mjtest.SMTPRelay) {
 			up.SetRcptFault("bad@example.org", mjtest.Fault{Code: 550, Enh: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"})
-		}, 1, map[string]int{trafficlog.Delivered: 1, trafficlog.Failed: 1}},
+		}, 1, map[trafficlog.Kind]int{trafficlog.Delivered: 1, trafficlog.Failed: 1}},
 		{"one recipient deferred", func(up *mjtest.SMTPRelay) {
 			up.SetRcptFault("bad@example.org", mjtest.Fault{Code: 452, Enh: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"})
-		}, 1, map[string]int{trafficlog.Delivered: 1, trafficlog.Deferred: 2}},
+		}, 1, map[trafficlog.Kind]int{trafficlog.Delivered: 1, trafficlog.Deferred: 2}},
 		{"connection dropped at DATA", func(up *mjtest.SMTPRelay) {
 			up.SetDropAtData(true)
 			go func() { time.Sleep(300 * time.Millisecond); up.SetDropAtData(false) }()
-		}, 1, map[string]int{trafficlog.Delivered: 1}},
+		}, 1, map[trafficlog.Kind]int{trafficlog.Delivered: 1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -250,7 +250,7 @@ func TestNoPlaintextFallback(t *testing.T) {
 	if n := len(e.up.Received()); n != 0 {
 		t.Fatalf("%d messages went out without TLS", n)
 	}
-	if d := e.traffic.Events(trafficlog.Deferred)[0]; !strings.Contains(d.Reply, "STARTTLS") {
+	if d := e.traffic.Events(trafficlog.Deferred)[0]; !strings.Contains(d.Reply.String(), "STARTTLS") {
 		t.Errorf("deferral reason %q does not mention STARTTLS", d.Reply)
 	}
 }

@@ -29,7 +29,7 @@ Filters:
 // not found, 2 for usage or configuration errors.
 func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, path := configFlag("log", args, stderr)
-	state := fs.String("state", "", "`STATES`, comma-separated: "+strings.Join(store.States, ", "))
+	state := fs.String("state", "", "`STATES`, comma-separated: "+strings.Join(store.StateNames(), ", "))
 	class := fs.String("class", "", "lane: transactional or bulk")
 	from := fs.String("from", "", "sender `ADDRESS` or domain (envelope or header From)")
 	to := fs.String("to", "", "recipient `ADDRESS` or domain")
@@ -187,7 +187,7 @@ func dash(s string) string {
 }
 
 func printMessage(w io.Writer, m *store.Message) {
-	fmt.Fprintf(w, "%s  %s\n", m.ID, strings.ToUpper(m.State))
+	fmt.Fprintf(w, "%s  %s\n", m.ID, strings.ToUpper(string(m.State)))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	line := func(k, v string) {
 		if v != "" {

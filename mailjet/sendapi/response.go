@@ -152,15 +152,15 @@ func errorDetail(r *sendResponse, jsonErr error, body []byte) string {
 
 func applyOutcome(res *mailjet.Result, m *mailjet.Message, idx []int, o msgOutcome) {
 	for _, i := range idx {
-		rr := mailjet.RcptResult{Rcpt: m.Rcpts[i], Status: o.status, Reply: o.reply}
+		rr := mailjet.RcptResult{Rcpt: m.Rcpts[i], Status: o.status, Reply: mailjet.Reply{Text: o.reply}}
 		if o.status == mailjet.Delivered && o.sent != nil {
 			if s, ok := o.sent[strings.ToLower(strings.TrimSpace(m.Rcpts[i]))]; ok {
 				rr.MessageID, rr.MessageUUID = s.MessageID, s.MessageUUID
 				if s.MessageUUID != "" {
-					rr.Reply = fmt.Sprintf("%s, MessageID %d, MessageUUID %s", o.reply, s.MessageID, s.MessageUUID)
+					rr.Reply.Text = fmt.Sprintf("%s, MessageID %d, MessageUUID %s", o.reply, s.MessageID, s.MessageUUID)
 				}
 			} else {
-				rr.Reply = o.reply + " (no id for this recipient in the answer)"
+				rr.Reply.Text = o.reply + " (no id for this recipient in the answer)"
 			}
 		}
 		res.Rcpts[i] = rr

@@ -114,7 +114,7 @@ func (t *Target) Deliver(ctx context.Context, m *mailjet.Message) mailjet.Result
 	start := time.Now()
 	res := mailjet.Result{Upstream: t.endpoint}
 	if t.closed.Load() {
-		res.Reply = "Send API transport closed"
+		res.Reply = mailjet.Reply{Text: "Send API transport closed"}
 		res.Rcpts = mailjet.AllRcpts(m, mailjet.TempFail, res.Reply)
 		return res
 	}
@@ -125,12 +125,12 @@ func (t *Target) Deliver(ctx context.Context, m *mailjet.Message) mailjet.Result
 		if errors.As(err, &ue) {
 			reason = ue.Reason
 		}
-		res.Unsupported, res.Reply = true, reason
-		res.Rcpts = mailjet.AllRcpts(m, mailjet.PermFail, reason)
+		res.Unsupported, res.Reply = true, mailjet.Reply{Text: reason}
+		res.Rcpts = mailjet.AllRcpts(m, mailjet.PermFail, res.Reply)
 		t.log.Info("send api: message not expressible", "id", m.ID, "reason", reason)
 		return res
 	}
-	res.Rcpts = mailjet.AllRcpts(m, mailjet.TempFail, "not attempted")
+	res.Rcpts = mailjet.AllRcpts(m, mailjet.TempFail, mailjet.Reply{Text: "not attempted"})
 	var replies []string
 	for _, b := range batches(conv) {
 		out := t.post(ctx, conv.Messages[b.from:b.to])
@@ -139,7 +139,7 @@ func (t *Target) Deliver(ctx context.Context, m *mailjet.Message) mailjet.Result
 		}
 		replies = append(replies, out.reply)
 	}
-	res.Reply = summary(replies)
+	res.Reply = mailjet.Reply{Text: summary(replies)}
 	for _, r := range res.Rcpts {
 		if r.MessageUUID != "" {
 			res.UpstreamID = r.MessageUUID

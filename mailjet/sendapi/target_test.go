@@ -77,7 +77,7 @@ func TestDeliverAgainstEmulator(t *testing.T) {
 				t.Fatalf("%+v", res)
 			}
 			for _, r := range res.Rcpts {
-				if r.Status != tt.want || !strings.Contains(r.Reply, tt.wantReply) {
+				if r.Status != tt.want || !strings.Contains(r.Reply.String(), tt.wantReply) {
 					t.Errorf("%s: %v %q, want %v %q", r.Rcpt, r.Status, r.Reply, tt.want, tt.wantReply)
 				}
 				if got := r.MessageID != 0 && r.MessageUUID != ""; got != (tt.want == mailjet.Delivered && !tt.noIDs) {
@@ -88,14 +88,14 @@ func TestDeliverAgainstEmulator(t *testing.T) {
 			if wantSent := tt.want == mailjet.Delivered && !tt.noIDs; (len(sent) == 1) != wantSent {
 				t.Fatalf("emulator recorded %d messages", len(sent))
 			}
-			if res.Upstream != api.URL()+"/v3.1/send" || res.Reply == "" {
+			if res.Upstream != api.URL()+"/v3.1/send" || res.Reply.IsZero() {
 				t.Errorf("Upstream %q Reply %q", res.Upstream, res.Reply)
 			}
-			if tt.name == "bad secret" && (!strings.Contains(res.Reply, mailjet.MaskKey(testKey)) || strings.Contains(res.Reply, testKey)) {
+			if tt.name == "bad secret" && (!strings.Contains(res.Reply.String(), mailjet.MaskKey(testKey)) || strings.Contains(res.Reply.String(), testKey)) {
 				t.Errorf("reply does not name the API key: %q", res.Reply)
 			}
 			for _, secret := range []string{testSecret, "wrong-secret-value"} {
-				if strings.Contains(logs.String(), secret) || strings.Contains(res.Reply, secret) {
+				if strings.Contains(logs.String(), secret) || strings.Contains(res.Reply.String(), secret) {
 					t.Fatalf("secret leaked: %q / %s", res.Reply, logs.String())
 				}
 			}
@@ -124,10 +124,10 @@ func TestPartialFailureAgainstEmulator(t *testing.T) {
 	if ok.Status != mailjet.Delivered || ok.MessageID != sent[0].Recipients[0].MessageID || ok.MessageUUID == "" {
 		t.Errorf("b1: %v %q %d", ok.Status, ok.Reply, ok.MessageID)
 	}
-	if bad.Status != mailjet.PermFail || !strings.HasPrefix(bad.Reply, `mj-0013 400 "b2@localhost"`) || bad.MessageID != 0 {
+	if bad.Status != mailjet.PermFail || !strings.HasPrefix(bad.Reply.String(), `mj-0013 400 "b2@localhost"`) || bad.MessageID != 0 {
 		t.Errorf("b2: %v %q", bad.Status, bad.Reply)
 	}
-	if !strings.Contains(res.Reply, "HTTP 400 1 message(s) sent, 1 refused") || res.UpstreamID != ok.MessageUUID {
+	if !strings.Contains(res.Reply.String(), "HTTP 400 1 message(s) sent, 1 refused") || res.UpstreamID != ok.MessageUUID {
 		t.Errorf("Reply %q UpstreamID %q", res.Reply, res.UpstreamID)
 	}
 }
@@ -144,12 +144,12 @@ func TestDeliverConnectionRefusedAndClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := tg.Deliver(context.Background(), simple("zoe@example.org"))
-	if r := res.Rcpts[0]; r.Status != mailjet.TempFail || !strings.Contains(r.Reply, "refused") {
+	if r := res.Rcpts[0]; r.Status != mailjet.TempFail || !strings.Contains(r.Reply.String(), "refused") {
 		t.Fatalf("%v %q", r.Status, r.Reply)
 	}
 	_ = tg.Close()
 	res = tg.Deliver(context.Background(), simple("zoe@example.org"))
-	if r := res.Rcpts[0]; r.Status != mailjet.TempFail || !strings.Contains(r.Reply, "closed") {
+	if r := res.Rcpts[0]; r.Status != mailjet.TempFail || !strings.Contains(r.Reply.String(), "closed") {
 		t.Fatalf("after Close: %v %q", r.Status, r.Reply)
 	}
 }
@@ -250,7 +250,7 @@ func TestDeliverInterpretsAnswers(t *testing.T) {
 			}
 			res := tg.Deliver(context.Background(), tt.m)
 			for i, r := range res.Rcpts {
-				if r.Status != tt.want[i] || !strings.Contains(r.Reply, tt.replies[i]) {
+				if r.Status != tt.want[i] || !strings.Contains(r.Reply.String(), tt.replies[i]) {
 					t.Errorf("%s: %v %q, want %v %q", r.Rcpt, r.Status, r.Reply, tt.want[i], tt.replies[i])
 				}
 				if tt.ids != nil && r.MessageID != tt.ids[i] {
@@ -273,7 +273,7 @@ func TestRequestBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := tg.Deliver(context.Background(), simple("zoe@example.org"))
-	if res.Rcpts[0].Status != mailjet.Delivered || !strings.Contains(res.Reply, "sandbox") {
+	if res.Rcpts[0].Status != mailjet.Delivered || !strings.Contains(res.Reply.String(), "sandbox") {
 		t.Fatalf("%+v", res)
 	}
 	body := string(s.bodies[0])
@@ -322,7 +322,7 @@ func TestLargeCopiesAreSplitAcrossCalls(t *testing.T) {
 			t.Errorf("%s: %v %q", r.Rcpt, r.Status, r.Reply)
 		}
 	}
-	if len(s.bodies) != 2 || !strings.Contains(res.Reply, "2 calls") {
+	if len(s.bodies) != 2 || !strings.Contains(res.Reply.String(), "2 calls") {
 		t.Fatalf("%d calls, reply %q", len(s.bodies), res.Reply)
 	}
 }
@@ -343,7 +343,7 @@ func TestDeliverTimeout(t *testing.T) {
 	}
 	start := time.Now()
 	res := tg.Deliver(context.Background(), simple("zoe@example.org"))
-	if r := res.Rcpts[0]; r.Status != mailjet.TempFail || !strings.Contains(r.Reply, "deadline") || time.Since(start) > 5*time.Second {
+	if r := res.Rcpts[0]; r.Status != mailjet.TempFail || !strings.Contains(r.Reply.String(), "deadline") || time.Since(start) > 5*time.Second {
 		t.Fatalf("%v %q after %v", r.Status, r.Reply, time.Since(start))
 	}
 }

@@ -161,7 +161,7 @@ func (t *Target) send(ctx context.Context, c *conn, m *mailjet.Message) (res mai
 	defer stopWatch()
 
 	if m.UTF8 && !c.utf8 {
-		reply := "554 5.6.7 Mailjet's SMTP server does not offer SMTPUTF8, needed for a non-ASCII address"
+		reply := mailjet.Reply{Code: 554, Enhanced: "5.6.7", Text: "Mailjet's SMTP server does not offer SMTPUTF8, needed for a non-ASCII address"}
 		res.Rcpts, res.Reply = mailjet.AllRcpts(m, mailjet.PermFail, reply), reply
 		return res, true, false
 	}
@@ -208,7 +208,7 @@ func (t *Target) send(ctx context.Context, c *conn, m *mailjet.Message) (res mai
 		res.Rcpts, res.Reply = t.classify(m, err)
 		return res, resetOK(c, err), false
 	}
-	res.Reply = "250 " + resp.StatusText
+	res.Reply = mailjet.ParseReply("250 " + resp.StatusText)
 	res.UpstreamID = upstreamID(resp.StatusText)
 	for i := range res.Rcpts {
 		if res.Rcpts[i].Status == mailjet.Delivered {
@@ -221,24 +221,24 @@ func (t *Target) send(ctx context.Context, c *conn, m *mailjet.Message) (res mai
 
 // classify turns a transaction-level error into every pending recipient's
 // outcome: 5xx permanent; 4xx, network, TLS and timeouts temporary.
-func (t *Target) classify(m *mailjet.Message, err error) ([]mailjet.RcptResult, string) {
+func (t *Target) classify(m *mailjet.Message, err error) ([]mailjet.RcptResult, mailjet.Reply) {
 	st, reply := status(err)
 	return mailjet.AllRcpts(m, st, reply), reply
 }
 
-func status(err error) (mailjet.Status, string) {
+func status(err error) (mailjet.Status, mailjet.Reply) {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
-		reply := fmt.Sprintf("%d %d.%d.%d %s", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)
-		if se.EnhancedCode == smtp.NoEnhancedCode || se.EnhancedCode == (smtp.EnhancedCode{}) {
-			reply = fmt.Sprintf("%d %s", se.Code, se.Message)
+		reply := mailjet.Reply{Code: se.Code, Text: se.Message}
+		if se.EnhancedCode != smtp.NoEnhancedCode && se.EnhancedCode != (smtp.EnhancedCode{}) {
+			reply.Enhanced = fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
 		}
 		if se.Code >= 500 {
 			return mailjet.PermFail, reply
 		}
 		return mailjet.TempFail, reply
 	}
-	return mailjet.TempFail, "connection error: " + err.Error()
+	return mailjet.TempFail, mailjet.Reply{Text: "connection error: " + err.Error()}
 }
 
 func isSMTP(err error) bool {

@@ -71,7 +71,6 @@ func (o Offline) Delete(ctx context.Context, id string) error {
 	if err := o.Queue.Done(ctx, id); err != nil {
 		return err
 	}
-	o.Traffic.Record(trafficlog.Event{Event: trafficlog.Deleted, ID: id, From: it.Envelope.From, To: it.Envelope.To,
-		Subject: it.Envelope.Subject, MessageID: it.Envelope.MessageID, Reason: "deleted by an administrator (mjrelay queue delete)"})
+	o.Traffic.Record(trafficlog.NewDeleted(it.Envelope, "deleted by an administrator (mjrelay queue delete)"))
 	return nil
 }

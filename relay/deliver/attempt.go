@@ -10,15 +10,6 @@ import (
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
-func event(kind string, it queue.Item) trafficlog.Event {
-	return trafficlog.Event{
-		Event: kind, ID: it.Envelope.ID, Client: it.Envelope.Client, User: it.Envelope.User,
-		From: it.Envelope.From, To: it.Envelope.To, HeaderFrom: it.Envelope.HeaderFrom,
-		Subject: it.Envelope.Subject, MessageID: it.Envelope.MessageID, Size: it.Envelope.Size,
-		Class: it.Envelope.Class, ClassRule: it.Envelope.ClassRule,
-	}
-}
-
 // attempt delivers one message once through its lane's transports, in
 // order: recipients that fail temporarily on one transport are tried on the
 // next; a transport that cannot carry the message hands all of it on.
@@ -76,12 +67,11 @@ func (s *Scheduler) attempt(id string, l *lane) {
 	deleted := s.deleted[id]
 	s.mu.Unlock()
 	final := func(reason string) {
-		o := event(trafficlog.Failed, it)
-		o.To, o.Transport, o.Upstream, o.Attempt, o.Reason = remaining, lastTransport, lastUpstream, attemptNo, reason
+		f := trafficlog.Try{Attempt: attemptNo, To: remaining, Transport: lastTransport, Upstream: lastUpstream, Reason: reason}
 		if len(temp) > 0 {
-			o.Reply = temp[0].Reply
+			f.Reply = temp[0].Reply
 		}
-		s.opts.Traffic.Record(o)
+		s.opts.Traffic.Record(trafficlog.NewFailed(it.Envelope, f))
 		s.finish(ctx, it)
 	}
 	switch {
@@ -98,22 +88,23 @@ func (s *Scheduler) attempt(id string, l *lane) {
 	}
 
 	st := queue.State{ID: id, Attempts: attemptNo, Pending: remaining}
+	var why mailjet.Reply
 	if tried == 0 {
 		// All transports are cooling down: wait for the first probe, and
 		// do not count an attempt that was not made.
 		st.Attempts = it.State.Attempts
 		st.Next = s.earliestProbe(l)
-		st.LastError = "all transports of the " + string(l.Class) + " lane are cooling down after repeated failures"
+		why.Text = "all transports of the " + string(l.Class) + " lane are cooling down after repeated failures"
 	} else {
 		st.Next = time.Now().Add(s.backoff(attemptNo))
-		st.LastError = temp[0].Reply
+		why = temp[0].Reply
 	}
+	st.LastError = why.String()
 	if err := s.q.SetState(ctx, st); err != nil {
 		s.log.Error("cannot record retry state", "id", id, "err", err)
 	}
-	d := event(trafficlog.Deferred, it)
-	d.To, d.Transport, d.Upstream, d.Reply, d.Attempt, d.Next = st.Pending, lastTransport, lastUpstream, st.LastError, st.Attempts, st.Next
-	s.opts.Traffic.Record(d)
+	s.opts.Traffic.Record(trafficlog.NewDeferred(it.Envelope, trafficlog.Try{Attempt: st.Attempts, To: st.Pending,
+		Transport: lastTransport, Upstream: lastUpstream, Reply: why, Next: st.Next}))
 	s.Enqueue(queue.Item{Envelope: it.Envelope, State: st})
 }
 
@@ -128,10 +119,9 @@ func (s *Scheduler) deliverOnce(ctx context.Context, t mailjet.Target, h *health
 		s.log.Warn("transport failing repeatedly: skipped for a cool-down, then probed again", "transport", t.Name(), "upstream", res.Upstream, "until", h.wait(), "reply", res.Reply)
 	}
 
-	e := event(trafficlog.Attempt, it)
-	e.To, e.Transport, e.Upstream, e.UpstreamID, e.Reply, e.Attempt = m.Rcpts, t.Name(), res.Upstream, res.UpstreamID, res.Reply, attemptNo
-	e.DurationMS = trafficlog.Millis(time.Since(start))
-	e.Rcpts = records(res.Rcpts)
+	try := trafficlog.Try{Attempt: attemptNo, Transport: t.Name(), Upstream: res.Upstream, UpstreamID: res.UpstreamID}
+	a := try
+	a.To, a.Reply, a.Rcpts, a.Duration = m.Rcpts, res.Reply, trafficlog.RcptResults(res.Rcpts), time.Since(start)
 	var ok, perm []mailjet.RcptResult
 	for _, r := range res.Rcpts {
 		switch {
@@ -142,26 +132,23 @@ func (s *Scheduler) deliverOnce(ctx context.Context, t mailjet.Target, h *health
 			perm = append(perm, r)
 		}
 	}
-	s.opts.Traffic.Record(e)
+	s.opts.Traffic.Record(trafficlog.NewAttempt(it.Envelope, a))
 
-	outcome := func(kind string, rs []mailjet.RcptResult, reason string) {
+	outcome := func(event func(queue.Envelope, trafficlog.Try) trafficlog.Event, rs []mailjet.RcptResult, reason string) {
 		if len(rs) == 0 {
 			return
 		}
-		o := event(kind, it)
-		o.To = rcptsOf(rs)
-		o.Transport, o.Upstream, o.UpstreamID, o.Attempt, o.Reason = t.Name(), res.Upstream, res.UpstreamID, attemptNo, reason
-		o.Reply = rs[0].Reply
-		o.DurationMS = trafficlog.Millis(time.Since(it.Envelope.Received))
-		o.Rcpts = records(rs)
-		s.opts.Traffic.Record(o)
+		o := try
+		o.To, o.Reply, o.Reason, o.Rcpts = rcptsOf(rs), rs[0].Reply, reason, trafficlog.RcptResults(rs)
+		o.Duration = time.Since(it.Envelope.Received)
+		s.opts.Traffic.Record(event(it.Envelope, o))
 	}
 	if t.Name() == "sandbox" {
-		outcome(trafficlog.Sandboxed, ok, "sandbox mode: recorded, not sent")
+		outcome(trafficlog.NewSandboxed, ok, "sandbox mode: recorded, not sent")
 	} else {
-		outcome(trafficlog.Delivered, ok, "")
+		outcome(trafficlog.NewDelivered, ok, "")
 	}
-	outcome(trafficlog.Failed, perm, "permanent error from the upstream")
+	outcome(trafficlog.NewFailed, perm, "permanent error from the upstream")
 	return res
 }
 
@@ -183,15 +170,6 @@ func (s *Scheduler) earliestProbe(l *lane) time.Time {
 		t = time.Now().Add(time.Second)
 	}
 	return t
-}
-
-// records turns recipient outcomes into traffic log entries.
-func records(rs []mailjet.RcptResult) []trafficlog.RcptResult {
-	out := make([]trafficlog.RcptResult, len(rs))
-	for i, r := range rs {
-		out[i] = trafficlog.RcptResult{Rcpt: r.Rcpt, Status: r.Status.String(), Reply: r.Reply, MessageID: r.MessageID, MessageUUID: r.MessageUUID}
-	}
-	return out
 }
 
 func rcptsOf(rs []mailjet.RcptResult) []string {

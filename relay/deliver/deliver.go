@@ -270,9 +270,7 @@ func (s *Scheduler) Delete(ctx context.Context, id string) error {
 	if err := s.q.Done(ctx, id); err != nil {
 		return err
 	}
-	e := event(trafficlog.Deleted, it)
-	e.Reason = "deleted by an administrator"
-	s.opts.Traffic.Record(e)
+	s.opts.Traffic.Record(trafficlog.NewDeleted(it.Envelope, "deleted by an administrator"))
 	return nil
 }
 

@@ -53,11 +53,11 @@ func (s *scripted) Deliver(_ context.Context, m *mailjet.Message) mailjet.Result
 	}
 	s.calls++
 	s.seen = append(s.seen, append([]string(nil), m.Rcpts...))
-	res := mailjet.Result{Upstream: "test", Reply: "250 ok"}
+	res := mailjet.Result{Upstream: "test", Reply: mailjet.ParseReply("250 ok")}
 	for _, r := range m.Rcpts {
 		st := ans[r]
 		reply := map[mailjet.Status]string{mailjet.Delivered: "250 ok", mailjet.TempFail: "451 later", mailjet.PermFail: "550 no"}[st]
-		res.Rcpts = append(res.Rcpts, mailjet.RcptResult{Rcpt: r, Status: st, Reply: reply})
+		res.Rcpts = append(res.Rcpts, mailjet.RcptResult{Rcpt: r, Status: st, Reply: mailjet.ParseReply(reply)})
 	}
 	return res
 }
@@ -107,11 +107,11 @@ func TestOnlyDeferredRecipientsAreRetried(t *testing.T) {
 	if len(target.seen) != 3 || len(target.seen[1]) != 1 || target.seen[1][0] != "b@x.org" || len(target.seen[2]) != 1 {
 		t.Fatalf("attempts saw %v", target.seen)
 	}
-	counts := map[string]int{}
+	counts := map[trafficlog.Kind]int{}
 	for _, e := range mem.Events("") {
 		counts[e.Event]++
 	}
-	want := map[string]int{trafficlog.Attempt: 3, trafficlog.Delivered: 2, trafficlog.Failed: 1, trafficlog.Deferred: 2}
+	want := map[trafficlog.Kind]int{trafficlog.Attempt: 3, trafficlog.Delivered: 2, trafficlog.Failed: 1, trafficlog.Deferred: 2}
 	for k, v := range want {
 		if counts[k] != v {
 			t.Errorf("%d %s events, want %d (all: %v)", counts[k], k, v, counts)

@@ -23,7 +23,7 @@ func (g *gated) Deliver(ctx context.Context, m *mailjet.Message) mailjet.Result 
 	}
 	res := mailjet.Result{Upstream: "test"}
 	for _, r := range m.Rcpts {
-		res.Rcpts = append(res.Rcpts, mailjet.RcptResult{Rcpt: r, Status: mailjet.Delivered, Reply: "250 ok"})
+		res.Rcpts = append(res.Rcpts, mailjet.RcptResult{Rcpt: r, Status: mailjet.Delivered, Reply: mailjet.ParseReply("250 ok")})
 	}
 	return res
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/mailjet/webhook"
 	"strconv"
 	"strings"
@@ -63,7 +64,7 @@ func (w *writer) apply(en *entry) error {
 			return err
 		}
 		m.attempts = max(m.attempts, e.Attempt)
-		m.transport, m.upstream, m.reply = e.Transport, e.Upstream, e.Reply
+		m.transport, m.upstream, m.reply = e.Transport, e.Upstream, e.Reply.String()
 		for _, rr := range e.Rcpts {
 			r := m.rcpt(rr.Rcpt, store.StateQueued)
 			if rr.MessageID != 0 && rr.MessageID != r.mjID {
@@ -76,16 +77,16 @@ func (w *writer) apply(en *entry) error {
 		}
 		w.stat(e.Time, "attempt", m.class, e.Transport, e.DurationMS)
 	case trafficlog.Delivered, trafficlog.Sandboxed, trafficlog.Failed, trafficlog.Deferred:
-		state := map[string]string{trafficlog.Delivered: store.StateSent, trafficlog.Sandboxed: store.StateSandboxed,
+		state := map[trafficlog.Kind]store.State{trafficlog.Delivered: store.StateSent, trafficlog.Sandboxed: store.StateSandboxed,
 			trafficlog.Failed: store.StateFailed, trafficlog.Deferred: store.StateDeferred}[e.Event]
-		if err := w.setRcpts(m, e.To, state, e.Reply, false); err != nil {
+		if err := w.setRcpts(m, e.To, state, e.Reply.String(), false); err != nil {
 			return err
 		}
 		if e.Transport != "" {
 			m.transport, m.upstream = e.Transport, e.Upstream
 		}
 		m.attempts = max(m.attempts, e.Attempt)
-		m.reply = e.Reply
+		m.reply = e.Reply.String()
 		reason := ""
 		switch e.Event {
 		case trafficlog.Failed:
@@ -96,17 +97,17 @@ func (w *writer) apply(en *entry) error {
 				m.latencyMS = e.DurationMS
 			}
 		}
-		w.stat(e.Time, e.Event, m.class, reason, latencyOf(e))
+		w.stat(e.Time, string(e.Event), m.class, reason, latencyOf(e))
 	case trafficlog.Deleted:
 		if err := w.setRcpts(m, e.To, store.StateDeleted, "", true); err != nil {
 			return err
 		}
 		m.reason = e.Reason
-		w.stat(e.Time, e.Event, m.class, "", 0)
+		w.stat(e.Time, string(e.Event), m.class, "", 0)
 	default:
 		return fmt.Errorf("unknown event %q", e.Event)
 	}
-	if err := w.event(m.key, e.Time, e.Event, eventData(e, m.rcptTo)); err != nil {
+	if err := w.event(m.key, e.Time, string(e.Event), eventData(e, m.rcptTo)); err != nil {
 		return err
 	}
 	return w.settle(m, ms)
@@ -131,18 +132,18 @@ func (w *writer) applyRefused(e *trafficlog.Event) error {
 		return err
 	}
 	w.statN(e.Time, "refused", "", clip(e.Stage+": "+e.Reason, 60), 0, max(e.Count, 1))
-	return w.event(m.key, e.Time, e.Event, eventData(e, m.rcptTo))
+	return w.event(m.key, e.Time, string(e.Event), eventData(e, m.rcptTo))
 }
 
 // create inserts a message from the first event seen for it.
-func (w *writer) create(e *trafficlog.Event, state string) (*row, error) {
+func (w *writer) create(e *trafficlog.Event, state store.State) (*row, error) {
 	ms := e.Time.UnixMilli()
 	recv := msFromID(e.ID, e.Time)
 	m := &row{key: w.newKey(recv), id: e.ID, receivedAt: recv, updatedAt: ms, state: state,
 		class: e.Class, classRule: e.ClassRule, mailFrom: e.From, rcptTo: strings.Join(e.To, "\n"),
 		headerFrom: e.HeaderFrom, subject: e.Subject, messageID: e.MessageID, size: e.Size,
 		user: e.User, client: e.Client, helo: e.Helo, tls: e.TLS, verdict: e.Verdict, reason: e.Reason,
-		stage: e.Stage, reply: e.Reply, rcptsLoaded: true}
+		stage: e.Stage, reply: e.Reply.String(), rcptsLoaded: true}
 	if m.id == "" {
 		m.id = fmt.Sprintf("r%016x", m.key)
 	}
@@ -254,7 +255,7 @@ func (w *writer) loadRcpts(m *row) error {
 }
 
 // rcpt returns the recipient addr, adding it with state if it is new.
-func (m *row) rcpt(addr, state string) *rcptRow {
+func (m *row) rcpt(addr string, state store.State) *rcptRow {
 	if r := m.findRcpt(addr); r != nil {
 		return r
 	}
@@ -274,7 +275,7 @@ func (m *row) findRcpt(addr string) *rcptRow {
 
 // setRcpts moves recipients (all when to is empty; only pending ones when
 // pendingOnly) to state.
-func (w *writer) setRcpts(m *row, to []string, state, reply string, pendingOnly bool) error {
+func (w *writer) setRcpts(m *row, to []string, state store.State, reply string, pendingOnly bool) error {
 	if err := w.loadRcpts(m); err != nil {
 		return err
 	}
@@ -383,7 +384,7 @@ type storedEvent struct {
 	Stage      string                  `json:"stage,omitempty"`
 	Size       int64                   `json:"size,omitempty"`
 	To         []string                `json:"to,omitempty"` // omitted: all recipients
-	Reply      string                  `json:"reply,omitempty"`
+	Reply      mailjet.Reply           `json:"reply,omitzero"`
 	Count      int                     `json:"count,omitempty"` // refusals a refused event stands for
 	Reason     string                  `json:"reason,omitempty"`
 	Transport  string                  `json:"transport,omitempty"`
@@ -415,7 +416,7 @@ func eventData(e *trafficlog.Event, allTo string) []byte {
 }
 
 // event rebuilds the trafficlog event of a stored one.
-func (d *storedEvent) event(kind string, t time.Time, allTo []string) trafficlog.Event {
+func (d *storedEvent) event(kind trafficlog.Kind, t time.Time, allTo []string) trafficlog.Event {
 	e := trafficlog.Event{Time: t, Event: kind, Client: d.Client, User: d.User, Helo: d.Helo, TLS: d.TLS,
 		Class: d.Class, ClassRule: d.ClassRule, Verdict: d.Verdict, Stage: d.Stage, Size: d.Size, To: d.To,
 		Reply: d.Reply, Count: d.Count, Reason: d.Reason, Transport: d.Transport, Upstream: d.Upstream, UpstreamID: d.UpstreamID,

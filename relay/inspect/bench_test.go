@@ -3,6 +3,7 @@ package inspect
 import (
 	"context"
 	"fmt"
+	"github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/mailjet/webhook"
 	"log/slog"
 	"math/rand/v2"
@@ -134,7 +135,7 @@ func (g *trafficGen) message(i, n int) ([]trafficlog.Event, []webhook.Event) {
 		Subject: fmt.Sprintf(benchSubjects[tmpl], r.IntN(100_000)), MessageID: "<" + id + "@odoo.acme.example>",
 		Size: int64(2000 + r.IntN(60000)), Client: "10.0.0.5:4" + fmt.Sprint(1000+r.IntN(9000)), User: "odoo",
 		Class: class, ClassRule: rule}
-	ev := func(kind string, d time.Duration) trafficlog.Event {
+	ev := func(kind trafficlog.Kind, d time.Duration) trafficlog.Event {
 		e := base
 		e.Event, e.Time = kind, t.Add(d)
 		return e
@@ -142,7 +143,7 @@ func (g *trafficGen) message(i, n int) ([]trafficlog.Event, []webhook.Event) {
 	p := r.IntN(100)
 	if p < 2 {
 		e := ev(trafficlog.Refused, 0)
-		e.ID, e.Stage, e.Reason, e.Reply = "", "data", "sender_not_found", "550 5.7.1 not a verified sender"
+		e.ID, e.Stage, e.Reason, e.Reply = "", "data", "sender_not_found", mailjet.ParseReply("550 5.7.1 not a verified sender")
 		return []trafficlog.Event{e}, nil
 	}
 	recv := ev(trafficlog.Received, 0)
@@ -150,13 +151,13 @@ func (g *trafficGen) message(i, n int) ([]trafficlog.Event, []webhook.Event) {
 	mjID := int64(288230376151711744) + int64(i)
 	attempt := func(n int, reply string, d time.Duration) trafficlog.Event {
 		e := ev(trafficlog.Attempt, d)
-		e.Transport, e.Upstream, e.Reply, e.Attempt, e.DurationMS = "smtp", "in-v3.mailjet.com:587", reply, n, 150+float64(r.IntN(300))
-		e.Rcpts = []trafficlog.RcptResult{{Rcpt: rcpt, Reply: reply, MessageID: mjID}}
+		e.Transport, e.Upstream, e.Reply, e.Attempt, e.DurationMS = "smtp", "in-v3.mailjet.com:587", mailjet.ParseReply(reply), n, 150+float64(r.IntN(300))
+		e.Rcpts = []trafficlog.RcptResult{{Rcpt: rcpt, Reply: mailjet.ParseReply(reply), MessageID: mjID}}
 		return e
 	}
-	outcome := func(kind, reply string, d time.Duration) trafficlog.Event {
+	outcome := func(kind trafficlog.Kind, reply string, d time.Duration) trafficlog.Event {
 		e := ev(kind, d)
-		e.Transport, e.Reply, e.DurationMS = "smtp", reply, float64(d.Milliseconds())
+		e.Transport, e.Reply, e.DurationMS = "smtp", mailjet.ParseReply(reply), float64(d.Milliseconds())
 		return e
 	}
 	evs := []trafficlog.Event{recv}

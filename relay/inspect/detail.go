@@ -92,13 +92,13 @@ func (s *Store) timeline(ctx context.Context, r *row, m *store.Message) error {
 		if json.Unmarshal(data, &d) != nil {
 			continue
 		}
-		e := d.event(kind, t, r.to())
-		if kind == trafficlog.Attempt {
+		e := d.event(trafficlog.Kind(kind), t, r.to())
+		if e.Event == trafficlog.Attempt {
 			m.AttemptList = append(m.AttemptList, store.Attempt{Time: t, Attempt: e.Attempt, Transport: e.Transport,
-				Upstream: e.Upstream, UpstreamID: e.UpstreamID, Reply: e.Reply, DurationMS: e.DurationMS, Rcpts: e.Rcpts})
+				Upstream: e.Upstream, UpstreamID: e.UpstreamID, Reply: e.Reply.String(), DurationMS: e.DurationMS, Rcpts: e.Rcpts})
 		}
 		steps := relaySteps(r, &e)
-		if kind == trafficlog.Received || kind == trafficlog.Refused {
+		if e.Event == trafficlog.Received || e.Event == trafficlog.Refused {
 			relay = append(steps, relay...) // receipt comes first, whenever it was written
 		} else {
 			relay = append(relay, steps...)
@@ -109,7 +109,7 @@ func (s *Store) timeline(ctx context.Context, r *row, m *store.Message) error {
 }
 
 func relaySteps(r *row, e *trafficlog.Event) []store.Step {
-	st := store.Step{Time: e.Time, Kind: e.Event, Source: "relay", Reply: e.Reply}
+	st := store.Step{Time: e.Time, Kind: string(e.Event), Source: "relay", Reply: e.Reply.String()}
 	to := strings.Join(e.To, ", ")
 	switch e.Event {
 	case trafficlog.Received:
@@ -165,7 +165,7 @@ func relaySteps(r *row, e *trafficlog.Event) []store.Step {
 			st.Text += ": " + e.Reason
 		}
 	default:
-		st.Text = e.Event
+		st.Text = string(e.Event)
 	}
 	return []store.Step{st}
 }

@@ -20,7 +20,7 @@ type row struct {
 	receivedAt           int64 // unix ms
 	updatedAt            int64
 	finalAt              int64 // 0 = still queued
-	state                string
+	state                store.State
 	class, classRule     string
 	mailFrom             string
 	rcptTo               string // newline-separated
@@ -46,10 +46,11 @@ type row struct {
 }
 
 type rcptRow struct {
-	addr, state, reply string
-	mjID               int64
-	mjUUID             string
-	dirty              bool
+	addr, reply string
+	state       store.State
+	mjID        int64
+	mjUUID      string
+	dirty       bool
 }
 
 type scanner interface{ Scan(dest ...any) error }

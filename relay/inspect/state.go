@@ -1,8 +1,10 @@
 package inspect
 
 import (
+	"strconv"
 	"strings"
 
+	"github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/relay/store"
 )
 
@@ -10,11 +12,11 @@ import (
 // first state in this list that any recipient has wins. Pending states come
 // first (the message is still in the queue), then failures, then the least
 // advanced success.
-var messageOrder = []string{store.StateDeferred, store.StateQueued, store.StateFailed, store.StateBounced, store.StateBlocked, store.StateDeleted,
+var messageOrder = []store.State{store.StateDeferred, store.StateQueued, store.StateFailed, store.StateBounced, store.StateBlocked, store.StateDeleted,
 	store.StateSpam, store.StateUnsub, store.StateSent, store.StateDelivered, store.StateSandboxed, store.StateRefused}
 
 // fromMailjet reports whether a state was set by a Mailjet event.
-func fromMailjet(state string) bool {
+func fromMailjet(state store.State) bool {
 	switch state {
 	case store.StateDelivered, store.StateBounced, store.StateBlocked, store.StateSpam, store.StateUnsub:
 		return true
@@ -22,11 +24,11 @@ func fromMailjet(state string) bool {
 	return false
 }
 
-func messageState(rcpts []*rcptRow, current string) string {
+func messageState(rcpts []*rcptRow, current store.State) store.State {
 	if len(rcpts) == 0 {
 		return current
 	}
-	have := make(map[string]bool, len(rcpts))
+	have := make(map[store.State]bool, len(rcpts))
 	for _, r := range rcpts {
 		have[r.state] = true
 	}
@@ -40,7 +42,7 @@ func messageState(rcpts []*rcptRow, current string) string {
 
 // mailjetState maps a Mailjet event to the recipient state it implies
 // ("" for open and click, which do not change it).
-func mailjetState(event string) string {
+func mailjetState(event string) store.State {
 	switch event {
 	case "sent":
 		return store.StateDelivered
@@ -59,7 +61,7 @@ func mailjetState(event string) string {
 // mailjetMayReplace reports whether a Mailjet event's state may replace a
 // recipient's current one: Mailjet's events override the relay's, a late
 // "sent" does not undo a bounce, a block or a complaint.
-func mailjetMayReplace(current, next string) bool {
+func mailjetMayReplace(current, next store.State) bool {
 	if !fromMailjet(current) {
 		return true
 	}
@@ -71,10 +73,10 @@ func mailjetMayReplace(current, next string) bool {
 
 // relayMayReplace reports whether a relay outcome may replace a recipient's
 // state: never one that Mailjet reported.
-func relayMayReplace(current string) bool { return !fromMailjet(current) }
+func relayMayReplace(current store.State) bool { return !fromMailjet(current) }
 
 // failReason condenses a failure into a short label for the failure chart.
-func failReason(reply, reason string) string {
+func failReason(reply mailjet.Reply, reason string) string {
 	switch {
 	case strings.HasPrefix(reason, "gave up"):
 		return "expired (queue.max_lifetime)"
@@ -84,19 +86,16 @@ func failReason(reply, reason string) string {
 	return replyCode(reply)
 }
 
-// replyCode returns "550 5.1.1" from "550 5.1.1 User unknown", or "no reply".
-func replyCode(reply string) string {
-	f := strings.Fields(reply)
-	if len(f) == 0 || len(f[0]) != 3 || f[0][0] < '2' || f[0][0] > '5' {
-		if len(f) > 0 && len(f[0]) > 3 && f[0][3] == '-' {
-			return f[0][:3]
-		}
+// replyCode is "550 5.1.1" for "550 5.1.1 User unknown", "550" without an
+// enhanced code, or "no reply".
+func replyCode(r mailjet.Reply) string {
+	switch {
+	case r.Code == 0:
 		return "no reply"
+	case r.Enhanced == "":
+		return strconv.Itoa(r.Code)
 	}
-	if len(f) > 1 && strings.Count(f[1], ".") == 2 && len(f[1]) <= 9 && f[1][0] >= '2' && f[1][0] <= '5' {
-		return f[0] + " " + f[1]
-	}
-	return f[0]
+	return strconv.Itoa(r.Code) + " " + r.Enhanced
 }
 
 func clip(s string, n int) string {

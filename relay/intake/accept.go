@@ -84,17 +84,13 @@ func (in *Intake) Accept(ctx context.Context, sub Submission) (Receipt, *Refusal
 		r.From = sub.From
 		return Receipt{}, r
 	}
-	e := trafficlog.Event{
-		Event: trafficlog.Received, Client: sub.Client, User: sub.Login, Helo: sub.Helo, TLS: sub.TLS, From: sub.From,
-		ID: env.ID, HeaderFrom: env.HeaderFrom, Subject: env.Subject, MessageID: env.MessageID, Size: env.Size,
-		To: env.To, Class: env.Class, ClassRule: env.ClassRule, Verdict: v.Reason,
-	}
+	var keep []byte
 	if in.opts.WantBodies {
-		e.Raw = raw
+		keep = raw
 		if shared && sub.Recycled {
-			e.Raw = bytes.Clone(raw) // the buffer is used again
+			keep = bytes.Clone(raw) // the buffer is used again
 		}
 	}
-	in.traffic.Record(e)
+	in.traffic.Record(trafficlog.NewReceived(*env, sub.TLS, v.Reason, keep))
 	return Receipt{ID: env.ID, Class: cl.Class}, nil
 }

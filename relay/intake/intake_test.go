@@ -181,7 +181,7 @@ func TestRefusals(t *testing.T) {
 			if *got != tc.want {
 				t.Fatalf("refusal\n%+v\nwant\n%+v", *got, tc.want)
 			}
-			if got.Reply() != tc.reply+" "+got.Text || got.Temporary() != strings.HasPrefix(tc.reply, "4") {
+			if got.Reply().String() != tc.reply+" "+got.Text || got.Temporary() != strings.HasPrefix(tc.reply, "4") {
 				t.Errorf("reply %q, temporary %v", got.Reply(), got.Temporary())
 			}
 			if !tc.closed && sp.Stats().Messages != queued || len(traffic.Events(trafficlog.Received)) != queued {

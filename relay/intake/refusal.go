@@ -3,6 +3,7 @@ package intake
 import (
 	"fmt"
 
+	"github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/policy"
 )
 
@@ -36,9 +37,9 @@ type Refusal struct {
 // Temporary reports whether the client may try again later.
 func (r *Refusal) Temporary() bool { return r.Code/100 == 4 }
 
-// Reply is the reply line as sent: "452 4.3.1 text".
-func (r *Refusal) Reply() string {
-	return fmt.Sprintf("%d %d.%d.%d %s", r.Code, r.Enhanced[0], r.Enhanced[1], r.Enhanced[2], r.Text)
+// Reply is the reply as sent: "452 4.3.1 text".
+func (r *Refusal) Reply() mailjet.Reply {
+	return mailjet.Reply{Code: r.Code, Enhanced: fmt.Sprintf("%d.%d.%d", r.Enhanced[0], r.Enhanced[1], r.Enhanced[2]), Text: r.Text}
 }
 
 // queueFull is the refusal while the queue has no room.

@@ -176,9 +176,9 @@ const maxAuthFailsPerConn = 3
 // a guess already refused.
 func (s *session) authFailed(username string, counted bool) error {
 	reason, msg := authFailedText(username)
-	e := s.event(trafficlog.Refused)
-	e.Stage, e.Reason, e.User = "auth", reason, clip(username, 100)
-	err := s.record(e, &intake.Refusal{Code: 535, Enhanced: [3]int{5, 7, 8}, Text: msg})
+	c := s.connection()
+	c.User = clip(username, 100)
+	err := s.record(trafficlog.NewRefused(c, trafficlog.Refusal{Stage: "auth", Reason: reason}), &intake.Refusal{Code: 535, Enhanced: [3]int{5, 7, 8}, Text: msg})
 	if !counted {
 		return err
 	}

@@ -157,7 +157,7 @@ func TestParallelGuessesShareTheBurst(t *testing.T) {
 	for _, ev := range traffic.Events(trafficlog.Refused) {
 		if ev.Reason == "auth_throttled" {
 			throttled++
-			if !strings.HasPrefix(ev.Reply, "454 4.7.0 Too many failed logins from your address: try again in ") {
+			if !strings.HasPrefix(ev.Reply.String(), "454 4.7.0 Too many failed logins from your address: try again in ") {
 				t.Errorf("throttled reply %q", ev.Reply)
 			}
 		}

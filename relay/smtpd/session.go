@@ -46,12 +46,9 @@ func (s *session) login() string {
 	return s.user.Username
 }
 
-// event fills the connection's fields into a traffic event.
-func (s *session) event(kind string) trafficlog.Event {
-	return trafficlog.Event{
-		Event: kind, Client: s.client, User: s.login(), Helo: s.conn.Hostname(), TLS: s.tls(),
-		From: s.from, To: s.rcpts,
-	}
+// connection is what events about this client's transaction start from.
+func (s *session) connection() trafficlog.Conn {
+	return trafficlog.Conn{Client: s.client, User: s.login(), Helo: s.conn.Hostname(), TLS: s.tls(), From: s.from, To: s.rcpts}
 }
 
 // refuse records a refusal the session decides and returns it as the
@@ -63,10 +60,10 @@ func (s *session) refuse(stage string, code int, enh smtp.EnhancedCode, reason, 
 // refusal records r, with what it is about, and returns it as the SMTP
 // reply.
 func (s *session) refusal(r *intake.Refusal) *smtp.SMTPError {
-	e := s.event(trafficlog.Refused)
-	e.Stage, e.Reason, e.From, e.Size = r.Stage, r.Reason, r.From, r.Size
-	e.HeaderFrom, e.Subject, e.MessageID = r.Header.From, r.Header.Subject, r.Header.MessageID
-	return s.record(e, r)
+	c := s.connection()
+	c.From = r.From
+	return s.record(trafficlog.NewRefused(c, trafficlog.Refusal{Stage: r.Stage, Reason: r.Reason, Size: r.Size,
+		HeaderFrom: r.Header.From, Subject: r.Header.Subject, MessageID: r.Header.MessageID}), r)
 }
 
 // record records the refused event e with r's reply, the line go-smtp
@@ -173,15 +170,13 @@ func (s *session) Data(r io.Reader) error {
 		// The client went away or stalled: nothing is queued, and the
 		// connection must end here (go-smtp#196: it would read the rest of
 		// the body as commands).
-		e := s.event(trafficlog.Aborted)
-		e.Stage, e.Size = "data", int64(buf.Len()-intake.TraceRoom)
-		e.Reason = "connection ended during DATA; nothing queued"
+		reason := "connection ended during DATA; nothing queued"
 		if buf.Len() == intake.TraceRoom && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) {
-			e.Reason = "client closed the connection after 354 (as Odoo's Test Connection does); nothing queued"
+			reason = "client closed the connection after 354 (as Odoo's Test Connection does); nothing queued"
 		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
-			e.Reason = "timeout during DATA; nothing queued"
+			reason = "timeout during DATA; nothing queued"
 		}
-		s.srv.traffic.Record(e)
+		s.srv.traffic.Record(trafficlog.NewAborted(s.connection(), "data", reason, int64(buf.Len()-intake.TraceRoom)))
 		s.conn.Close()
 		return err
 	}

@@ -31,7 +31,7 @@ type Filter struct {
 type Summary struct {
 	ID         string    `json:"id"`
 	ReceivedAt time.Time `json:"received_at"`
-	State      string    `json:"state"`
+	State      State     `json:"state"`
 	Class      string    `json:"class"`
 	From       string    `json:"from"`
 	HeaderFrom string    `json:"header_from,omitempty"`
@@ -85,7 +85,7 @@ type Message struct {
 // Recipient is one envelope recipient's outcome.
 type Recipient struct {
 	Rcpt        string `json:"rcpt"`
-	State       string `json:"state"`
+	State       State  `json:"state"`
 	Reply       string `json:"reply,omitempty"`
 	MailjetID   string `json:"mailjet_id,omitempty"`
 	MailjetUUID string `json:"mailjet_uuid,omitempty"`

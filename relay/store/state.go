@@ -7,35 +7,48 @@ import (
 	"time"
 )
 
-// Message states. queued, deferred, sent, failed, refused, sandboxed and
-// deleted come from the relay; delivered, bounced, blocked, spam and unsub
-// from Mailjet's events. A message's state is derived from its recipients'.
+// State is a message's (or a recipient's) state. queued, deferred, sent,
+// failed, refused, sandboxed and deleted come from the relay; delivered,
+// bounced, blocked, spam and unsub from Mailjet's events. A message's state
+// is derived from its recipients'.
+type State string
+
+// Message states.
 const (
-	StateQueued    = "queued"
-	StateDeferred  = "deferred"
-	StateSent      = "sent" // accepted by Mailjet
-	StateFailed    = "failed"
-	StateRefused   = "refused"
-	StateSandboxed = "sandboxed"
-	StateDeleted   = "deleted"
-	StateDelivered = "delivered" // Mailjet "sent": the recipient's server accepted it
-	StateBounced   = "bounced"
-	StateBlocked   = "blocked"
-	StateSpam      = "spam"
-	StateUnsub     = "unsub"
+	StateQueued    State = "queued"
+	StateDeferred        = "deferred"
+	StateSent            = "sent" // accepted by Mailjet
+	StateFailed          = "failed"
+	StateRefused         = "refused"
+	StateSandboxed       = "sandboxed"
+	StateDeleted         = "deleted"
+	StateDelivered       = "delivered" // Mailjet "sent": the recipient's server accepted it
+	StateBounced         = "bounced"
+	StateBlocked         = "blocked"
+	StateSpam            = "spam"
+	StateUnsub           = "unsub"
 )
 
 // States lists every state, in the order the UI offers them.
-var States = []string{StateQueued, StateDeferred, StateSent, StateDelivered, StateFailed, StateBounced,
+var States = []State{StateQueued, StateDeferred, StateSent, StateDelivered, StateFailed, StateBounced,
 	StateBlocked, StateSpam, StateUnsub, StateRefused, StateSandboxed, StateDeleted}
 
+// StateNames are the states' names, in the order of States.
+func StateNames() []string {
+	names := make([]string, len(States))
+	for i, x := range States {
+		names[i] = string(x)
+	}
+	return names
+}
+
 // Pending reports whether a state means the message is still queued.
-func Pending(state string) bool { return state == StateQueued || state == StateDeferred }
+func Pending(state State) bool { return state == StateQueued || state == StateDeferred }
 
 // ValidState reports whether s is a state name.
 func ValidState(s string) bool {
 	for _, x := range States {
-		if x == s {
+		if string(x) == s {
 			return true
 		}
 	}
@@ -46,7 +59,7 @@ func ValidState(s string) bool {
 func CheckStates(list string) error {
 	for _, st := range (Filter{State: list}).States() {
 		if !ValidState(st) {
-			return fmt.Errorf("unknown state %q (one of %s)", st, strings.Join(States, ", "))
+			return fmt.Errorf("unknown state %q (one of %s)", st, strings.Join(StateNames(), ", "))
 		}
 	}
 	return nil

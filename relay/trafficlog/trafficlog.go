@@ -12,25 +12,32 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"github.com/mjrelay/mjrelay/mailjet"
 )
+
+// Kind is an event's kind.
+type Kind string
 
 // Event kinds.
 const (
-	Received  = "received"
-	Refused   = "refused"
-	Aborted   = "aborted"
-	Attempt   = "attempt"
-	Delivered = "delivered"
-	Deferred  = "deferred"
-	Failed    = "failed"
-	Sandboxed = "sandboxed"
-	Deleted   = "deleted"
+	Received  Kind = "received"
+	Refused   Kind = "refused"
+	Aborted   Kind = "aborted"
+	Attempt   Kind = "attempt"
+	Delivered Kind = "delivered"
+	Deferred  Kind = "deferred"
+	Failed    Kind = "failed"
+	Sandboxed Kind = "sandboxed"
+	Deleted   Kind = "deleted"
 )
 
-// Event is one line of the traffic log. Empty fields are left out.
+// Event is one line of the traffic log. Empty fields are left out. Build
+// events with the constructors in events.go, so that every producer fills
+// the same fields for the same kind.
 type Event struct {
 	Time       time.Time `json:"time"`
-	Event      string    `json:"event"`
+	Event      Kind      `json:"event"`
 	ID         string    `json:"id,omitempty"`
 	Client     string    `json:"client,omitempty"`
 	User       string    `json:"user,omitempty"`
@@ -52,8 +59,9 @@ type Event struct {
 	Verdict string `json:"verdict,omitempty"`
 	// Stage is where a refusal happened: auth, mail, rcpt, data.
 	Stage string `json:"stage,omitempty"`
-	// Reply is the SMTP reply we gave (refused) or the upstream's (attempts).
-	Reply string `json:"reply,omitempty"`
+	// Reply is the SMTP reply we gave (refused) or the upstream's
+	// (attempts and outcomes); written as one line ("550 5.1.1 text").
+	Reply mailjet.Reply `json:"reply,omitzero"`
 	// Count is how many refusals a refused event stands for, when a flood
 	// of one refusal (the queue full, logins throttled) is recorded as
 	// the first one, then one event per interval for those since; 0 is 1.
@@ -80,7 +88,8 @@ func Millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 type RcptResult struct {
 	Rcpt   string `json:"rcpt"`
 	Status string `json:"status,omitempty"` // delivered, temporary, permanent
-	Reply  string `json:"reply"`
+	// Reply is written as one line; it is always present (possibly "").
+	Reply mailjet.Reply `json:"reply"`
 	// Mailjet's ids for this recipient's message (Send API transport).
 	MessageID   int64  `json:"mailjet_message_id,omitempty"`
 	MessageUUID string `json:"mailjet_message_uuid,omitempty"`
@@ -192,7 +201,7 @@ func (m *Memory) Record(e Event) {
 }
 
 // Events returns a copy of what was recorded, optionally only of one kind.
-func (m *Memory) Events(kind string) []Event {
+func (m *Memory) Events(kind Kind) []Event {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []Event

@@ -1,8 +1,6 @@
 package web
 
 import (
-	"strings"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -77,10 +75,10 @@ func (m *metrics) Record(e trafficlog.Event) {
 		m.attempts.WithLabelValues(class, tr).Inc()
 		m.attemptDur.WithLabelValues(tr).Observe(e.DurationMS / 1000)
 		if len(e.Rcpts) == 0 {
-			m.replies.WithLabelValues(tr, replyCode(e.Reply)).Inc()
+			m.replies.WithLabelValues(tr, e.Reply.CodeText()).Inc()
 		}
 		for _, r := range e.Rcpts {
-			m.replies.WithLabelValues(tr, replyCode(r.Reply)).Inc()
+			m.replies.WithLabelValues(tr, r.Reply.CodeText()).Inc()
 		}
 	case trafficlog.Delivered:
 		m.delivered.WithLabelValues(class, tr).Inc()
@@ -121,15 +119,6 @@ func transportLabel(t string) string {
 		return "none"
 	}
 	return "other"
-}
-
-// replyCode is the 3-digit code of an SMTP reply, or "none".
-func replyCode(reply string) string {
-	if len(reply) >= 3 && reply[0] >= '2' && reply[0] <= '5' && reply[1] >= '0' && reply[1] <= '9' &&
-		reply[2] >= '0' && reply[2] <= '9' && (len(reply) == 3 || strings.ContainsRune(" -", rune(reply[3]))) {
-		return reply[:3]
-	}
-	return "none"
 }
 
 // stateCollector reads the values that are not events at scrape time:

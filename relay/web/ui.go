@@ -44,7 +44,7 @@ var funcs = template.FuncMap{
 	"bytes": humanBytes,
 	"ms":    formatMS,
 	"join":  strings.Join,
-	"stateClass": func(state string) string {
+	"stateClass": func(state store.State) string {
 		switch state {
 		case store.StateSent, store.StateDelivered, store.StateSandboxed:
 			return "ok"
@@ -216,7 +216,7 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 
 type messagesData struct {
 	F       url.Values
-	States  []string
+	States  []store.State
 	Page    store.Page
 	NextURL string
 	Err     string

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/mjrelay/mjrelay/mailjet/webhook"
+	"github.com/mjrelay/mjrelay/relay/store"
 )
 
 // mjEvent renders one event as Mailjet documents it (its event API): the
@@ -44,8 +45,8 @@ func TestWebhook(t *testing.T) {
 		name  string
 		body  func(id string) string
 		code  int
-		state string // the invoice's state afterwards ("sent" = unchanged)
-		seen  int    // Mailjet events on the invoice
+		state store.State // the invoice's state afterwards ("sent" = unchanged)
+		seen  int         // Mailjet events on the invoice
 	}{
 		{"sent", func(id string) string { return arr(ev("sent", id, mjID)) }, 200, "delivered", 1},
 		{"open", func(id string) string { return arr(ev("open", id, mjID)) }, 200, "delivered", 1},

@@ -97,7 +97,7 @@ func LoadCorpus(t testing.TB, script string) (string, []Case) {
 // CheckUnsupported: the result says the message cannot be carried, with reason.
 func CheckUnsupported(t testing.TB, res mailjet.Result, reason string) {
 	t.Helper()
-	if !res.Unsupported || !strings.Contains(res.Reply, reason) {
+	if !res.Unsupported || !strings.Contains(res.Reply.String(), reason) {
 		t.Fatalf("Unsupported=%v Reply=%q, want unsupported with %q", res.Unsupported, res.Reply, reason)
 	}
 	for _, r := range res.Rcpts {

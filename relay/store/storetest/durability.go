@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"github.com/mjrelay/mjrelay/mailjet"
 	"sync"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func testFlushedSurvives(t *testing.T, h Harness) {
 func retryLater(t *testing.T, s store.Store, sample *Sample) {
 	t.Helper()
 	id := sample.IDs["retry"]
-	ok := trafficlog.RcptResult{Rcpt: "buyer@slow.example", Status: "delivered", Reply: "250 OK"}
+	ok := trafficlog.RcptResult{Rcpt: "buyer@slow.example", Status: "delivered", Reply: mailjet.ParseReply("250 OK")}
 	evs := NewFlow(T0.Add(20*time.Second), id, "sales@acme.example", []string{ok.Rcpt}, "Quotation S00017").
 		Attempt("smtp", "451", ok).Attempt("smtp", "250 OK", ok).Delivered().Events()
 	feed(t, s, evs[1:]) // the second attempt and its outcome
@@ -72,7 +73,7 @@ func testConcurrentRecordAndQuery(t *testing.T, h Harness) {
 				at := T0.Add(time.Duration(i) * time.Second)
 				id := QueueID(at, uint32(w*perWriter+i))
 				rcpt := fmt.Sprintf("r%d@w%d.example", i, w)
-				ok := trafficlog.RcptResult{Rcpt: rcpt, Status: "delivered", Reply: "250 OK"}
+				ok := trafficlog.RcptResult{Rcpt: rcpt, Status: "delivered", Reply: mailjet.ParseReply("250 OK")}
 				for _, e := range NewFlow(at, id, "s@acme.example", []string{rcpt}, "concurrent").
 					Received(nil).Attempt("smtp", "250 OK", ok).Delivered().Events() {
 					s.Record(e)
@@ -161,7 +162,7 @@ func testConcurrentMailjetEvents(t *testing.T, h Harness) {
 		at := T0.Add(time.Duration(i) * time.Second)
 		id := QueueID(at, uint32(i))
 		rcpt := fmt.Sprintf("r%d@x.example", i)
-		ok := trafficlog.RcptResult{Rcpt: rcpt, Status: "delivered", Reply: "250 OK"}
+		ok := trafficlog.RcptResult{Rcpt: rcpt, Status: "delivered", Reply: mailjet.ParseReply("250 OK")}
 		evs = append(evs, NewFlow(at, id, "s@acme.example", []string{rcpt}, "joined").
 			Received(nil).Attempt("api", "250 OK", ok).Delivered().Events()...)
 		kind := "sent"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mjrelay/mjrelay/mailjet"
 	"io"
 	"slices"
 	"strings"
@@ -21,44 +22,44 @@ func testStates(t *testing.T, h Harness) {
 	id := QueueID(T0, 1)
 	a, b := "a@x.example", "b@y.example"
 	ok := func(r string) trafficlog.RcptResult {
-		return trafficlog.RcptResult{Rcpt: r, Status: "delivered", Reply: "250 OK", MessageID: 7000000000000001}
+		return trafficlog.RcptResult{Rcpt: r, Status: "delivered", Reply: mailjet.ParseReply("250 OK"), MessageID: 7000000000000001}
 	}
 	temp := func(r string) trafficlog.RcptResult {
-		return trafficlog.RcptResult{Rcpt: r, Status: "temporary", Reply: "451 later"}
+		return trafficlog.RcptResult{Rcpt: r, Status: "temporary", Reply: mailjet.ParseReply("451 later")}
 	}
 	flow := func(to ...string) *Flow { return NewFlow(T0, id, "s@acme.example", to, "Subject") }
 	tests := []struct {
 		name   string
 		events []trafficlog.Event
 		mj     []webhook.Event
-		state  string
-		rcpts  map[string]string
+		state  store.State
+		rcpts  map[string]store.State
 		steps  []string
 	}{
 		{name: "queued", events: flow(a).Received(nil).Events(), state: "queued",
-			rcpts: map[string]string{a: "queued"}, steps: []string{"received", "policy"}},
+			rcpts: map[string]store.State{a: "queued"}, steps: []string{"received", "policy"}},
 		{name: "sent", events: flow(a).Received(nil).Attempt("smtp", "250 OK", ok(a)).Delivered().Events(), state: "sent",
-			rcpts: map[string]string{a: "sent"}, steps: []string{"received", "policy", "attempt", "delivered"}},
+			rcpts: map[string]store.State{a: "sent"}, steps: []string{"received", "policy", "attempt", "delivered"}},
 		{name: "delivered by Mailjet", events: flow(a).Received(nil).Attempt("smtp", "250 OK", ok(a)).Delivered().Events(),
 			mj: []webhook.Event{Mailjet(T0.Add(time.Minute), "sent", id, a, 0)}, state: "delivered",
-			rcpts: map[string]string{a: "delivered"}, steps: []string{"received", "policy", "attempt", "delivered", "mailjet:sent"}},
+			rcpts: map[string]store.State{a: "delivered"}, steps: []string{"received", "policy", "attempt", "delivered", "mailjet:sent"}},
 		{name: "bounce after sent", events: flow(a).Received(nil).Attempt("smtp", "250 OK", ok(a)).Delivered().Events(),
 			mj: []webhook.Event{Mailjet(T0.Add(time.Minute), "sent", id, a, 0),
 				Mailjet(T0.Add(2*time.Minute), "bounce", id, a, 0),
 				Mailjet(T0.Add(3*time.Minute), "sent", id, a, 0)}, // a late duplicate does not undo it
-			state: "bounced", rcpts: map[string]string{a: "bounced"}},
+			state: "bounced", rcpts: map[string]store.State{a: "bounced"}},
 		{name: "open implies delivery", events: flow(a).Received(nil).Attempt("smtp", "250 OK", ok(a)).Delivered().Events(),
 			mj: []webhook.Event{Mailjet(T0.Add(time.Minute), "open", id, a, 0)}, state: "delivered"},
 		{name: "deferred", events: flow(a).Received(nil).Attempt("smtp", "451 later", temp(a)).Deferred("451 later").Events(),
 			state: "deferred", steps: []string{"received", "policy", "attempt", "deferred"}},
 		{name: "partial: one sent, one deferred", events: flow(a, b).Received(nil).Attempt("smtp", "", ok(a), temp(b)).
-			Delivered(a).Deferred("451 later", b).Events(), state: "deferred", rcpts: map[string]string{a: "sent", b: "deferred"}},
+			Delivered(a).Deferred("451 later", b).Events(), state: "deferred", rcpts: map[string]store.State{a: "sent", b: "deferred"}},
 		{name: "partial, then the rest fails", events: flow(a, b).Received(nil).Attempt("smtp", "", ok(a), temp(b)).
-			Delivered(a).Deferred("451 later", b).Attempt("smtp", "550 no", trafficlog.RcptResult{Rcpt: b, Reply: "550 no"}).
+			Delivered(a).Deferred("451 later", b).Attempt("smtp", "550 no", trafficlog.RcptResult{Rcpt: b, Reply: mailjet.ParseReply("550 no")}).
 			Failed("550 no", "permanent error from the upstream", b).Events(), state: "failed",
-			rcpts: map[string]string{a: "sent", b: "failed"}},
+			rcpts: map[string]store.State{a: "sent", b: "failed"}},
 		{name: "deleted while deferred", events: flow(a).Received(nil).Attempt("smtp", "451", temp(a)).Deferred("451").Deleted().Events(),
-			state: "deleted", rcpts: map[string]string{a: "deleted"}},
+			state: "deleted", rcpts: map[string]store.State{a: "deleted"}},
 		{name: "sandboxed", events: flow(a).Received(nil).Attempt("sandbox", "250", ok(a)).Sandboxed().Events(), state: "sandboxed"},
 		{name: "delivery recorded before receipt", events: func() []trafficlog.Event {
 			evs := flow(a).Received(nil).Attempt("smtp", "250 OK", ok(a)).Delivered().Events()
@@ -147,7 +148,7 @@ func testMailjetJoin(t *testing.T, h Harness) {
 	tests := []struct {
 		name  string
 		ev    webhook.Event
-		state string
+		state store.State
 	}{
 		{"by CustomID", Mailjet(later, "spam", inv, "mr.x@client.example", 0), "spam"},
 		{"by MessageID", Mailjet(later, "spam", "", "mr.x@client.example", 288230376151711744), "spam"},
@@ -174,7 +175,7 @@ func testReceivedAfterAttempt(t *testing.T, h Harness) {
 		t.Run(fmt.Sprintf("across flushes=%v", split), func(t *testing.T) {
 			s := open(t, h, Options{})
 			id := QueueID(T0, 1)
-			ok := trafficlog.RcptResult{Rcpt: "mr.x@client.example", Status: "delivered", Reply: "250 OK"}
+			ok := trafficlog.RcptResult{Rcpt: "mr.x@client.example", Status: "delivered", Reply: mailjet.ParseReply("250 OK")}
 			evs := NewFlow(T0, id, "bounce@acme.example", []string{ok.Rcpt}, "Invoice INV/2026/0042").
 				Received(nil).Attempt("smtp", "250 OK", ok).Delivered().Events()
 			recv, attempt := evs[0], evs[1]
@@ -225,7 +226,7 @@ func testRawBodies(t *testing.T, h Harness) {
 			id := QueueID(T0, 9)
 			f := NewFlow(T0, id, "a@acme.example", []string{"b@b.example"}, "s").Received(raw)
 			if tc.final {
-				f.Attempt("smtp", "250", trafficlog.RcptResult{Rcpt: "b@b.example", Reply: "250"}).Delivered()
+				f.Attempt("smtp", "250", trafficlog.RcptResult{Rcpt: "b@b.example", Reply: mailjet.ParseReply("250")}).Delivered()
 			}
 			feed(t, s, f.Events())
 			c.set(f.Time().Add(tc.advance))

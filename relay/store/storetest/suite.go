@@ -123,8 +123,8 @@ func kinds(m *store.Message) []string {
 	return out
 }
 
-func rcptStates(m *store.Message) map[string]string {
-	out := map[string]string{}
+func rcptStates(m *store.Message) map[string]store.State {
+	out := map[string]store.State{}
 	for _, r := range m.Recipients {
 		out[r.Rcpt] = r.State
 	}
@@ -133,8 +133,8 @@ func rcptStates(m *store.Message) map[string]string {
 
 // sampleStates returns the states the sample's messages end in, with its
 // Mailjet events.
-func sampleStates() map[string]string {
-	return map[string]string{"invoice": store.StateDelivered, "newsletter": store.StateBounced,
+func sampleStates() map[string]store.State {
+	return map[string]store.State{"invoice": store.StateDelivered, "newsletter": store.StateBounced,
 		"retry": store.StateDeferred, "failed": store.StateFailed, "sandbox": store.StateSandboxed}
 }
 
@@ -142,7 +142,7 @@ func sampleStates() map[string]string {
 // events and raw bodies: every message in its state (states, by the
 // sample's names), the refusal, and the invoice's timeline, raw body and
 // Mailjet id.
-func checkSample(t *testing.T, s store.Store, sample *Sample, states map[string]string) {
+func checkSample(t *testing.T, s store.Store, sample *Sample, states map[string]store.State) {
 	t.Helper()
 	for name, want := range states {
 		if m := get(t, s, sample.IDs[name]); m.State != want {

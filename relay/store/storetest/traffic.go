@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"github.com/mjrelay/mjrelay/mailjet"
 	"time"
 
 	"github.com/mjrelay/mjrelay/mailjet/webhook"
@@ -46,7 +47,7 @@ func (f *Flow) Class(class, rule string) *Flow {
 // User sets the SMTP login.
 func (f *Flow) User(u string) *Flow { f.base.User = u; return f }
 
-func (f *Flow) ev(kind string, d time.Duration) trafficlog.Event {
+func (f *Flow) ev(kind trafficlog.Kind, d time.Duration) trafficlog.Event {
 	f.t = f.t.Add(d)
 	e := f.base
 	e.Event, e.Time = kind, f.t
@@ -67,18 +68,18 @@ func (f *Flow) Received(raw []byte) *Flow {
 func (f *Flow) Attempt(transport, reply string, rcpts ...trafficlog.RcptResult) *Flow {
 	f.n, f.tr = f.n+1, transport
 	e := f.ev(trafficlog.Attempt, 2*time.Second)
-	e.Transport, e.Upstream, e.Reply, e.Attempt, e.DurationMS = transport, "in-v3.mailjet.com:587", reply, f.n, 180
+	e.Transport, e.Upstream, e.Reply, e.Attempt, e.DurationMS = transport, "in-v3.mailjet.com:587", mailjet.ParseReply(reply), f.n, 180
 	e.Rcpts = rcpts
 	f.events = append(f.events, e)
 	return f
 }
 
-func (f *Flow) outcome(kind, reply, reason string, to []string) *Flow {
+func (f *Flow) outcome(kind trafficlog.Kind, reply, reason string, to []string) *Flow {
 	e := f.ev(kind, 0)
 	if len(to) > 0 {
 		e.To = to
 	}
-	e.Transport, e.Upstream, e.Reply, e.Reason, e.Attempt = f.tr, "in-v3.mailjet.com:587", reply, reason, f.n
+	e.Transport, e.Upstream, e.Reply, e.Reason, e.Attempt = f.tr, "in-v3.mailjet.com:587", mailjet.ParseReply(reply), reason, f.n
 	e.DurationMS = float64(f.t.Sub(f.recv).Milliseconds())
 	f.events = append(f.events, e)
 	return f
@@ -120,7 +121,7 @@ func (f *Flow) Time() time.Time { return f.t }
 // Refused returns a refusal (no queue id) as the SMTP session records it.
 func Refused(t time.Time, stage, reason, reply, from string, to []string) trafficlog.Event {
 	return trafficlog.Event{Time: t, Event: trafficlog.Refused, Client: "192.0.2.99:40000", User: "odoo",
-		From: from, To: to, Stage: stage, Reason: reason, Reply: reply}
+		From: from, To: to, Stage: stage, Reason: reason, Reply: mailjet.ParseReply(reply)}
 }
 
 // Mailjet returns a Mailjet webhook event for a message.
@@ -165,7 +166,7 @@ func NewSample(t time.Time) *Sample {
 
 	inv := NewFlow(t, id(1), "invoices@acme.example", []string{"mr.x@client.example"}, "Invoice INV/2026/0042").
 		Received([]byte("From: invoices@acme.example\r\nTo: mr.x@client.example\r\nSubject: Invoice INV/2026/0042\r\n\r\nHello Mr. X\r\n")).
-		Attempt("api", "250 OK", trafficlog.RcptResult{Rcpt: "mr.x@client.example", Status: "delivered", Reply: "250 OK",
+		Attempt("api", "250 OK", trafficlog.RcptResult{Rcpt: "mr.x@client.example", Status: "delivered", Reply: mailjet.ParseReply("250 OK"),
 			MessageID: 288230376151711744, MessageUUID: "1ab23cd4-0000-4000-8000-000000000001"}).
 		Delivered()
 	add("invoice", inv)
@@ -173,25 +174,25 @@ func NewSample(t time.Time) *Sample {
 
 	nl := NewFlow(t.Add(10*time.Second), id(2), "news@acme.example", []string{"old@gone.example"}, "Spring newsletter").
 		Class("bulk", "list-unsubscribe-post").User("odoo-bulk").Received(nil).
-		Attempt("smtp", "250 OK queued", trafficlog.RcptResult{Rcpt: "old@gone.example", Status: "delivered", Reply: "250 OK"}).
+		Attempt("smtp", "250 OK queued", trafficlog.RcptResult{Rcpt: "old@gone.example", Status: "delivered", Reply: mailjet.ParseReply("250 OK")}).
 		Delivered()
 	add("newsletter", nl)
 	s.Mailjet = append(s.Mailjet, Mailjet(nl.Time().Add(5*time.Second), "bounce", nl.base.ID, "old@gone.example", 288230376151711999))
 
 	rt := NewFlow(t.Add(20*time.Second), id(3), "sales@acme.example", []string{"buyer@slow.example"}, "Quotation S00017").
 		Received(nil).
-		Attempt("smtp", "421 4.7.0 Try again later", trafficlog.RcptResult{Rcpt: "buyer@slow.example", Status: "temporary", Reply: "421 4.7.0 Try again later"}).
+		Attempt("smtp", "421 4.7.0 Try again later", trafficlog.RcptResult{Rcpt: "buyer@slow.example", Status: "temporary", Reply: mailjet.ParseReply("421 4.7.0 Try again later")}).
 		Deferred("421 4.7.0 Try again later")
 	add("retry", rt)
 
 	fl := NewFlow(t.Add(30*time.Second), id(4), "sales@acme.example", []string{"nobody@client.example"}, "Order confirmation SO042").
 		Received(nil).
-		Attempt("smtp", "550 5.1.1 Recipient rejected", trafficlog.RcptResult{Rcpt: "nobody@client.example", Status: "permanent", Reply: "550 5.1.1 Recipient rejected"}).
+		Attempt("smtp", "550 5.1.1 Recipient rejected", trafficlog.RcptResult{Rcpt: "nobody@client.example", Status: "permanent", Reply: mailjet.ParseReply("550 5.1.1 Recipient rejected")}).
 		Failed("550 5.1.1 Recipient rejected", "permanent error from the upstream")
 	add("failed", fl)
 
 	sb := NewFlow(t.Add(40*time.Second), id(5), "hr@acme.example", []string{"candidate@mail.example"}, "Interview invitation").
-		Received(nil).Attempt("sandbox", "250 sandbox", trafficlog.RcptResult{Rcpt: "candidate@mail.example", Status: "delivered", Reply: "250 sandbox"}).
+		Received(nil).Attempt("sandbox", "250 sandbox", trafficlog.RcptResult{Rcpt: "candidate@mail.example", Status: "delivered", Reply: mailjet.ParseReply("250 sandbox")}).
 		Sandboxed()
 	add("sandbox", sb)
 
