@@ -10,6 +10,7 @@ import (
 	"github.com/mjrelay/mjrelay/relay/intake"
 	"github.com/mjrelay/mjrelay/relay/lanes"
 	"github.com/mjrelay/mjrelay/relay/smtpd"
+	"github.com/mjrelay/mjrelay/relay/web"
 )
 
 // The components take options of plain values; these build them from the
@@ -53,6 +54,18 @@ func smtpOptions(cfg *config.Config) smtpd.Options {
 	}
 	for _, u := range s.Users {
 		o.Users = append(o.Users, smtpd.User{Username: u.Username, PasswordHash: u.PasswordHash.Reveal()})
+	}
+	return o
+}
+
+func webOptions(cfg *config.Config) web.Options {
+	o := web.Options{Sandbox: cfg.Sandbox(), SenderCheck: cfg.Policy.SenderCheck,
+		RequireDKIM: cfg.Policy.RequireDKIM, RequireSPF: cfg.Policy.RequireSPF}
+	for _, u := range cfg.HTTP.Users {
+		o.Users = append(o.Users, web.User{Username: u.Username, PasswordHash: u.PasswordHash.Reveal()})
+	}
+	if wh := cfg.Webhooks; wh.MailjetUser != "" {
+		o.Webhook = web.User{Username: wh.MailjetUser, PasswordHash: wh.MailjetPasswordHash.Reveal()}
 	}
 	return o
 }

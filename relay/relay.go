@@ -1,8 +1,11 @@
 // Package relay assembles mjrelay: the SMTP listeners (smtpd) feed the
 // durable queue (a queue.Queue: spool), whose messages the scheduler
-// (deliver) hands to a Mailjet transport; the traffic log and the traffic
-// store (a store.Store: inspect) observe every step. cmd/mjrelay and
-// the end-to-end tests start the same thing through Start.
+// (deliver) hands to a Mailjet transport; the traffic log, the traffic
+// store (a store.Store: inspect) and the metrics observe every step. It is
+// the wiring: with cmd/, the only reader of relay/config, which it turns
+// into each component's options of plain values; the components run under
+// a supervise.Group, in the order Start lists them. cmd/mjrelay and the
+// end-to-end tests start the same thing through Start.
 package relay
 
 import (
@@ -14,7 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mjrelay/mjrelay/mailjet"
@@ -25,9 +28,11 @@ import (
 	"github.com/mjrelay/mjrelay/relay/deliver"
 	"github.com/mjrelay/mjrelay/relay/intake"
 	"github.com/mjrelay/mjrelay/relay/lanes"
+	"github.com/mjrelay/mjrelay/relay/metrics"
 	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/smtpd"
 	"github.com/mjrelay/mjrelay/relay/store"
+	"github.com/mjrelay/mjrelay/relay/supervise"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 	"github.com/mjrelay/mjrelay/relay/web"
 )
@@ -59,6 +64,7 @@ type Options struct {
 // Relay is a running relay.
 type Relay struct {
 	cfg   *config.Config
+	o     Options
 	log   *slog.Logger
 	Queue queue.Queue
 	Sched *deliver.Scheduler
@@ -68,22 +74,22 @@ type Relay struct {
 	// Store is the traffic inspection store (it observes; it is not in
 	// the mail's path).
 	Store   store.Store
-	web     *web.Server
-	smtp    *smtpd.Server
-	targets []mailjet.Target
 	traffic *trafficlog.JSONLines
+	metrics *metrics.Metrics
+	lanes   []lanes.Lane
+	targets []mailjet.Target
+	smtp    *smtpd.Server
+	web     *web.Server
 	http    *http.Server
 	httpLn  net.Listener
 
-	stopCtl   context.CancelFunc // control socket and account refresh
-	ctlCtx    context.Context
-	stopSched context.CancelFunc
-	schedDone chan struct{}
-	closeOnce sync.Once
+	sup       *supervise.Group
+	listening atomic.Bool // SMTP
 }
 
-// Start opens the queue, starts delivery and binds the listeners.
-func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
+// Start opens the queue, starts delivery and binds the listeners: the
+// components of (*Relay).components, in their order.
+func Start(cfg *config.Config, o Options) (*Relay, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -97,60 +103,81 @@ func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
 		log.Warn("data_dir can be listed by other users; the relay's files in it are private (0600), but consider chmod 700",
 			"data_dir", cfg.DataDir, "mode", st.Mode().Perm().String())
 	}
-	r := &Relay{cfg: cfg, log: log, schedDone: make(chan struct{})}
-	r.ctlCtx, r.stopCtl = context.WithCancel(context.Background())
-	defer func() {
-		if err != nil {
-			r.closeAll()
-		}
-	}()
+	// The metrics come first: every component records to them.
+	r := &Relay{cfg: cfg, o: o, log: log, metrics: metrics.New(log), sup: supervise.New(log)}
+	if err := r.sup.Start(context.Background(), r.components()...); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
 
-	var recorders trafficlog.Multi
-	if r.traffic, err = OpenTraffic(cfg); err != nil {
-		return nil, fmt.Errorf("traffic log: %w", err)
+// components are the relay's parts in the order they start; Shutdown stops
+// them in the reverse order: SMTP stops accepting and lets its sessions
+// finish, then the scheduler lets its attempts complete (both until the
+// shutdown's deadline, then they are cut short), then HTTP, the control
+// socket and the account refresh stop, and the upstream connections, the
+// traffic store, the queue and the traffic log close.
+func (r *Relay) components() []supervise.Component {
+	cs := []supervise.Component{
+		{Name: "traffic log", Start: r.openTraffic, Stop: r.closeTraffic},
+		{Name: "queue", Start: r.openQueue, Stop: func(context.Context) error { return r.Queue.Close() }},
+		{Name: "traffic store", Start: r.openStore, Stop: func(context.Context) error { return r.Store.Close() }},
+		{Name: "upstream", Start: r.openUpstream, Stop: r.closeUpstream},
 	}
-	if r.traffic != nil {
-		recorders = append(recorders, r.traffic)
+	if r.o.Policy == nil && r.cfg.Policy.SenderCheck != "off" && r.cfg.HasKeys() {
+		cs = append(cs, supervise.Component{Name: "mailjet account", Start: r.startAccount,
+			Run: func(ctx context.Context) error { return r.Account.Run(ctx) }})
 	}
-	if o.Traffic != nil {
-		recorders = append(recorders, o.Traffic)
+	cs = append(cs,
+		supervise.Component{Name: "wiring", Start: r.build},
+		supervise.Component{Name: "control socket", Run: func(ctx context.Context) error {
+			return control.Serve(ctx, r.cfg.ControlSocket(), control.Live{Queue: r.Queue, Sched: r.Sched})
+		}})
+	if r.cfg.HTTP.Listen != "" {
+		cs = append(cs, supervise.Component{Name: "http", Start: r.listenHTTP,
+			Run:  func(context.Context) error { return r.http.Serve(r.httpLn) },
+			Stop: func(context.Context) error { return r.http.Close() }})
 	}
+	return append(cs,
+		supervise.Component{Name: "scheduler", Run: func(ctx context.Context) error { r.Sched.Run(ctx); return nil },
+			Abort: func() { r.Sched.Abort() }},
+		supervise.Component{Name: "smtp", Start: r.listenSMTP, Stop: func(ctx context.Context) error { return r.smtp.Shutdown(ctx) }})
+}
 
-	checker := o.Policy
-	if checker == nil {
-		if checker, err = r.startPolicy(); err != nil {
-			return nil, err
-		}
+func (r *Relay) openTraffic(context.Context) (err error) {
+	if r.traffic, err = openTraffic(r.cfg); err != nil {
+		return fmt.Errorf("traffic log: %w", err)
 	}
-	var acct policy.Account
-	var acctState interface{ State() account.State }
-	if r.Account != nil {
-		acct, acctState = r.Account, r.Account
-	}
+	return nil
+}
 
-	r.Queue, err = OpenQueue(cfg, log)
+func (r *Relay) closeTraffic(context.Context) error {
+	if r.traffic == nil {
+		return nil
+	}
+	return r.traffic.Close()
+}
+
+func (r *Relay) openQueue(context.Context) (err error) {
+	r.Queue, err = OpenQueue(r.cfg, r.log)
 	if errors.Is(err, ErrQueueInUse) {
-		return nil, fmt.Errorf("another mjrelay is already running with data_dir %s", cfg.DataDir)
+		return fmt.Errorf("another mjrelay is already running with data_dir %s", r.cfg.DataDir)
 	}
-	if err != nil {
-		return nil, err
-	}
+	return err
+}
 
-	if r.Store, err = OpenStore(cfg, log); err != nil {
-		return nil, fmt.Errorf("traffic store: %w", err)
+func (r *Relay) openStore(context.Context) (err error) {
+	if r.Store, err = OpenStore(r.cfg, r.log); err != nil {
+		return fmt.Errorf("traffic store: %w", err)
 	}
-	recorders = append(recorders, r.Store)
-	if r.web, err = web.New(web.Deps{
-		Config: cfg, Store: r.Store, Queue: liveQueue{r}, Account: acctState,
-		QueueDepth: r.queueDepth, Ready: r.ready, Logger: log,
-	}); err != nil {
-		return nil, err
-	}
-	recorders = append(recorders, r.web.Recorder())
+	return nil
+}
 
-	var lns []lanes.Lane
-	if lns, r.targets, err = buildLanes(cfg, o.UpstreamRoots, o.Target, log); err != nil {
-		return nil, err
+// openUpstream builds the lanes and their Mailjet transports.
+func (r *Relay) openUpstream(context.Context) (err error) {
+	cfg, log := r.cfg, r.log
+	if r.lanes, r.targets, err = buildLanes(cfg, r.o.UpstreamRoots, r.o.Target, log); err != nil {
+		return err
 	}
 	if cfg.Sandbox() {
 		log.Warn("SANDBOX MODE: mail is accepted and recorded, and never sent; set mailjet.api_key and mailjet.secret_key (or MJ_APIKEY_PUBLIC/MJ_APIKEY_PRIVATE) to deliver through Mailjet")
@@ -158,88 +185,77 @@ func Start(cfg *config.Config, o Options) (_ *Relay, err error) {
 		log.Info("delivering through Mailjet", "transactional", cfg.Routes.Transactional.Transports, "bulk", cfg.Routes.Bulk.Transports,
 			"smtp", fmt.Sprintf("%s:%d (%s)", cfg.Mailjet.SMTPHost, cfg.Mailjet.SMTPPort, cfg.Mailjet.SMTPTLS), "api_key", mailjet.MaskKey(cfg.Mailjet.APIKey))
 	}
+	return nil
+}
 
+func (r *Relay) closeUpstream(context.Context) error {
+	var errs []error
+	for _, t := range r.targets {
+		errs = append(errs, t.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// startAccount reads the Mailjet account state the sender check uses (when
+// keys are set and policy.sender_check is not "off"). Bad keys (401) stop
+// the start; an unreachable API does not (the last saved snapshot is used).
+func (r *Relay) startAccount(ctx context.Context) error {
+	cache, err := account.New(accountOptions(r.cfg, r.log))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := cache.Start(ctx); err != nil {
+		return err
+	}
+	r.Account = cache
+	return nil
+}
+
+// build wires the components over what the ones before opened: the
+// scheduler, the sender policy, intake and the SMTP server, and the web
+// server, all recording to the same recorders.
+func (r *Relay) build(context.Context) (err error) {
+	cfg, log := r.cfg, r.log
+	traffic := recorders{log: r.traffic, test: r.o.Traffic, store: r.Store, metrics: r.metrics.Recorder()}.multi()
 	r.Sched = deliver.New(r.Queue, deliver.Options{
-		Lanes: lns, RetryMin: cfg.Queue.RetryMin.D(), RetryMax: cfg.Queue.RetryMax.D(),
-		MaxLifetime: cfg.Queue.MaxLifetime.D(), Traffic: recorders, Logger: log,
+		Lanes: r.lanes, RetryMin: cfg.Queue.RetryMin.D(), RetryMax: cfg.Queue.RetryMax.D(),
+		MaxLifetime: cfg.Queue.MaxLifetime.D(), Traffic: traffic, Logger: log,
 	})
 	r.Queue.Subscribe(r.Sched.Enqueue)
-	var schedCtx context.Context
-	schedCtx, r.stopSched = context.WithCancel(context.Background())
-	go func() { defer close(r.schedDone); r.Sched.Run(schedCtx) }()
 	if st := r.Queue.Stats(); st.Messages > 0 {
 		log.Info("resuming the queue", "messages", st.Messages)
 	}
 
+	// The account state, when the sender check uses Mailjet's.
+	var acct policy.Account
+	var acctState interface{ State() account.State }
+	if r.Account != nil {
+		acct, acctState = r.Account, r.Account
+	}
+	r.metrics.Observe(metrics.State{QueueDepth: r.queueDepth, Account: acctState, Store: r.Store})
+	checker := r.o.Policy
+	if checker == nil {
+		if checker, err = policy.New(policyOptions(cfg), acct, log); err != nil {
+			return err
+		}
+	}
 	in := intake.New(intakeOptions(cfg, r.Store.WantsBodies()), intake.Deps{Queue: r.Queue, Policy: checker,
-		Classifier: lanes.NewClassifier(classifierOptions(cfg, acct)), Flow: r.Sched, Traffic: recorders, Logger: log})
-	r.smtp, err = smtpd.New(smtpOptions(cfg), smtpd.Deps{Intake: in, Traffic: recorders, Logger: log})
-	if err != nil {
-		return nil, err
+		Classifier: lanes.NewClassifier(classifierOptions(cfg, acct)), Flow: r.Sched, Traffic: traffic, Logger: log})
+	if r.smtp, err = smtpd.New(smtpOptions(cfg), smtpd.Deps{Intake: in, Traffic: traffic, Logger: log}); err != nil {
+		return err
 	}
-	if err := r.smtp.Listen(); err != nil {
-		return nil, err
-	}
-	for _, a := range r.smtp.Addrs() {
-		log.Info("SMTP listening", "addr", a.String())
-	}
-
-	go func() {
-		if err := control.Serve(r.ctlCtx, cfg.ControlSocket(), control.Live{Queue: r.Queue, Sched: r.Sched}); err != nil {
-			log.Error("control socket", "err", err)
-		}
-	}()
 	if cfg.HTTP.Listen != "" {
-		if err := r.startHTTP(); err != nil {
-			return nil, err
-		}
+		r.web, err = web.New(webOptions(cfg), web.Deps{Store: r.Store, Queue: control.Live{Queue: r.Queue, Sched: r.Sched},
+			Account: acctState, QueueDepth: r.queueDepth, Ready: r.ready, Metrics: r.metrics, Logger: log})
 	}
-	return r, nil
+	return err
 }
 
-// startPolicy builds the sender policy: allowed_from always, and the check
-// against the Mailjet account's verified senders when keys are set and
-// policy.sender_check is not "off". Bad keys (401) stop the start; an
-// unreachable API does not (the last saved snapshot is used).
-func (r *Relay) startPolicy() (policy.Checker, error) {
-	cfg := r.cfg
-	if cfg.Policy.SenderCheck == "off" || !cfg.HasKeys() {
-		return policy.New(policyOptions(cfg), nil, r.log)
-	}
-	cache, err := account.New(accountOptions(cfg, r.log))
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(r.ctlCtx, 30*time.Second)
-	defer cancel()
-	if err := cache.Start(ctx); err != nil {
-		return nil, err
-	}
-	r.Account = cache
-	go cache.Run(r.ctlCtx)
-	return policy.New(policyOptions(cfg), cache, r.log)
-}
-
-// OpenTraffic opens the traffic log that log.traffic names (nil for "off").
-func OpenTraffic(cfg *config.Config) (*trafficlog.JSONLines, error) {
-	switch cfg.Log.Traffic {
-	case "off":
-		return nil, nil
-	case "stdout":
-		return trafficlog.NewJSONLines(os.Stdout), nil
-	case "stderr":
-		return trafficlog.NewJSONLines(os.Stderr), nil
-	}
-	f, err := os.OpenFile(cfg.TrafficFile(), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	return trafficlog.NewJSONLines(f), nil
-}
-
-// startHTTP serves the web UI, the JSON API, /metrics, /healthz, /readyz
+// listenHTTP binds the web UI, the JSON API, /metrics, /healthz, /readyz
 // and the Mailjet webhook.
-func (r *Relay) startHTTP() error {
+func (r *Relay) listenHTTP(context.Context) error {
 	l, err := net.Listen("tcp", r.cfg.HTTP.Listen)
 	if err != nil {
 		return err
@@ -247,45 +263,41 @@ func (r *Relay) startHTTP() error {
 	r.httpLn = l
 	r.http = &http.Server{Handler: r.web.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: time.Minute, WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute}
-	go r.http.Serve(l)
 	r.log.Info("HTTP listening", "addr", l.Addr().String())
 	return nil
 }
 
-// liveQueue is the web UI's view of the queue; it reaches the scheduler
-// lazily, as the web server is built before it.
-type liveQueue struct{ r *Relay }
-
-func (q liveQueue) live() control.Live                          { return control.Live{Queue: q.r.Queue, Sched: q.r.Sched} }
-func (q liveQueue) List() []queue.Item                          { return q.live().List() }
-func (q liveQueue) Stats() queue.Stats                          { return q.live().Stats() }
-func (q liveQueue) Delete(ctx context.Context, id string) error { return q.live().Delete(ctx, id) }
-func (q liveQueue) Retry(ctx context.Context, id string) (int, error) {
-	return q.live().Retry(ctx, id)
+func (r *Relay) listenSMTP(context.Context) error {
+	if err := r.smtp.Listen(); err != nil {
+		return err
+	}
+	for _, a := range r.smtp.Addrs() {
+		r.log.Info("SMTP listening", "addr", a.String())
+	}
+	r.listening.Store(true)
+	return nil
 }
 
 func (r *Relay) queueDepth() map[string]int {
 	out := map[string]int{}
-	if r.Sched != nil {
-		for lane, d := range r.Sched.Depths() {
-			out[lane] = d.Ready + d.Deferred + d.InFlight
-		}
+	for lane, d := range r.Sched.Depths() {
+		out[lane] = d.Ready + d.Deferred + d.InFlight
 	}
 	return out
 }
 
-// ready: listening, the queue accepts a message, and the Mailjet account
-// state is known (when the sender check uses it).
+// ready: listening, the queue accepts a message, the Mailjet account state
+// is known (when the sender check uses it), and no component failed.
 func (r *Relay) ready() error {
 	switch {
-	case r.smtp == nil || len(r.smtp.Addrs()) == 0:
+	case !r.listening.Load():
 		return errors.New("SMTP is not listening")
 	case r.Queue.Admit(0) != nil:
 		return errors.New("the queue is full or the disk is short of space")
 	case r.Account != nil && !r.Account.State().Known():
 		return errors.New("the Mailjet account state is not known yet")
 	}
-	return nil
+	return r.sup.Err()
 }
 
 // SMTPAddrs are the bound SMTP addresses (plain first, then TLS).
@@ -299,45 +311,13 @@ func (r *Relay) HTTPAddr() net.Addr {
 	return r.httpLn.Addr()
 }
 
+// Err is the first failure of a component while the relay runs (the HTTP
+// server, the control socket), or nil. A failure is logged and makes
+// /readyz answer 503; the relay goes on accepting and delivering mail.
+func (r *Relay) Err() error { return r.sup.Err() }
+
 // Shutdown stops accepting mail, lets open sessions finish and delivery
 // attempts complete until ctx ends (then cuts them short: they are retried
-// after the next start), and closes the queue.
-func (r *Relay) Shutdown(ctx context.Context) error {
-	err := r.smtp.Shutdown(ctx)
-	r.stopSched()
-	select {
-	case <-r.schedDone:
-	case <-ctx.Done():
-		r.Sched.Abort()
-		<-r.schedDone
-	}
-	r.closeAll()
-	return err
-}
-
-func (r *Relay) closeAll() {
-	r.closeOnce.Do(func() {
-		if r.stopCtl != nil {
-			r.stopCtl()
-		}
-		if r.http != nil {
-			r.http.Close()
-		}
-		if r.stopSched != nil {
-			r.stopSched()
-			<-r.schedDone
-		}
-		for _, t := range r.targets {
-			t.Close()
-		}
-		if r.Queue != nil {
-			r.Queue.Close()
-		}
-		if r.Store != nil {
-			r.Store.Close()
-		}
-		if r.traffic != nil {
-			r.traffic.Close()
-		}
-	})
-}
+// after the next start), and closes the queue. It returns what went wrong
+// on the way: sessions cut short, a file that did not close.
+func (r *Relay) Shutdown(ctx context.Context) error { return r.sup.Stop(ctx) }

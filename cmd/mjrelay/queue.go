@@ -12,7 +12,6 @@ import (
 	"github.com/mjrelay/mjrelay/relay"
 	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/control"
-	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
 // queueAPI is what `mjrelay queue` needs: the running server's control
@@ -102,30 +101,14 @@ func openQueue(cfg *config.Config) (queueAPI, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	// With no server running, this process records what it does, in the
-	// traffic log file and in the store, as the server would.
-	var rec trafficlog.Multi
-	var closers []func() error
-	if cfg.TrafficFile() != "" {
-		tl, err := relay.OpenTraffic(cfg)
-		if err != nil {
-			q.Close()
-			return nil, nil, fmt.Errorf("traffic log: %w", err)
-		}
-		rec, closers = append(rec, tl), append(closers, tl.Close)
-	}
-	st, err := relay.OpenStore(cfg, nil)
+	// With no server running, this process records what it does as the
+	// server would.
+	rec, closeRec, err := relay.OpenOfflineRecorder(cfg)
 	if err != nil {
 		q.Close()
-		return nil, nil, fmt.Errorf("traffic store: %w", err)
+		return nil, nil, err
 	}
-	rec, closers = append(rec, st), append(closers, st.Close)
-	return offlineAPI{control.Offline{Queue: q, Traffic: rec}}, func() {
-		for _, c := range closers {
-			c()
-		}
-		q.Close()
-	}, nil
+	return offlineAPI{control.Offline{Queue: q, Traffic: rec}}, func() { closeRec(); q.Close() }, nil
 }
 
 func printQueue(w io.Writer, l control.Listing) {

@@ -46,7 +46,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	if err := r.Shutdown(sctx); err != nil {
-		log.Warn("shutdown cut short", "err", err)
+		log.Warn("shutdown incomplete", "err", err)
 	}
 	log.Info("stopped")
 	return 0

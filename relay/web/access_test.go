@@ -92,11 +92,11 @@ func TestCrossSiteActions(t *testing.T) {
 }
 
 // TestNoSecrets fetches every page and document and looks for the
-// configured keys, password hashes and passwords.
+// Mailjet key (in the account snapshot), the password hashes and the
+// passwords.
 func TestNoSecrets(t *testing.T) {
 	e := newEnv(t, withUsers(t), withWebhook(t))
-	secrets := []string{apiKey, secretKey, laneSecret, uiPassword, hookPassword, "bulk-lane-public-key",
-		e.cfg.HTTP.Users[0].PasswordHash.Reveal(), e.cfg.Webhooks.MailjetPasswordHash.Reveal()}
+	secrets := []string{apiKey, uiPassword, hookPassword, e.opts.Users[0].PasswordHash, e.opts.Webhook.PasswordHash}
 	id := e.smp.IDs["invoice"]
 	paths := []string{"/", "/?window=30d", "/messages", "/messages?q=invoice", "/messages/" + id, "/messages/nope", "/queue",
 		"/senders", "/api/messages", "/api/messages/" + id, "/api/messages/" + id + "/raw", "/api/queue", "/api/senders",

@@ -15,31 +15,31 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mjrelay/mjrelay/mailjet/account"
-	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/deliver"
 	"github.com/mjrelay/mjrelay/relay/inspect"
+	"github.com/mjrelay/mjrelay/relay/metrics"
 	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/store/storetest"
 )
 
 var t0 = time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
 
-// Secrets that must never appear in a page or a JSON document.
+// Secrets that must never appear in a page or a JSON document: the
+// passwords (and their hashes, which the server has) and the Mailjet key
+// (in the account snapshot).
 const (
 	uiPassword   = "ui-pass-word"
 	hookPassword = "hook-pass-word"
 	apiKey       = "0123456789abcdef0123456789abcdef"
-	secretKey    = "fedcba9876543210fedcba9876543210"
-	laneSecret   = "bulk-lane-secret-key-0000000000"
 )
 
-func hash(t testing.TB, pw string) config.Secret {
+func hash(t testing.TB, pw string) string {
 	t.Helper()
 	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return config.Secret(h)
+	return string(h)
 }
 
 type env struct {
@@ -47,13 +47,13 @@ type env struct {
 	h     http.Handler
 	store *inspect.Store
 	queue *fakeQueue
-	cfg   *config.Config
+	opts  Options
 	smp   *storetest.Sample
 }
 
 // envSetup is what options change before the server is built.
 type envSetup struct {
-	cfg *config.Config
+	opts Options
 	// noMailjet leaves the sample's Mailjet events out of the store.
 	noMailjet bool
 	deps      []func(*Deps)
@@ -63,13 +63,13 @@ type envOpt func(*envSetup)
 
 func withUsers(t testing.TB) envOpt {
 	return func(s *envSetup) {
-		s.cfg.HTTP.Users = []config.HTTPUser{{Username: "admin", PasswordHash: hash(t, uiPassword)}}
+		s.opts.Users = []User{{Username: "admin", PasswordHash: hash(t, uiPassword)}}
 	}
 }
 
 func withWebhook(t testing.TB) envOpt {
 	return func(s *envSetup) {
-		s.cfg.Webhooks.MailjetUser, s.cfg.Webhooks.MailjetPasswordHash = "mailjet", hash(t, hookPassword)
+		s.opts.Webhook = User{Username: "mailjet", PasswordHash: hash(t, hookPassword)}
 	}
 }
 
@@ -81,11 +81,7 @@ func withDeps(f func(*Deps)) envOpt { return func(s *envSetup) { s.deps = append
 // bodies kept), a fake queue and a Mailjet account.
 func newEnv(t testing.TB, opts ...envOpt) *env {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Mailjet.APIKey, cfg.Mailjet.SecretKey = apiKey, config.Secret(secretKey)
-	cfg.Routes.Bulk.APIKey, cfg.Routes.Bulk.SecretKey = "bulk-lane-public-key", config.Secret(laneSecret)
-	cfg.Mailjet.Transport = config.TransportSMTP
-	setup := &envSetup{cfg: cfg}
+	setup := &envSetup{opts: Options{SenderCheck: "enforce"}}
 	for _, o := range opts {
 		o(setup)
 	}
@@ -112,17 +108,17 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	q.items[retry] = queue.Item{Envelope: queue.Envelope{ID: retry, Received: t0.Add(20 * time.Second), From: "sales@acme.example",
 		To: []string{"buyer@slow.example"}, Subject: "Quotation S00017", Class: "transactional"},
 		State: queue.State{ID: retry, Attempts: 1, Next: t0.Add(time.Hour), LastError: "421 4.7.0 Try again later"}}
-	d := Deps{Config: cfg, Store: store, Queue: q, Account: fakeAccount{st: accountState()},
+	d := Deps{Store: store, Queue: q, Account: fakeAccount{st: accountState()}, Metrics: metrics.New(nil),
 		QueueDepth: func() map[string]int { return map[string]int{"transactional": 1, "bulk": 0} },
 		Resolver:   fakeDNS{}, Now: func() time.Time { return t0.Add(time.Hour) }}
 	for _, f := range setup.deps {
 		f(&d)
 	}
-	srv, err := New(d)
+	srv, err := New(setup.opts, d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{srv: srv, h: srv.Handler(), store: store, queue: q, cfg: cfg, smp: smp}
+	return &env{srv: srv, h: srv.Handler(), store: store, queue: q, opts: setup.opts, smp: smp}
 }
 
 type reqOpt func(*http.Request)

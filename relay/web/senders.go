@@ -53,6 +53,7 @@ type DomainReport struct {
 }
 
 type senders struct {
+	o       Options
 	d       Deps
 	checker dnscheck.Checker
 
@@ -62,15 +63,14 @@ type senders struct {
 	running   bool
 }
 
-func newSenders(d Deps) *senders {
-	return &senders{d: d, checker: dnscheck.Checker{Resolver: d.Resolver}, results: map[string][]dnscheck.Result{}}
+func newSenders(o Options, d Deps) *senders {
+	return &senders{o: o, d: d, checker: dnscheck.Checker{Resolver: d.Resolver}, results: map[string][]dnscheck.Result{}}
 }
 
 // report builds the page; force starts a DNS check even if the results are
 // fresh (at most one runs at a time).
 func (s *senders) report(force bool) SendersReport {
-	cfg := s.d.Config
-	rep := SendersReport{Senders: []account.Sender{}, Domains: []DomainReport{}, SenderCheck: cfg.Policy.SenderCheck}
+	rep := SendersReport{Senders: []account.Sender{}, Domains: []DomainReport{}, SenderCheck: s.o.SenderCheck}
 	if s.d.Account == nil {
 		return rep
 	}
@@ -96,7 +96,7 @@ func (s *senders) report(force bool) SendersReport {
 	s.mu.Unlock()
 
 	// Missing Odoo addresses only warn here: the domain may not be Odoo's.
-	ready := dnscheck.Readiness{MissingSender: dnscheck.Warn, RequireDKIM: cfg.Policy.RequireDKIM, RequireSPF: cfg.Policy.RequireSPF}
+	ready := dnscheck.Readiness{MissingSender: dnscheck.Warn, RequireDKIM: s.o.RequireDKIM, RequireSPF: s.o.RequireSPF}
 	for _, d := range snap.Domains {
 		name := account.NormalizeDomain(d.Domain)
 		dr := DomainReport{Domain: name, DKIMStatus: d.DKIMStatus, SPFStatus: d.SPFStatus, LastCheckAt: d.LastCheckAt,

@@ -1,7 +1,9 @@
 // Package web is mjrelay's HTTP side: the traffic inspection UI (server-side
 // html/template pages and SVG charts embedded in the binary, no CDN), its
-// JSON API, Mailjet's event webhook, Prometheus metrics and the health
-// checks, all on one handler.
+// JSON API, Mailjet's event webhook, the Prometheus metrics (relay/metrics,
+// which it serves) and the health checks, all on one handler. It takes
+// Options of plain values; the wiring (relay) builds them from the
+// configuration.
 //
 // Access: without [[http.users]] everything but the webhook answers only
 // requests from a loopback address with a loopback Host header (config
@@ -27,21 +29,44 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/mjrelay/mjrelay/mailjet/account"
 	"github.com/mjrelay/mjrelay/mailjet/dnscheck"
-	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/control"
 	"github.com/mjrelay/mjrelay/relay/store"
-	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
+
+// Options are what the server needs of the configuration.
+type Options struct {
+	// Users may use the UI, the API and /metrics (HTTP basic auth); with
+	// none, only loopback requests to a loopback host name are answered.
+	Users []User
+	// Webhook is the login of Mailjet's event webhook; zero: the webhook
+	// is not configured (404).
+	Webhook User
+	// Sandbox: the relay records mail and sends nothing (every page says so).
+	Sandbox bool
+	// SenderCheck ("enforce", "warn" or "off"), RequireDKIM and RequireSPF
+	// are the sender policy the senders page reports against.
+	SenderCheck             string
+	RequireDKIM, RequireSPF bool
+}
+
+// User is a login: a name and the bcrypt hash of its password.
+type User struct{ Username, PasswordHash string }
+
+// Metrics are the relay's Prometheus metrics (relay/metrics): served on
+// /metrics, and counting the webhook's requests and events.
+type Metrics interface {
+	http.Handler
+	WebhookRequest(code int)
+	// WebhookEvent counts an event by name ("unknown" for a name Mailjet
+	// does not document) and result.
+	WebhookEvent(event, result string)
+}
 
 // Deps are what the server shows and acts on.
 type Deps struct {
-	Config *config.Config
-	Store  store.Store
+	Store store.Store
 	// Queue is the live queue (retry, delete, list); nil hides the actions.
 	Queue control.Queue
 	// Account is the Mailjet account cache; nil when the sender check is off.
@@ -51,8 +76,9 @@ type Deps struct {
 	QueueDepth func() map[string]int
 	// Ready returns nil when the relay is ready (listening, queue writable,
 	// account state known). Optional.
-	Ready  func() error
-	Logger *slog.Logger
+	Ready   func() error
+	Metrics Metrics
+	Logger  *slog.Logger
 	// Resolver is used for the senders page's DNS checks (nil: the system
 	// resolver).
 	Resolver dnscheck.Resolver
@@ -62,10 +88,9 @@ type Deps struct {
 
 // Server serves the UI, the API, the webhook, metrics and health.
 type Server struct {
+	o       Options
 	d       Deps
 	log     *slog.Logger
-	reg     *prometheus.Registry
-	metrics *metrics
 	ui      *basicAuth // nil: loopback only
 	hook    *basicAuth // nil: webhook not configured
 	senders *senders
@@ -73,13 +98,13 @@ type Server struct {
 	handler http.Handler
 }
 
-// New builds the server and its metrics registry.
-func New(d Deps) (*Server, error) {
-	if d.Config == nil {
-		return nil, errors.New("web: no configuration")
-	}
+// New builds the server.
+func New(o Options, d Deps) (*Server, error) {
 	if d.Store == nil {
 		return nil, errors.New("web: no traffic store")
+	}
+	if d.Metrics == nil {
+		return nil, errors.New("web: no metrics")
 	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
@@ -93,21 +118,20 @@ func New(d Deps) (*Server, error) {
 	if c, ok := d.Account.(*account.Cache); ok && c == nil {
 		d.Account = nil // a nil *Cache in the interface: the sender check is off
 	}
-	s := &Server{d: d, log: d.Logger.With("component", "web"), reg: prometheus.NewRegistry()}
+	s := &Server{o: o, d: d, log: d.Logger.With("component", "web")}
 	// One guess limit and one failure log for both logins.
 	guesses, fails := newGuessLimit(d.Now), newFailureLog(s.log, d.Now)
-	if len(d.Config.HTTP.Users) > 0 {
+	if len(o.Users) > 0 {
 		users := map[string]string{}
-		for _, u := range d.Config.HTTP.Users {
-			users[u.Username] = u.PasswordHash.Reveal()
+		for _, u := range o.Users {
+			users[u.Username] = u.PasswordHash
 		}
 		s.ui = newBasicAuth("ui", users, guesses, fails)
 	}
-	if wh := d.Config.Webhooks; wh.MailjetUser != "" {
-		s.hook = newBasicAuth("webhook", map[string]string{wh.MailjetUser: wh.MailjetPasswordHash.Reveal()}, guesses, fails)
+	if wh := o.Webhook; wh.Username != "" {
+		s.hook = newBasicAuth("webhook", map[string]string{wh.Username: wh.PasswordHash}, guesses, fails)
 	}
-	s.metrics = newMetrics(s.reg, d)
-	s.senders = newSenders(d)
+	s.senders = newSenders(o, d)
 	var err error
 	if s.pages, err = parsePages(); err != nil {
 		return nil, err
@@ -119,9 +143,6 @@ func New(d Deps) (*Server, error) {
 // Handler is everything on one mux.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Recorder is the metrics recorder: add it to the relay's recorders.
-func (s *Server) Recorder() trafficlog.Recorder { return s.metrics }
-
 func (s *Server) routes() http.Handler {
 	open := http.NewServeMux()
 	open.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -132,7 +153,7 @@ func (s *Server) routes() http.Handler {
 	open.HandleFunc("/webhooks/mailjet", s.webhook)
 
 	app := http.NewServeMux()
-	app.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{s.log}}))
+	app.Handle("GET /metrics", s.d.Metrics)
 	app.Handle("GET /static/", http.FileServerFS(staticFS))
 	// UI
 	app.HandleFunc("GET /{$}", s.dashboard)
@@ -234,8 +255,3 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 func jsonError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
 }
-
-// slogPrinter adapts promhttp's error log to slog.
-type slogPrinter struct{ log *slog.Logger }
-
-func (p slogPrinter) Println(v ...any) { p.log.Warn(fmt.Sprint(v...)) }

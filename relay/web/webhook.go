@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/mjrelay/mjrelay/mailjet/webhook"
@@ -34,7 +33,7 @@ const webhookWait = 10 * time.Second
 // change a message's state, a lost one could).
 func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	code := s.handleWebhook(w, r)
-	s.metrics.webhookReq.WithLabelValues(strconv.Itoa(code)).Inc()
+	s.d.Metrics.WebhookRequest(code)
 }
 
 func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) int {
@@ -67,21 +66,21 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) int {
 		}
 		if err != nil {
 			for _, e := range batch {
-				s.metrics.webhook.WithLabelValues(eventLabel(e.Event), "dropped").Inc()
+				s.d.Metrics.WebhookEvent(eventLabel(e.Event), "dropped")
 			}
 			s.log.Error("Mailjet webhook: the traffic store cannot take the events; answering 503 so that Mailjet retries",
 				"err", err, "events", len(batch), "recorded_before", accepted)
 			return err
 		}
 		for _, e := range batch {
-			s.metrics.webhook.WithLabelValues(e.Event, "accepted").Inc()
+			s.d.Metrics.WebhookEvent(e.Event, "accepted")
 		}
 		accepted += len(batch)
 		return nil
 	}
 	skip := func(sk webhook.Skip) {
 		skipped++
-		s.metrics.webhook.WithLabelValues(eventLabel(sk.Event), sk.Reason).Inc()
+		s.d.Metrics.WebhookEvent(eventLabel(sk.Event), sk.Reason)
 		s.log.Warn("Mailjet webhook: event skipped", "event", sk.Event, "result", sk.Reason, "why", sk.Detail)
 	}
 	dec := webhook.NewDecoder(http.MaxBytesReader(w, r.Body, maxWebhookBody), s.d.Now)

@@ -150,3 +150,31 @@ func TestWebhookAccess(t *testing.T) {
 		})
 	}
 }
+
+// TestWebhookMetrics: the webhook counts its requests and events in the
+// metrics it is given, which /metrics serves.
+func TestWebhookMetrics(t *testing.T) {
+	e := newEnv(t, withWebhook(t))
+	body := `[{"event":"sent","CustomID":"x","MessageID":1},{"event":"teleport","CustomID":"x"},{"event":"open"}]`
+	if w := e.do(t, "POST", "/webhooks/mailjet", strings.NewReader(body), auth("mailjet", hookPassword)); w.Code != 200 {
+		t.Fatalf("webhook: %d", w.Code)
+	}
+	if w := e.do(t, "POST", "/webhooks/mailjet", strings.NewReader(body), auth("mailjet", "wrong")); w.Code != 401 {
+		t.Fatalf("webhook with a wrong password: %d", w.Code)
+	}
+	w := e.do(t, "GET", "/metrics", nil)
+	if w.Code != 200 {
+		t.Fatalf("%d", w.Code)
+	}
+	for _, line := range []string{
+		`mjrelay_webhook_events_total{event="sent",result="accepted"} 1`,
+		`mjrelay_webhook_events_total{event="unknown",result="unknown_event"} 1`,
+		`mjrelay_webhook_events_total{event="open",result="no_id"} 1`,
+		`mjrelay_webhook_requests_total{code="200"} 1`,
+		`mjrelay_webhook_requests_total{code="401"} 1`,
+	} {
+		if !strings.Contains(w.Body.String(), line) {
+			t.Errorf("metrics lack %s", line)
+		}
+	}
+}

@@ -1,4 +1,10 @@
-package web
+// Package metrics is the relay's Prometheus registry: series derived from
+// the relay's events (it is one of their recorders), from the Mailjet
+// webhook's requests, and from state read at scrape time (queue depth, the
+// Mailjet account cache, the traffic store's health), with the Go and
+// process collectors. It is built before the components that record to it;
+// the web server serves its Handler on /metrics.
+package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,7 +32,7 @@ type metrics struct {
 	webhookReq *prometheus.CounterVec
 }
 
-func newMetrics(reg *prometheus.Registry, d Deps) *metrics {
+func newMetrics(reg *prometheus.Registry) *metrics {
 	f := func(name, help string, labels ...string) *prometheus.CounterVec {
 		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mjrelay_" + name, Help: help}, labels)
 		reg.MustRegister(c)
@@ -54,8 +60,7 @@ func newMetrics(reg *prometheus.Registry, d Deps) *metrics {
 	m.attemptDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "mjrelay_attempt_duration_seconds",
 		Help: "Duration of one delivery attempt, by transport.", Buckets: prometheus.ExponentialBuckets(0.025, 2, 12)}, []string{"transport"})
 	reg.MustRegister(m.aborted, m.deleted, m.latency, m.attemptDur,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&stateCollector{d: d})
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -123,7 +128,7 @@ func transportLabel(t string) string {
 
 // stateCollector reads the values that are not events at scrape time:
 // queue depth, the Mailjet account cache's age, the store's health.
-type stateCollector struct{ d Deps }
+type stateCollector struct{ d State }
 
 var (
 	descQueueDepth = prometheus.NewDesc("mjrelay_queue_depth", "Messages in the queue (ready, deferred or in flight), by lane.", []string{"lane"}, nil)
@@ -166,9 +171,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descAccountKnown, prometheus.GaugeValue, known)
 		ch <- prometheus.MustNewConstMetric(descAccountStale, prometheus.GaugeValue, stale)
 	}
-	h := c.d.Store.Health()
-	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(h.DroppedEvents))
-	ch <- prometheus.MustNewConstMetric(descDroppedBodies, prometheus.CounterValue, float64(h.DroppedBodies))
-	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(h.Pending))
-	ch <- prometheus.MustNewConstMetric(descWriteErrors, prometheus.CounterValue, float64(h.WriteErrors))
+	if c.d.Store != nil {
+		h := c.d.Store.Health()
+		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(h.DroppedEvents))
+		ch <- prometheus.MustNewConstMetric(descDroppedBodies, prometheus.CounterValue, float64(h.DroppedBodies))
+		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(h.Pending))
+		ch <- prometheus.MustNewConstMetric(descWriteErrors, prometheus.CounterValue, float64(h.WriteErrors))
+	}
 }

@@ -1,0 +1,73 @@
+package metrics
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mjrelay/mjrelay/mailjet/account"
+	"github.com/mjrelay/mjrelay/relay/store"
+	"github.com/mjrelay/mjrelay/relay/trafficlog"
+)
+
+// Metrics is the relay's registry and what feeds it.
+type Metrics struct {
+	reg     *prometheus.Registry
+	m       *metrics
+	handler http.Handler
+}
+
+// New builds the registry with the event and webhook series and the Go and
+// process collectors; log (nil: nowhere) gets the errors of a scrape.
+func New(log *slog.Logger) *Metrics {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := prometheus.NewRegistry()
+	return &Metrics{reg: reg, m: newMetrics(reg),
+		handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{log.With("component", "metrics")}})}
+}
+
+// Recorder derives the series of the relay's events: add it to the
+// relay's recorders. Record only touches atomic counters.
+func (m *Metrics) Recorder() trafficlog.Recorder { return m.m }
+
+// State is what is read at scrape time; each part is optional.
+type State struct {
+	// QueueDepth returns the messages per lane ("transactional", "bulk"):
+	// ready + deferred + in flight.
+	QueueDepth func() map[string]int
+	// Account is the Mailjet account cache (nil when the sender check does
+	// not use Mailjet).
+	Account interface{ State() account.State }
+	// Store is the traffic store, for its health counters.
+	Store interface{ Health() store.Health }
+}
+
+// Observe adds the series read from s at scrape time; call it once, when
+// the scheduler (whose depths it reads) is built.
+func (m *Metrics) Observe(s State) { m.reg.MustRegister(&stateCollector{d: s}) }
+
+// ServeHTTP serves the registry in Prometheus' text format.
+func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.handler.ServeHTTP(w, r) }
+
+// WebhookRequest counts a Mailjet webhook request by its HTTP status.
+func (m *Metrics) WebhookRequest(code int) {
+	m.m.webhookReq.WithLabelValues(strconv.Itoa(code)).Inc()
+}
+
+// WebhookEvent counts a Mailjet webhook event (a known event name, or
+// "unknown") by its result: accepted, dropped, or why it was skipped
+// (malformed, unknown_event, no_id).
+func (m *Metrics) WebhookEvent(event, result string) {
+	m.m.webhook.WithLabelValues(event, result).Inc()
+}
+
+// slogPrinter adapts promhttp's error log to slog.
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Println(v ...any) { p.log.Warn(fmt.Sprint(v...)) }
