@@ -20,9 +20,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/mailjet/account"
 	"github.com/mjrelay/mjrelay/policy"
+	"github.com/mjrelay/mjrelay/relay/cluster"
 	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/control"
 	"github.com/mjrelay/mjrelay/relay/deliver"
@@ -85,6 +88,13 @@ type Relay struct {
 
 	sup       *supervise.Group
 	listening atomic.Bool // SMTP
+
+	// Cluster mode (cluster.postgres_url): the pool, the node's queue,
+	// its depths and actions for the whole cluster.
+	pool       *pgxpool.Pool
+	cluster    *cluster.Queue
+	depths     *clusterDepths
+	clusterCtl cluster.Control
 }
 
 // Start opens the queue, starts delivery and binds the listeners: the
@@ -118,12 +128,15 @@ func Start(cfg *config.Config, o Options) (*Relay, error) {
 // socket and the account refresh stop, and the upstream connections, the
 // traffic store, the queue and the traffic log close.
 func (r *Relay) components() []supervise.Component {
-	cs := []supervise.Component{
-		{Name: "traffic log", Start: r.openTraffic, Stop: r.closeTraffic},
+	cs := []supervise.Component{{Name: "traffic log", Start: r.openTraffic, Stop: r.closeTraffic}}
+	if r.cfg.Clustered() {
+		cs = append(cs, supervise.Component{Name: "postgres", Start: r.openPool, Stop: func(context.Context) error { r.pool.Close(); return nil }})
+	}
+	cs = append(cs, []supervise.Component{
 		{Name: "queue", Start: r.openQueue, Stop: func(context.Context) error { return r.Queue.Close() }},
 		{Name: "traffic store", Start: r.openStore, Stop: func(context.Context) error { return r.Store.Close() }},
 		{Name: "upstream", Start: r.openUpstream, Stop: r.closeUpstream},
-	}
+	}...)
 	if r.o.Policy == nil && r.cfg.Policy.SenderCheck != "off" && r.cfg.HasKeys() {
 		cs = append(cs, supervise.Component{Name: "mailjet account", Start: r.startAccount,
 			Run: func(ctx context.Context) error { return r.Account.Run(ctx) }})
@@ -131,8 +144,11 @@ func (r *Relay) components() []supervise.Component {
 	cs = append(cs,
 		supervise.Component{Name: "wiring", Start: r.build},
 		supervise.Component{Name: "control socket", Run: func(ctx context.Context) error {
-			return control.Serve(ctx, r.cfg.ControlSocket(), control.Live{Queue: r.Queue, Sched: r.Sched})
+			return control.Serve(ctx, r.cfg.ControlSocket(), r.queueActions())
 		}})
+	if r.cfg.Clustered() {
+		cs = append(cs, supervise.Component{Name: "cluster housekeeping", Run: r.pruneJob})
+	}
 	if r.cfg.HTTP.Listen != "" {
 		cs = append(cs, supervise.Component{Name: "http", Start: r.listenHTTP,
 			Run:  func(context.Context) error { return r.http.Serve(r.httpLn) },
@@ -158,8 +174,20 @@ func (r *Relay) closeTraffic(context.Context) error {
 	return r.traffic.Close()
 }
 
-func (r *Relay) openQueue(context.Context) (err error) {
-	r.Queue, err = OpenQueue(r.cfg, r.log)
+func (r *Relay) openPool(ctx context.Context) (err error) {
+	r.pool, err = OpenPool(ctx, r.cfg, r.log)
+	return err
+}
+
+func (r *Relay) openQueue(ctx context.Context) (err error) {
+	if r.cfg.Clustered() {
+		if r.cluster, err = openClusterQueue(ctx, r.cfg, r.pool, r.log); err == nil {
+			r.Queue = r.cluster
+			r.log.Info("cluster node", "node", r.cfg.Cluster.NodeName, "instance", r.cluster.PG().Instance(), "lease", r.cfg.Cluster.Lease.D())
+		}
+	} else {
+		r.Queue, err = OpenQueue(r.cfg, r.log)
+	}
 	if errors.Is(err, ErrQueueInUse) {
 		return fmt.Errorf("another mjrelay is already running with data_dir %s", r.cfg.DataDir)
 	}
@@ -219,10 +247,24 @@ func (r *Relay) startAccount(ctx context.Context) error {
 func (r *Relay) build(context.Context) (err error) {
 	cfg, log := r.cfg, r.log
 	traffic := recorders{log: r.traffic, test: r.o.Traffic, store: r.Store, metrics: r.metrics.Recorder()}.multi()
-	r.Sched = deliver.New(r.Queue, deliver.Options{
-		Lanes: r.lanes, RetryMin: cfg.Queue.RetryMin.D(), RetryMax: cfg.Queue.RetryMax.D(),
+	var dq deliver.Queue = r.Queue
+	schedLanes := r.lanes
+	if r.cluster != nil {
+		// The scheduler attempts only what this node claimed; the lanes'
+		// concurrency and rate are the cluster's, granted by the claims.
+		dq = r.cluster.Deliverer()
+		schedLanes = append([]lanes.Lane(nil), r.lanes...)
+		for i := range schedLanes {
+			schedLanes[i].Rate = 0
+		}
+	}
+	r.Sched = deliver.New(dq, deliver.Options{
+		Lanes: schedLanes, RetryMin: cfg.Queue.RetryMin.D(), RetryMax: cfg.Queue.RetryMax.D(),
 		MaxLifetime: cfg.Queue.MaxLifetime.D(), Traffic: traffic, Logger: log,
 	})
+	if r.cluster != nil {
+		r.startCluster(traffic)
+	}
 	r.Queue.Subscribe(r.Sched.Enqueue)
 	if st := r.Queue.Stats(); st.Messages > 0 {
 		log.Info("resuming the queue", "messages", st.Messages)
@@ -247,8 +289,12 @@ func (r *Relay) build(context.Context) (err error) {
 		return err
 	}
 	if cfg.HTTP.Listen != "" {
-		r.web, err = web.New(webOptions(cfg), web.Deps{Store: r.Store, Queue: control.Live{Queue: r.Queue, Sched: r.Sched},
-			Account: acctState, QueueDepth: r.queueDepth, Ready: r.ready, Metrics: r.metrics, Logger: log})
+		deps := web.Deps{Store: r.Store, Queue: r.queueActions(),
+			Account: acctState, QueueDepth: r.queueDepth, Ready: r.ready, Metrics: r.metrics, Logger: log}
+		if r.cluster != nil {
+			deps.Degraded, deps.Nodes = r.degradedNote, r.nodes
+		}
+		r.web, err = web.New(webOptions(cfg), deps)
 	}
 	return err
 }
@@ -278,7 +324,19 @@ func (r *Relay) listenSMTP(context.Context) error {
 	return nil
 }
 
+// queueActions are retry, delete and list for the control socket and the
+// web: the whole cluster's in cluster mode.
+func (r *Relay) queueActions() control.Queue {
+	if r.cluster != nil {
+		return r.clusterCtl
+	}
+	return control.Live{Queue: r.Queue, Sched: r.Sched}
+}
+
 func (r *Relay) queueDepth() map[string]int {
+	if r.depths != nil {
+		return r.depths.perLane()
+	}
 	out := map[string]int{}
 	for lane, d := range r.Sched.Depths() {
 		out[lane] = d.Ready + d.Deferred + d.InFlight

@@ -24,7 +24,7 @@ var templatesFS embed.FS
 //go:embed static
 var staticFS embed.FS
 
-var pageNames = []string{"dashboard", "messages", "message", "queue", "senders", "error"}
+var pageNames = []string{"dashboard", "messages", "message", "queue", "senders", "error", "nodes"}
 
 var funcs = template.FuncMap{
 	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
@@ -107,12 +107,14 @@ type page struct {
 	Flash   string
 	Sandbox bool
 	Dropped uint64
+	Cluster bool // a cluster node: the nav shows Nodes
 	Data    any
 }
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name, title string, data any) {
 	p := page{Title: title, Nav: name, Flash: flashText(r.URL.Query().Get("done")), Sandbox: s.o.Sandbox, Data: data}
 	p.Dropped = s.d.Store.Health().DroppedEvents
+	p.Cluster = s.d.Nodes != nil
 	var buf bytes.Buffer
 	if err := s.pages[name].Execute(&buf, p); err != nil {
 		s.log.Error("rendering a page failed", "page", name, "err", err)

@@ -18,6 +18,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,6 +85,12 @@ type Deps struct {
 	Resolver dnscheck.Resolver
 	// Now is the clock (tests). Default time.Now.
 	Now func() time.Time
+	// Nodes lists a cluster's nodes (nodes.go); nil when the relay is
+	// not a cluster node (no nodes page).
+	Nodes func(ctx context.Context) ([]Node, error)
+	// Degraded says why a cluster node holds mail locally ("" when it
+	// does not); /readyz still answers 200 with it.
+	Degraded func() string
 }
 
 // Server serves the UI, the API, the webhook, metrics and health.
@@ -175,6 +182,8 @@ func (s *Server) routes() http.Handler {
 	app.HandleFunc("GET /api/senders", s.apiSenders)
 	app.HandleFunc("POST /api/senders/check", s.apiSendersCheck)
 	app.HandleFunc("GET /api/stats", s.apiStats)
+	app.HandleFunc("GET /nodes", s.nodesPage)
+	app.HandleFunc("GET /api/nodes", s.apiNodes)
 
 	guarded := s.guard(http.NewCrossOriginProtection().Handler(app))
 	open.Handle("/", guarded)
@@ -238,6 +247,13 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		if err := s.d.Ready(); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "not ready:", err)
+			return
+		}
+	}
+	if s.d.Degraded != nil {
+		if note := s.d.Degraded(); note != "" {
+			// Still accepting safely: a load balancer keeps sending mail.
+			fmt.Fprintf(w, "ready (degraded: %s)\n", note)
 			return
 		}
 	}

@@ -1,0 +1,81 @@
+package cluster
+
+import (
+	"context"
+	"hash/fnv"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Singleton runs a periodic job on one node of the cluster at a time: the
+// node that holds the job's advisory lock, a session lock on a connection
+// it keeps for that. When that node dies, its connection closes and the
+// lock is free: another node's next try takes it.
+type Singleton struct {
+	Pool *pgxpool.Pool
+	Name string
+	// Every is the job's period; Retry how often a node without the lock
+	// tries again (default: Every).
+	Every, Retry time.Duration
+	Log          *slog.Logger
+}
+
+func (s Singleton) key() int64 {
+	h := fnv.New64a()
+	h.Write([]byte("mjrelay singleton " + s.Name))
+	return int64(h.Sum64())
+}
+
+// Run runs job every s.Every while this node holds the lock, until ctx
+// ends. The first run is at once when the lock is taken.
+func (s Singleton) Run(ctx context.Context, job func(context.Context) error) error {
+	if s.Retry <= 0 {
+		s.Retry = s.Every
+	}
+	log := s.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	for {
+		s.lead(ctx, job, log)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(s.Retry):
+		}
+	}
+}
+
+// lead takes the lock if it is free and runs the job while it keeps it.
+func (s Singleton) lead(ctx context.Context, job func(context.Context) error, log *slog.Logger) {
+	conn, err := s.Pool.Acquire(ctx)
+	if err != nil {
+		return
+	}
+	defer conn.Release()
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, s.key()).Scan(&got); err != nil || !got {
+		return
+	}
+	// The connection goes back to the pool only without the lock.
+	defer conn.Conn().Close(context.Background())
+	log.Info("this node runs a cluster-wide job", "job", s.Name)
+	t := time.NewTicker(s.Every)
+	defer t.Stop()
+	for {
+		if err := job(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("cluster-wide job failed", "job", s.Name, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		// Still holding it? A lost connection lost the lock too.
+		if err := conn.Ping(ctx); err != nil {
+			return
+		}
+	}
+}
