@@ -88,7 +88,9 @@ func TestClusterOneViewFromAnyNode(t *testing.T) {
 			}
 			return false
 		})
-		var l struct{ Items []struct{ Envelope struct{ ID string } } }
+		var l struct {
+			Items []struct{ Envelope struct{ ID string } }
+		}
 		getJSON(t, listed+"/api/queue", &l)
 		for _, it := range l.Items {
 			if it.Envelope.ID == id {
