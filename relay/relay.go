@@ -114,7 +114,11 @@ func Start(cfg *config.Config, o Options) (*Relay, error) {
 			"data_dir", cfg.DataDir, "mode", st.Mode().Perm().String())
 	}
 	// The metrics come first: every component records to them.
-	r := &Relay{cfg: cfg, o: o, log: log, metrics: metrics.New(log), sup: supervise.New(log)}
+	node := ""
+	if cfg.Clustered() {
+		node = cfg.Cluster.NodeName
+	}
+	r := &Relay{cfg: cfg, o: o, log: log, metrics: metrics.NewNode(log, node), sup: supervise.New(log)}
 	if err := r.sup.Start(context.Background(), r.components()...); err != nil {
 		return nil, err
 	}
@@ -276,7 +280,11 @@ func (r *Relay) build(context.Context) (err error) {
 	if r.Account != nil {
 		acct, acctState = r.Account, r.Account
 	}
-	r.metrics.Observe(metrics.State{QueueDepth: r.queueDepth, Account: acctState, Store: r.Store})
+	ms := metrics.State{QueueDepth: r.queueDepth, Account: acctState, Store: r.Store}
+	if r.cluster != nil {
+		ms.Cluster = r.cluster
+	}
+	r.metrics.Observe(ms)
 	checker := r.o.Policy
 	if checker == nil {
 		if checker, err = policy.New(policyOptions(cfg), acct, log); err != nil {
