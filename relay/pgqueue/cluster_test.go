@@ -20,7 +20,11 @@ type seen struct {
 
 func (s *seen) add(it queue.Item) { s.mu.Lock(); s.ids = append(s.ids, it.Envelope.ID); s.mu.Unlock() }
 func (s *seen) n() int            { s.mu.Lock(); defer s.mu.Unlock(); return len(s.ids) }
-func (s *seen) list() []string    { s.mu.Lock(); defer s.mu.Unlock(); return append([]string(nil), s.ids...) }
+func (s *seen) list() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.ids...)
+}
 
 func putN(t *testing.T, q *pgqueue.Queue, n int, class string) []string {
 	t.Helper()
