@@ -67,14 +67,17 @@ func (q *Queue) claimLoop() {
 	defer q.wg.Done()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	nextDue := map[string]time.Time{} // per lane, as last read
 	for {
 		select {
 		case <-q.ctx.Done():
 			return
 		case <-q.wake:
 		case <-timer.C:
+			q.poke() // every lane: due times, lapsed claims
+			<-q.wake
 		}
-		wait := q.claimAll()
+		wait := q.claimAll(nextDue)
 		if !timer.Stop() {
 			select {
 			case <-timer.C:
@@ -85,20 +88,30 @@ func (q *Queue) claimLoop() {
 	}
 }
 
-// claimAll claims for each lane in order and returns how long to sleep at
-// most.
-func (q *Queue) claimAll() time.Duration {
+// claimAll claims in each lane that has something new, in order, and
+// returns how long to sleep at most: until the earliest due time of any
+// lane (nextDue keeps them), or a quarter of the lease.
+func (q *Queue) claimAll(nextDue map[string]time.Time) time.Duration {
 	wait := max(q.o.Lease/4, 50*time.Millisecond)
 	if !q.up.Load() || !q.leaseValid() {
 		return q.beatEvery()
 	}
 	reap := q.mayReap()
+	q.mu.Lock()
+	dirty := q.dirty
+	q.dirty = nil
+	q.mu.Unlock()
 	for _, l := range q.o.Lanes {
+		if !dirty[l.Class] {
+			continue
+		}
 		items, next, err := q.claimLane(q.ctx, l, reap, "")
 		if err != nil {
 			if q.ctx.Err() == nil {
 				q.log.Warn("claiming messages", "lane", l.Class, "err", err)
 			}
+			q.poke()
+			<-q.wake // not at once: after the wait
 			return q.beatEvery()
 		}
 		q.mu.Lock()
@@ -109,11 +122,17 @@ func (q *Queue) claimAll() time.Duration {
 				fn(h.item)
 			}
 		}
-		if !next.IsZero() {
+		nextDue[l.Class] = next
+	}
+	for _, l := range q.o.Lanes {
+		switch next := nextDue[l.Class]; {
+		case next.IsZero():
+		case next.After(time.Now()):
 			wait = min(wait, max(time.Until(next), time.Millisecond))
-		}
-		if l.Rate > 0 {
-			// A token comes back in 1/rate s.
+		case l.Rate > 0:
+			// Due mail waits for a token: one comes back in 1/rate s.
+			// (Mail that waits for capacity is claimed when a completion
+			// here pokes the loop, or at the tick.)
 			wait = min(wait, time.Duration(float64(time.Second)/l.Rate))
 		}
 	}
@@ -151,7 +170,8 @@ SELECT * FROM claimed`
 
 // claimLane claims messages of lane l (only id, if set) in one round
 // trip: the lane's lock, the reaping of lapsed claims, the claim, and the
-// earliest due time of what is left. The claims are held on return.
+// earliest due time of what is left unclaimed (in the past: due mail that
+// waits for capacity or a token). The claims are held on return.
 func (q *Queue) claimLane(ctx context.Context, l Lane, reap bool, id string) ([]*held, time.Time, error) {
 	lease := q.o.Lease.Seconds()
 	b := &pgx.Batch{}
@@ -162,7 +182,7 @@ func (q *Queue) claimLane(ctx context.Context, l Lane, reap bool, id string) ([]
 	burst := max(1, l.Rate)
 	if id == "" {
 		b.Queue(fmt.Sprintf(claimSQL, ""), l.Class, l.Concurrency, lease, l.Rate, burst, q.instance)
-		b.Queue(`SELECT min(due) FROM mjrelay_queue WHERE class = $1 AND owner IS NULL AND due > now()`, l.Class)
+		b.Queue(`SELECT min(due) FROM mjrelay_queue WHERE class = $1 AND owner IS NULL`, l.Class)
 	} else {
 		b.Queue(fmt.Sprintf(claimSQL, "AND id = $7"), l.Class, l.Concurrency, lease, l.Rate, burst, q.instance, id)
 	}

@@ -195,7 +195,17 @@ func (q *Queue) listenOnce() {
 		}
 		switch n.Channel {
 		case "mjrelay_queue":
-			q.poke()
+			// The payload names the lanes with new mail; anything else
+			// (a release, a retry, a move) concerns them all.
+			var lanes []string
+			for _, c := range strings.Split(n.Payload, ",") {
+				if q.laneOf(c) != c {
+					lanes = nil
+					break
+				}
+				lanes = append(lanes, c)
+			}
+			q.poke(lanes...)
 		case "mjrelay_control":
 			op, instance, id := parseControl(n.Payload)
 			if op == "delete" && instance == q.instance {

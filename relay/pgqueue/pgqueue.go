@@ -117,7 +117,8 @@ type Queue struct {
 	mu       sync.Mutex
 	held     map[string]*held // claims of this instance
 	subs     []func(queue.Item)
-	claiming bool // the claim loop runs
+	claiming bool            // the claim loop runs
+	dirty    map[string]bool // lanes to claim in at the next round
 	onDelete func(id string)
 	report   func() Info
 	pending  map[string]*queue.State // outcomes to write once the database answers (nil: Done)
@@ -288,7 +289,7 @@ func (q *Queue) Put(ctx context.Context, env *queue.Envelope, parts ...[]byte) e
 		return err
 	}
 	q.tot.add(1, env.Size)
-	q.poke()
+	q.poke(q.laneOf(env.Class))
 	return nil
 }
 
@@ -516,15 +517,30 @@ func (q *Queue) holds(id string) bool {
 // use the capacity.
 func (q *Queue) release(id string) {
 	q.mu.Lock()
-	_, ok := q.held[id]
+	h, ok := q.held[id]
 	delete(q.held, id)
 	q.mu.Unlock()
 	if ok {
-		q.poke()
+		q.poke(q.laneOf(h.item.Envelope.Class))
 	}
 }
 
-func (q *Queue) poke() {
+// poke wakes the claim loop for the given lanes (none: all): new mail,
+// capacity freed, a retry.
+func (q *Queue) poke(lanes ...string) {
+	q.mu.Lock()
+	if q.dirty == nil {
+		q.dirty = map[string]bool{}
+	}
+	if len(lanes) == 0 {
+		for _, l := range q.o.Lanes {
+			q.dirty[l.Class] = true
+		}
+	}
+	for _, l := range lanes {
+		q.dirty[q.laneOf(l)] = true
+	}
+	q.mu.Unlock()
 	select {
 	case q.wake <- struct{}{}:
 	default:
