@@ -17,8 +17,6 @@ import (
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
-
 // clusterNodes starts n relays (nodes node1…) on a fresh database of the
 // shared PostgreSQL, all delivering to the first one's upstream; n = 0 is
 // one embedded relay. mutate adjusts every node's configuration.

@@ -11,6 +11,8 @@ import (
 
 	"github.com/mjrelay/mjrelay/relay/cluster"
 	"github.com/mjrelay/mjrelay/relay/config"
+	"github.com/mjrelay/mjrelay/relay/deliver"
+	"github.com/mjrelay/mjrelay/relay/lanes"
 	"github.com/mjrelay/mjrelay/relay/pg"
 	"github.com/mjrelay/mjrelay/relay/pgqueue"
 	"github.com/mjrelay/mjrelay/relay/queue"
@@ -200,4 +202,16 @@ func (r *Relay) nodes(ctx context.Context) ([]web.Node, error) {
 			Stopped: n.Stopped, Alive: n.Alive, Holds: n.Holds, Info: n.Info}
 	}
 	return out, err
+}
+
+// clusterFlow paces intake (Postfix's in_flow_delay, see deliver's Pace)
+// on the cluster's backlog of the lane: this node's scheduler holds only
+// its claims.
+type clusterFlow struct {
+	sched  *deliver.Scheduler
+	depths *clusterDepths
+}
+
+func (f clusterFlow) Pace(ctx context.Context, class lanes.Class) time.Duration {
+	return f.sched.PaceBehind(ctx, class, f.depths.depths()[string(class)].Ready)
 }

@@ -291,8 +291,12 @@ func (r *Relay) build(context.Context) (err error) {
 			return err
 		}
 	}
+	var flow intake.Flow = r.Sched
+	if r.cluster != nil {
+		flow = clusterFlow{sched: r.Sched, depths: r.depths}
+	}
 	in := intake.New(intakeOptions(cfg, r.Store.WantsBodies()), intake.Deps{Queue: r.Queue, Policy: checker,
-		Classifier: lanes.NewClassifier(classifierOptions(cfg, acct)), Flow: r.Sched, Traffic: traffic, Logger: log})
+		Classifier: lanes.NewClassifier(classifierOptions(cfg, acct)), Flow: flow, Traffic: traffic, Logger: log})
 	if r.smtp, err = smtpd.New(smtpOptions(cfg), smtpd.Deps{Intake: in, Traffic: traffic, Logger: log}); err != nil {
 		return err
 	}

@@ -254,9 +254,13 @@ func (q *Queue) Deliverer() Deliverer { return Deliverer{q} }
 func (d Deliverer) Get(id string) (queue.Item, error) {
 	q := d.q
 	if !q.leaseValid() {
-		// The claim is given back once the database answers again.
+		// Not attempted now: the claim is given back after the next
+		// heartbeat, and the message claimed again.
 		q.mu.Lock()
-		delete(q.held, id)
+		if q.held[id] != nil {
+			delete(q.held, id)
+			q.dropped = append(q.dropped, id)
+		}
 		q.mu.Unlock()
 		return queue.Item{}, queue.ErrNotFound
 	}

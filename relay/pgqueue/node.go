@@ -82,6 +82,7 @@ func (q *Queue) heartbeat() {
 		} else if q.hasPending() {
 			q.flushPending(q.ctx)
 		}
+		q.giveBackDropped(q.ctx)
 		if time.Since(refreshed) > time.Second {
 			q.tot.refresh(q.ctx, q.pool)
 			refreshed = time.Now()
@@ -147,6 +148,7 @@ func (q *Queue) flushPending(ctx context.Context) {
 // outcome is written.
 func (q *Queue) giveBackIdle(ctx context.Context) {
 	q.mu.Lock()
+	q.dropped = nil // given back here too
 	keep := make([]string, 0, len(q.held)+len(q.pending))
 	for id := range q.held {
 		keep = append(keep, id)
@@ -156,6 +158,27 @@ func (q *Queue) giveBackIdle(ctx context.Context) {
 	}
 	q.mu.Unlock()
 	q.pool.Exec(ctx, `UPDATE mjrelay_queue SET owner = NULL WHERE owner = $1 AND NOT (id = ANY($2))`, q.instance, keep)
+}
+
+// giveBackDropped gives back the claims the scheduler was refused while
+// the lease was in doubt (a late heartbeat), so that they are claimed
+// again. Nobody can claim them meanwhile: they are this node's until
+// given back (or until its lease ends, when "owner = $1" spares them).
+func (q *Queue) giveBackDropped(ctx context.Context) {
+	q.mu.Lock()
+	ids := q.dropped
+	q.dropped = nil
+	q.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	if _, err := q.pool.Exec(ctx, `UPDATE mjrelay_queue SET owner = NULL WHERE owner = $1 AND id = ANY($2)`, q.instance, ids); err != nil {
+		q.mu.Lock()
+		q.dropped = append(q.dropped, ids...)
+		q.mu.Unlock()
+		return
+	}
+	q.poke()
 }
 
 // listen waits for notifications on a connection of its own: new mail

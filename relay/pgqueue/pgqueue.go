@@ -119,6 +119,7 @@ type Queue struct {
 	subs     []func(queue.Item)
 	claiming bool            // the claim loop runs
 	dirty    map[string]bool // lanes to claim in at the next round
+	dropped  []string        // claims not attempted while the lease was in doubt
 	onDelete func(id string)
 	report   func() Info
 	pending  map[string]*queue.State // outcomes to write once the database answers (nil: Done)
