@@ -21,7 +21,7 @@ import (
 // with no node running on that machine (the database directly); node 2's
 // /api/nodes and /nodes show both nodes alive.
 func TestClusterOneViewFromAnyNode(t *testing.T) {
-	cw := newClusterWorld(t, pgtest.New(t).URL("postgres"), 2, "3s",
+	cw := newClusterWorld(t, pgtest.New(t).URL("postgres"), 2, "10s",
 		`retry_min = "100ms"`, `retry_min = "1h"`, `retry_max = "300ms"`, `retry_max = "2h"`)
 	cw.up.SetMailFault(mjtest.Fault{Code: 451, Enh: smtp.EnhancedCode{4, 3, 0}, Message: "later"})
 	ps := cw.startAll()
@@ -173,7 +173,7 @@ var _ = json.Marshal
 // accepted by node 2 meanwhile goes out while most of the backlog still
 // waits, not after it.
 func TestClusterBulkBacklogDoesNotDelayTransactional(t *testing.T) {
-	cw := newClusterWorld(t, pgtest.New(t).URL("postgres"), 2, "3s")
+	cw := newClusterWorld(t, pgtest.New(t).URL("postgres"), 2, "10s")
 	cw.up.SetDataDelay(100 * time.Millisecond)
 	ps := cw.startAll()
 	bulk := []*odooLoad{startOdooLoad(t, ps[0].addr, "bulk-a", 3, "bulk"), startOdooLoad(t, ps[0].addr, "bulk-b", 3, "bulk")}
