@@ -142,8 +142,7 @@ func (r *Relay) components() []supervise.Component {
 		{Name: "upstream", Start: r.openUpstream, Stop: r.closeUpstream},
 	}...)
 	if r.o.Policy == nil && r.cfg.Policy.SenderCheck != "off" && r.cfg.HasKeys() {
-		cs = append(cs, supervise.Component{Name: "mailjet account", Start: r.startAccount,
-			Run: func(ctx context.Context) error { return r.Account.Run(ctx) }})
+		cs = append(cs, supervise.Component{Name: "mailjet account", Start: r.startAccount, Run: r.runAccount})
 	}
 	cs = append(cs,
 		supervise.Component{Name: "wiring", Start: r.build},
@@ -242,6 +241,18 @@ func (r *Relay) startAccount(ctx context.Context) error {
 		return err
 	}
 	r.Account = cache
+	return nil
+}
+
+// runAccount refreshes the Mailjet account state every policy.refresh: in
+// cluster mode on one node only (the others read it at start and again
+// when an unknown sender shows up).
+func (r *Relay) runAccount(ctx context.Context) error {
+	if r.pool == nil {
+		return r.Account.Run(ctx)
+	}
+	cluster.Singleton{Pool: r.pool, Name: "mailjet account refresh", Retry: min(r.cfg.Policy.Refresh.D(), time.Minute), Log: r.log}.
+		Hold(ctx, func(ctx context.Context) { r.Account.Run(ctx) })
 	return nil
 }
 

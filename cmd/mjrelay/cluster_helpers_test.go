@@ -22,7 +22,7 @@ type clusterWorld struct {
 
 // newClusterWorld writes n node configs on the database at url, with the
 // given lease; edits apply to every node's config as for newWorld.
-func newClusterWorld(t *testing.T, url string, n int, lease string, edits ...string) *clusterWorld {
+func newClusterWorld(t testing.TB, url string, n int, lease string, edits ...string) *clusterWorld {
 	w := newWorld(t, edits...)
 	base, err := os.ReadFile(w.cfgPath)
 	if err != nil {
@@ -69,7 +69,7 @@ func (cw *clusterWorld) startAll() []*proc {
 
 // startProcAsync starts cmd like startProc, without waiting (safe from
 // several goroutines: failures are reported by waitListening).
-func startProcAsync(t *testing.T, cmd *exec.Cmd) *proc {
+func startProcAsync(t testing.TB, cmd *exec.Cmd) *proc {
 	p := &proc{cmd: cmd}
 	p.start(t, 1)
 	return p

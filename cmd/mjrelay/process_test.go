@@ -49,7 +49,7 @@ func TestMain(m *testing.M) {
 
 // world is an upstream emulator plus a data_dir and config for the binary.
 type world struct {
-	t       *testing.T
+	t       testing.TB
 	up      *mjtest.SMTPRelay
 	dir     string
 	cfgPath string
@@ -57,7 +57,7 @@ type world struct {
 
 // newWorld sets up an upstream and a config; edits are old→new
 // replacements applied to the config text.
-func newWorld(t *testing.T, edits ...string) *world {
+func newWorld(t testing.TB, edits ...string) *world {
 	up, err := mjtest.NewSMTPRelay(apiKey, secretKey, mjtest.StartTLS)
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +121,7 @@ func (w *world) serve() *proc {
 
 // startProc starts cmd (mjrelay serve) and waits until it logs its first
 // smtpListeners SMTP addresses.
-func startProc(t *testing.T, cmd *exec.Cmd, smtpListeners int) *proc {
+func startProc(t testing.TB, cmd *exec.Cmd, smtpListeners int) *proc {
 	t.Helper()
 	p := &proc{cmd: cmd}
 	p.start(t, smtpListeners)
@@ -131,7 +131,7 @@ func startProc(t *testing.T, cmd *exec.Cmd, smtpListeners int) *proc {
 
 // start starts p.cmd and reads its log (safe from any goroutine: a failure
 // shows in waitListening).
-func (p *proc) start(t *testing.T, smtpListeners int) {
+func (p *proc) start(t testing.TB, smtpListeners int) {
 	pr, pw := io.Pipe()
 	p.cmd.Stderr = pw
 	p.stderr, p.mu, p.exited, p.ready = &bytes.Buffer{}, &sync.Mutex{}, make(chan struct{}), make(chan struct{})
@@ -170,7 +170,7 @@ func (p *proc) start(t *testing.T, smtpListeners int) {
 }
 
 // waitListening waits until p listens (name: for the failure message).
-func (p *proc) waitListening(t *testing.T, name string) {
+func (p *proc) waitListening(t testing.TB, name string) {
 	t.Helper()
 	select {
 	case <-p.ready:
@@ -182,7 +182,7 @@ func (p *proc) waitListening(t *testing.T, name string) {
 }
 
 // web waits for the web UI's address (logged after SMTP's).
-func (p *proc) web(t *testing.T) string {
+func (p *proc) web(t testing.TB) string {
 	t.Helper()
 	var addr string
 	waitUntil(t, "the web UI to listen", 10*time.Second, func() bool {
@@ -256,7 +256,7 @@ func waitAllDelivered(t *testing.T, w *world, acked map[string]bool) int {
 	return dups
 }
 
-func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
+func waitUntil(t testing.TB, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {

@@ -79,3 +79,54 @@ func (s Singleton) lead(ctx context.Context, job func(context.Context) error, lo
 		}
 	}
 }
+
+// Hold runs fn (a loop of its own, such as the Mailjet account's refresh)
+// on the one node holding the lock, with a context that ends when ctx
+// does or when the lock may be lost (its connection fails); the other
+// nodes try to take the lock every s.Retry. It returns when ctx ends.
+func (s Singleton) Hold(ctx context.Context, fn func(context.Context)) {
+	log := s.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	for ctx.Err() == nil {
+		s.hold(ctx, fn, log)
+		select {
+		case <-ctx.Done():
+		case <-time.After(s.Retry):
+		}
+	}
+}
+
+func (s Singleton) hold(ctx context.Context, fn func(context.Context), log *slog.Logger) {
+	conn, err := s.Pool.Acquire(ctx)
+	if err != nil {
+		return
+	}
+	defer conn.Release()
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, s.key()).Scan(&got); err != nil || !got {
+		return
+	}
+	defer conn.Conn().Close(context.Background())
+	log.Info("this node runs a cluster-wide job", "job", s.Name)
+	jctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); fn(jctx) }()
+	t := time.NewTicker(s.Retry)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			cancel()
+			return
+		case <-t.C:
+			if err := conn.Ping(ctx); err != nil {
+				log.Warn("cluster-wide job stopped here: the lock may be lost", "job", s.Name, "err", err)
+				cancel()
+				<-done
+				return
+			}
+		}
+	}
+}
