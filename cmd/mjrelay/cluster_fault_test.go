@@ -156,15 +156,7 @@ func TestClusterPostgresOutage(t *testing.T) {
 	if len(errs) > 0 {
 		t.Errorf("%d sends failed (want 0 refused): %v", len(errs), errs[:min(len(errs), 5)])
 	}
-	waitUntil(t, fmt.Sprintf("%d acknowledged messages upstream", len(acked)), 90*time.Second, func() bool {
-		got := tokensAt(cw.up)
-		for tok := range acked {
-			if got[tok] == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	waitAllDelivered(t, cw.world, acked)
 	waitUntil(t, "the local spools emptied", 30*time.Second, func() bool {
 		_, m := do(t, http.MethodGet, web+"/metrics")
 		_, m2 := do(t, http.MethodGet, "http://"+ps[1].web(t)+"/metrics")

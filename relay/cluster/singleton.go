@@ -48,20 +48,30 @@ func (s Singleton) Run(ctx context.Context, job func(context.Context) error) err
 	}
 }
 
-// lead takes the lock if it is free and runs the job while it keeps it.
-func (s Singleton) lead(ctx context.Context, job func(context.Context) error, log *slog.Logger) {
+// take takes the lock if it is free, on a connection kept for it: the
+// caller runs the job, then release closes the connection (the lock goes
+// with it; it never goes back to the pool holding it).
+func (s Singleton) take(ctx context.Context, log *slog.Logger) (conn *pgxpool.Conn, release func()) {
 	conn, err := s.Pool.Acquire(ctx)
 	if err != nil {
-		return
+		return nil, nil
 	}
-	defer conn.Release()
 	var got bool
 	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, s.key()).Scan(&got); err != nil || !got {
+		conn.Release()
+		return nil, nil
+	}
+	log.Info("this node runs a cluster-wide job", "job", s.Name)
+	return conn, func() { conn.Conn().Close(context.Background()); conn.Release() }
+}
+
+// lead runs the job every s.Every while it holds the lock.
+func (s Singleton) lead(ctx context.Context, job func(context.Context) error, log *slog.Logger) {
+	conn, release := s.take(ctx, log)
+	if conn == nil {
 		return
 	}
-	// The connection goes back to the pool only without the lock.
-	defer conn.Conn().Close(context.Background())
-	log.Info("this node runs a cluster-wide job", "job", s.Name)
+	defer release()
 	t := time.NewTicker(s.Every)
 	defer t.Stop()
 	for {
@@ -85,6 +95,9 @@ func (s Singleton) lead(ctx context.Context, job func(context.Context) error, lo
 // does or when the lock may be lost (its connection fails); the other
 // nodes try to take the lock every s.Retry. It returns when ctx ends.
 func (s Singleton) Hold(ctx context.Context, fn func(context.Context)) {
+	if s.Retry <= 0 {
+		s.Retry = time.Minute
+	}
 	log := s.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -99,17 +112,11 @@ func (s Singleton) Hold(ctx context.Context, fn func(context.Context)) {
 }
 
 func (s Singleton) hold(ctx context.Context, fn func(context.Context), log *slog.Logger) {
-	conn, err := s.Pool.Acquire(ctx)
-	if err != nil {
+	conn, release := s.take(ctx, log)
+	if conn == nil {
 		return
 	}
-	defer conn.Release()
-	var got bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, s.key()).Scan(&got); err != nil || !got {
-		return
-	}
-	defer conn.Conn().Close(context.Background())
-	log.Info("this node runs a cluster-wide job", "job", s.Name)
+	defer release()
 	jctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); fn(jctx) }()

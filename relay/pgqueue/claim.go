@@ -43,21 +43,7 @@ func (q *Queue) Subscribe(fn func(queue.Item)) {
 
 // deferred lists the messages nobody holds that are due later.
 func (q *Queue) deferred() []queue.Item {
-	rows, err := q.pool.Query(q.ctxOrBackground(), `SELECT `+itemCols+` FROM mjrelay_queue WHERE owner IS NULL AND due > now() ORDER BY id`)
-	if err != nil {
-		q.log.Warn("reading the deferred messages", "err", err)
-		return nil
-	}
-	defer rows.Close()
-	var out []queue.Item
-	for rows.Next() {
-		it, err := scanItem(rows)
-		if err != nil {
-			return out
-		}
-		out = append(out, it)
-	}
-	return out
+	return q.items("reading the deferred messages", `WHERE owner IS NULL AND due > now()`)
 }
 
 // claimLoop claims what the lanes have room for whenever woken (new mail

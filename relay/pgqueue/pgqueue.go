@@ -58,7 +58,6 @@ package pgqueue
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -108,8 +107,7 @@ type Queue struct {
 	o        Options
 	log      *slog.Logger
 	instance string
-	idPrefix [6]byte
-	idSeq    atomic.Uint64
+	ids      *queue.IDs
 
 	puts  *batcher[*putOp]
 	dones *batcher[string]
@@ -161,7 +159,7 @@ func Open(ctx context.Context, pool *pgxpool.Pool, o Options) (*Queue, error) {
 	q := &Queue{pool: pool, o: o, log: o.Logger, held: map[string]*held{}, pending: map[string]*queue.State{},
 		wake: make(chan struct{}, 1)}
 	var r [4]byte
-	rand.Read(q.idPrefix[:])
+	q.ids = queue.NewIDs(6)
 	rand.Read(r[:])
 	q.instance = o.Node + "/" + hex.EncodeToString(r[:])
 	q.ctx, q.cancel = context.WithCancel(context.Background())
@@ -234,16 +232,7 @@ func (q *Queue) stopWorkers() {
 // NewID returns a fresh id: 12 hex digits of Unix milliseconds (ids sort
 // by time), then 12 of a per-process random prefix plus a counter, unique
 // in the cluster.
-func (q *Queue) NewID() string {
-	var b [12]byte
-	ms := uint64(time.Now().UnixMilli())
-	b[0], b[1], b[2], b[3], b[4], b[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
-	var p [8]byte
-	copy(p[2:], q.idPrefix[:])
-	binary.BigEndian.PutUint64(p[:], binary.BigEndian.Uint64(p[:])+q.idSeq.Add(1))
-	copy(b[6:], p[2:])
-	return hex.EncodeToString(b[:])
-}
+func (q *Queue) NewID() string { return q.ids.New() }
 
 // Admit reports ErrFull when a message of size bytes would pass the
 // queue's limits (counted cluster-wide, refreshed every heartbeat, plus
@@ -380,10 +369,14 @@ func (q *Queue) Body(id string) ([]byte, error) {
 }
 
 // List returns every queued message in the cluster, oldest first.
-func (q *Queue) List() []queue.Item {
-	rows, err := q.pool.Query(q.ctxOrBackground(), `SELECT `+itemCols+` FROM mjrelay_queue ORDER BY id`)
+func (q *Queue) List() []queue.Item { return q.items("listing the queue", "") }
+
+// items lists the queued messages that where selects, oldest first (what
+// is logged as doing on failure).
+func (q *Queue) items(doing, where string) []queue.Item {
+	rows, err := q.pool.Query(q.ctxOrBackground(), `SELECT `+itemCols+` FROM mjrelay_queue `+where+` ORDER BY id`)
 	if err != nil {
-		q.log.Warn("listing the queue", "err", err)
+		q.log.Warn(doing, "err", err)
 		return nil
 	}
 	defer rows.Close()
@@ -391,7 +384,7 @@ func (q *Queue) List() []queue.Item {
 	for rows.Next() {
 		it, err := scanItem(rows)
 		if err != nil {
-			q.log.Warn("listing the queue", "err", err)
+			q.log.Warn(doing, "err", err)
 			return out
 		}
 		out = append(out, it)
