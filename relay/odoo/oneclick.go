@@ -35,3 +35,9 @@ func OneClick(ctx context.Context, hc *http.Client, url string) (string, error) 
 	}
 	return "", &Error{Rejected, "one-click unsubscribe", fmt.Errorf("%s", answer)}
 }
+
+// OneClick performs the one-click unsubscription with the client's HTTP
+// client (and its timeout).
+func (c *Client) OneClick(ctx context.Context, url string) (string, error) {
+	return OneClick(ctx, c.o.HTTP, url)
+}
