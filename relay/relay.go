@@ -82,13 +82,13 @@ type Relay struct {
 	Feedback *feedback.Reporter
 	outbox   feedback.Outbox
 	traffic  *trafficlog.JSONLines
-	metrics *metrics.Metrics
-	lanes   []lanes.Lane
-	targets []mailjet.Target
-	smtp    *smtpd.Server
-	web     *web.Server
-	http    *http.Server
-	httpLn  net.Listener
+	metrics  *metrics.Metrics
+	lanes    []lanes.Lane
+	targets  []mailjet.Target
+	smtp     *smtpd.Server
+	web      *web.Server
+	http     *http.Server
+	httpLn   net.Listener
 
 	sup       *supervise.Group
 	listening atomic.Bool // SMTP
