@@ -143,7 +143,10 @@ func TestOdooFeedbackEndToEnd(t *testing.T) {
 		"List-Unsubscribe: <"+unsubURL+">\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\nPrecedence: list\r\n")
 	m6 := f.mail([]string{"unsub2@example.org"}, "m6", "")
 	f.mail([]string{"reject@example.org"}, "m7", "")
-	f.waitDelivered(6)
+	// An unsubscribe URL Odoo will refuse (no token): the report fails for good.
+	m8 := f.mail([]string{"unsub3@example.org"}, "m8", "List-Unsubscribe: <"+f.odoo.URL()+"/mailing/4/unsubscribe_oneclick?document_id=1>\r\n"+
+		"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+	f.waitDelivered(7)
 
 	events := []map[string]any{
 		bounceEv(m1, "hard@example.org", true, "recipient", "user unknown", "550 5.1.1 <hard@example.org>: Recipient address rejected: User unknown"),
@@ -158,6 +161,7 @@ func TestOdooFeedbackEndToEnd(t *testing.T) {
 		mjEvent("unsub", m5, "unsub@example.org", map[string]any{"mj_list_id": 0, "ip": "192.0.2.1", "geo": "FR", "agent": "Mozilla"}),
 		mjEvent("spam", m5, "spam@example.org", map[string]any{"source": "JMRPP"}),
 		mjEvent("unsub", m6, "unsub2@example.org", map[string]any{"mj_list_id": 0}),
+		mjEvent("unsub", m8, "unsub3@example.org", map[string]any{"mj_list_id": 0}),
 		mjEvent("sent", m1, "hard@example.org", map[string]any{"smtp_reply": "sent (250 2.0.0 OK)"}),
 		bounceEv("00000000000000000000", "nobody@example.org", true, "recipient", "user unknown", "550 unknown"), // not the relay's
 	}
@@ -171,7 +175,7 @@ func TestOdooFeedbackEndToEnd(t *testing.T) {
 	want := map[string]string{"hard@example.org": "5.1.1", "soft@example.org": "4.2.2", "b-rcpt@example.org": "5.1.1",
 		"b-domain@example.org": "5.4.4", "b-pre@example.org": "5.1.0", "reject@example.org": "5.1.1"}
 	f.settled("the reports", func() bool {
-		return len(f.odoo.Bounces()) >= len(want) && len(f.odoo.Blacklisted()) >= 1 && len(f.odoo.Unsubscribes()) >= 1
+		return len(f.odoo.Bounces()) >= len(want) && len(f.odoo.Blacklisted()) >= 1 && len(f.odoo.Unsubscribes()) >= 2
 	})
 	time.Sleep(300 * time.Millisecond) // anything doubled would arrive now
 	bs := f.odoo.Bounces()
@@ -198,7 +202,7 @@ func TestOdooFeedbackEndToEnd(t *testing.T) {
 		}
 	}
 	u := f.odoo.Unsubscribes()
-	if len(u) != 1 || !u[0].OK || !strings.Contains(u[0].Query, "hash_token=tok3") {
+	if len(u) != 2 || !u[0].OK || !strings.Contains(u[0].Query, "hash_token=tok3") || u[1].OK {
 		t.Errorf("one-click POSTs %+v", u)
 	}
 
@@ -222,8 +226,12 @@ func TestOdooFeedbackEndToEnd(t *testing.T) {
 	if len(page.Messages) != 1 || page.Messages[0].ID != m4 {
 		t.Errorf("alerts: %+v", page.Messages)
 	}
+	page, _ = f.r.Store.List(ctx, store.Filter{Feedback: store.FeedbackFailed})
+	if len(page.Messages) != 1 || page.Messages[0].ID != m8 {
+		t.Errorf("failed: %+v", page.Messages)
+	}
 	page, _ = f.r.Store.List(ctx, store.Filter{Feedback: "any"})
-	if len(page.Messages) != 6 { // all but m6 (nothing to report with)
+	if len(page.Messages) != 7 { // all but m6 (nothing to report with)
 		t.Errorf("%d messages with feedback", len(page.Messages))
 	}
 }
@@ -318,5 +326,23 @@ func TestOdooFeedbackSurvivesRestart(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if n := len(f.odoo.Bounces()); n != 1 {
 		t.Fatalf("%d bounces", n)
+	}
+}
+
+// TestOdooFeedbackWithoutBodies: with store.keep_bodies = 0 the DSN's
+// embedded headers are rebuilt from what the store keeps, and Odoo still
+// finds the original by its Message-Id.
+func TestOdooFeedbackWithoutBodies(t *testing.T) {
+	f := newFeedbackEnv(t, func(c *config.Config) { c.Store.KeepBodies = 0 })
+	id := f.mail([]string{"nobody@example.org"}, "nobody", "")
+	f.waitDelivered(1)
+	if code := f.post([]map[string]any{bounceEv(id, "nobody@example.org", true, "recipient", "user unknown", "550 5.1.1 unknown")}); code != http.StatusOK {
+		t.Fatal(code)
+	}
+	f.settled("the bounce", func() bool { return len(f.odoo.Bounces()) == 1 })
+	b := f.odoo.Bounces()[0]
+	// Rebuilt: the original's trace header (kept with the body) is not there.
+	if !strings.Contains(string(b.Raw), "Subject: nobody") || !strings.HasPrefix(b.Original, "<nobody.") || strings.Contains(string(b.Raw), "(mjrelay)") {
+		t.Fatalf("bounce %+v\n%s", b, b.Raw)
 	}
 }
