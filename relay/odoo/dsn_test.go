@@ -1,28 +1,24 @@
-package odoo
+package odoo_test
 
 import (
 	"bytes"
 	"encoding/json"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mjrelay/mjrelay/relay/odoo"
+	"github.com/mjrelay/mjrelay/relay/odoo/odootest"
 )
 
 // TestDSNReadByPythonAsOdooDoes parses the DSN with Python's email library
 // and Odoo's own extraction steps (testdata/odoo_bounce.py).
 func TestDSNReadByPythonAsOdooDoes(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("python3 is required in CI")
-		}
-		t.Skip("python3 not installed")
-	}
-	orig := Original{MessageID: "<a.1-openerp-5-res.partner@odoo>", From: "john@example.com", To: "jane@example.org",
+	py := odootest.Python3(t)
+	orig := odoo.Original{MessageID: "<a.1-openerp-5-res.partner@odoo>", From: "john@example.com", To: "jane@example.org",
 		Subject: "Devis n° 42 — été", Date: time.Unix(1700000000, 0)}
-	raw := DSN(Bounce{MessageID: "<dsn-x@relay.test>", Hostname: "relay.test", To: "bounce@example.com",
+	raw := odoo.DSN(odoo.Bounce{MessageID: "<dsn-x@relay.test>", Hostname: "relay.test", To: "bounce@example.com",
 		Recipient: "Jane@Example.org", Status: "5.1.1", Diagnostic: "smtp; 550 5.1.1 <jane@example.org>: utilisateur inconnu ü",
 		Explanation: "L'adresse n'existe pas (Mailjet: user unknown).", QueueID: "q", Failed: time.Unix(1700000100, 0),
 		Headers: orig.Headers()})

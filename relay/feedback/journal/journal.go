@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/mjrelay/mjrelay/relay/feedback"
+	"github.com/mjrelay/mjrelay/relay/spool"
 )
 
 // ErrLocked is returned by Open when another process has the journal open.
@@ -75,18 +76,11 @@ func Open(dir string, log *slog.Logger) (*Journal, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+	lock, err := spool.LockDir(dir)
+	if errors.Is(err, spool.ErrLocked) {
+		return nil, ErrLocked
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, ErrLocked
-		}
 		return nil, err
 	}
 	j := &Journal{dir: dir, log: log, lock: lock, pending: map[string]*slot{}, done: map[string]feedback.Result{}}
@@ -261,7 +255,7 @@ func (j *Journal) compact() error {
 		err = os.Rename(tmp, j.path())
 	}
 	if err == nil {
-		err = syncDir(j.dir)
+		err = spool.SyncDir(j.dir)
 	}
 	if err != nil {
 		os.Remove(tmp)
@@ -291,14 +285,6 @@ func (j *Journal) maybeCompact() {
 	}
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
 
 // sorted returns the pending slots, oldest first (j.mu held).
 func (j *Journal) sorted() []*slot {
@@ -351,6 +337,17 @@ func (j *Journal) Add(ctx context.Context, items []feedback.Item) ([]feedback.It
 
 // Claim leases up to max due items.
 func (j *Journal) Claim(ctx context.Context, now time.Time, max int, lease time.Duration) ([]feedback.Entry, error) {
+	return j.take(max, func(s *slot) bool {
+		if s.e.State.Next.After(now) || s.lease.After(now) {
+			return false
+		}
+		s.lease = now.Add(lease)
+		return true
+	}), nil
+}
+
+// take returns up to max pending items that keep accepts, oldest first.
+func (j *Journal) take(max int, keep func(*slot) bool) []feedback.Entry {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	var out []feedback.Entry
@@ -358,13 +355,11 @@ func (j *Journal) Claim(ctx context.Context, now time.Time, max int, lease time.
 		if len(out) >= max {
 			break
 		}
-		if s.e.State.Next.After(now) || s.lease.After(now) {
-			continue
+		if keep(s) {
+			out = append(out, s.e)
 		}
-		s.lease = now.Add(lease)
-		out = append(out, s.e)
 	}
-	return out, nil
+	return out
 }
 
 // Retry records a failed attempt.
@@ -420,16 +415,7 @@ func (j *Journal) Forget(ctx context.Context, before time.Time) (int, error) {
 
 // List returns up to max pending items, oldest first.
 func (j *Journal) List(ctx context.Context, max int) ([]feedback.Entry, error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	var out []feedback.Entry
-	for _, s := range j.sorted() {
-		if len(out) >= max {
-			break
-		}
-		out = append(out, s.e)
-	}
-	return out, nil
+	return j.take(max, func(*slot) bool { return true }), nil
 }
 
 // Stats returns the totals.

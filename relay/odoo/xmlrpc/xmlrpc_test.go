@@ -1,13 +1,15 @@
-package xmlrpc
+package xmlrpc_test
 
 import (
 	"bytes"
 	"errors"
-	"os"
 	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/mjrelay/mjrelay/relay/odoo/odootest"
+	"github.com/mjrelay/mjrelay/relay/odoo/xmlrpc"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -15,24 +17,24 @@ func TestRoundTrip(t *testing.T) {
 		[]any{[]any{[]any{"email", "=", "a&b<c>@example.org"}}},
 		map[string]any{"context": map[string]any{"active_test": false}, "n": nil, "f": 1.5},
 		[]byte("Content-Type: multipart/report\r\n\r\n\x00\xff"), true}
-	doc, err := EncodeCall("execute_kw", params...)
+	doc, err := xmlrpc.EncodeCall("execute_kw", params...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	method, got, err := DecodeCall(bytes.NewReader(doc))
+	method, got, err := xmlrpc.DecodeCall(bytes.NewReader(doc))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if method != "execute_kw" || !reflect.DeepEqual(got, params) {
 		t.Fatalf("round trip:\n got %#v\nwant %#v", got, params)
 	}
-	resp, _ := EncodeResponse([]any{int64(3), int64(4)})
-	v, err := DecodeResponse(bytes.NewReader(resp))
+	resp, _ := xmlrpc.EncodeResponse([]any{int64(3), int64(4)})
+	v, err := xmlrpc.DecodeResponse(bytes.NewReader(resp))
 	if err != nil || !reflect.DeepEqual(v, []any{int64(3), int64(4)}) {
 		t.Fatalf("response: %#v %v", v, err)
 	}
-	_, err = DecodeResponse(bytes.NewReader(EncodeFault(Fault{Code: 4, String: "AccessError"})))
-	var f *Fault
+	_, err = xmlrpc.DecodeResponse(bytes.NewReader(xmlrpc.EncodeFault(xmlrpc.Fault{Code: 4, String: "AccessError"})))
+	var f *xmlrpc.Fault
 	if !errors.As(err, &f) || f.Code != 4 || f.String != "AccessError" {
 		t.Fatalf("fault: %v", err)
 	}
@@ -52,13 +54,13 @@ func TestRejectsMalformed(t *testing.T) {
 		`<methodResponse>junk<params/></methodResponse>`,
 		`<methodResponse><params><param><value>` + strings.Repeat("<array><data><value>", 40) + `</value></param></params></methodResponse>`,
 	} {
-		if _, err := DecodeResponse(strings.NewReader(doc)); err == nil {
+		if _, err := xmlrpc.DecodeResponse(strings.NewReader(doc)); err == nil {
 			t.Errorf("accepted %q", doc)
-		} else if _, ok := err.(*Fault); ok {
+		} else if _, ok := err.(*xmlrpc.Fault); ok {
 			t.Errorf("%q read as a fault", doc)
 		}
 	}
-	if _, err := EncodeCall("x", int64(1)<<40); err == nil {
+	if _, err := xmlrpc.EncodeCall("x", int64(1)<<40); err == nil {
 		t.Error("encoded an int beyond 32 bits")
 	}
 }
@@ -66,15 +68,9 @@ func TestRejectsMalformed(t *testing.T) {
 // TestPythonInterop checks the codec against Python's xmlrpc.client, which
 // is what Odoo's server (and odoo-mailgate) use.
 func TestPythonInterop(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("python3 is required in CI")
-		}
-		t.Skip("python3 not installed")
-	}
+	py := odootest.Python3(t)
 	// Our call, read by Python.
-	doc, _ := EncodeCall("execute_kw", "db", int64(2), "k\u00e9y", "mail.thread", "message_process",
+	doc, _ := xmlrpc.EncodeCall("execute_kw", "db", int64(2), "k\u00e9y", "mail.thread", "message_process",
 		[]any{false, []byte("raw\r\nbytes\x00")}, map[string]any{})
 	script := `import sys, xmlrpc.client
 params, method = xmlrpc.client.loads(sys.stdin.buffer.read())
@@ -92,7 +88,7 @@ sys.stdout.write(xmlrpc.client.dumps(({'server_version': '17.0', 'server_version
 	if err != nil {
 		t.Fatalf("python could not read our call: %v\n%s", err, stderr.String())
 	}
-	v, err := DecodeResponse(bytes.NewReader(out))
+	v, err := xmlrpc.DecodeResponse(bytes.NewReader(out))
 	if err != nil {
 		t.Fatalf("reading Python's response: %v\n%s", err, out)
 	}
@@ -107,8 +103,8 @@ sys.stdout.write(xmlrpc.client.dumps(xmlrpc.client.Fault(3, 'Access Denied'), me
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = DecodeResponse(bytes.NewReader(out))
-	var f *Fault
+	_, err = xmlrpc.DecodeResponse(bytes.NewReader(out))
+	var f *xmlrpc.Fault
 	if !errors.As(err, &f) || f.Code != 3 || f.String != "Access Denied" {
 		t.Fatalf("Python's fault read as %v", err)
 	}
