@@ -285,7 +285,6 @@ func (j *Journal) maybeCompact() {
 	}
 }
 
-
 // sorted returns the pending slots, oldest first (j.mu held).
 func (j *Journal) sorted() []*slot {
 	out := make([]*slot, 0, len(j.pending))
