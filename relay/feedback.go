@@ -47,6 +47,9 @@ func (r *Relay) newReporter(traffic trafficlog.Recorder) {
 		UnsubBlacklist: o.UnsubBlacklist, RetryMin: r.o.FeedbackRetryMin, Logger: r.log, Traffic: traffic},
 		r.outbox, client, r.Store)
 	r.log.Info("reporting to Odoo", "url", o.URL, "db", o.DB, "login", o.Login, "report", o.Report)
+	if r.cfg.Webhooks.MailjetUser == "" || r.cfg.HTTP.Listen == "" {
+		r.log.Warn("Mailjet's webhook is not configured ([webhooks], http.listen): only the relay's own failures reach Odoo, not Mailjet's bounces, complaints and unsubscriptions")
+	}
 }
 
 // OdooOptions are the Odoo client's options from [odoo] (the API key
