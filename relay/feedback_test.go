@@ -202,6 +202,7 @@ func TestOdooFeedbackEndToEnd(t *testing.T) {
 		}
 	}
 	u := f.odoo.Unsubscribes()
+	slices.SortFunc(u, func(a, b odootest.Unsubscribe) int { return strings.Compare(a.Path, b.Path) })
 	if len(u) != 2 || !u[0].OK || !strings.Contains(u[0].Query, "hash_token=tok3") || u[1].OK {
 		t.Errorf("one-click POSTs %+v", u)
 	}
