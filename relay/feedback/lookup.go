@@ -71,4 +71,3 @@ func withMessageID(h []byte, id string) []byte {
 	}
 	return append([]byte("Message-Id: "+id+"\r\n"), h...)
 }
-
