@@ -29,6 +29,7 @@ import (
 	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/control"
 	"github.com/mjrelay/mjrelay/relay/deliver"
+	"github.com/mjrelay/mjrelay/relay/feedback"
 	"github.com/mjrelay/mjrelay/relay/intake"
 	"github.com/mjrelay/mjrelay/relay/lanes"
 	"github.com/mjrelay/mjrelay/relay/metrics"
@@ -62,6 +63,9 @@ type Options struct {
 	Target mailjet.Target
 	// UpstreamRoots replaces the system roots for the upstream's certificate.
 	UpstreamRoots *x509.CertPool
+	// FeedbackRetryMin is the Odoo feedback's first retry delay (default
+	// 10 s).
+	FeedbackRetryMin time.Duration
 }
 
 // Relay is a running relay.
@@ -76,15 +80,18 @@ type Relay struct {
 	Account *account.Cache
 	// Store is the traffic inspection store (it observes; it is not in
 	// the mail's path).
-	Store   store.Store
-	traffic *trafficlog.JSONLines
-	metrics *metrics.Metrics
-	lanes   []lanes.Lane
-	targets []mailjet.Target
-	smtp    *smtpd.Server
-	web     *web.Server
-	http    *http.Server
-	httpLn  net.Listener
+	Store store.Store
+	// Feedback reports to Odoo ([odoo]); nil when it is off.
+	Feedback *feedback.Reporter
+	outbox   feedback.Outbox
+	traffic  *trafficlog.JSONLines
+	metrics  *metrics.Metrics
+	lanes    []lanes.Lane
+	targets  []mailjet.Target
+	smtp     *smtpd.Server
+	web      *web.Server
+	http     *http.Server
+	httpLn   net.Listener
 
 	sup       *supervise.Group
 	listening atomic.Bool // SMTP
@@ -141,6 +148,9 @@ func (r *Relay) components() []supervise.Component {
 		{Name: "traffic store", Start: r.openStore, Stop: func(context.Context) error { return r.Store.Close() }},
 		{Name: "upstream", Start: r.openUpstream, Stop: r.closeUpstream},
 	}...)
+	if r.cfg.Odoo.Enabled() {
+		cs = append(cs, supervise.Component{Name: "feedback outbox", Start: r.openOutbox, Stop: r.closeOutbox})
+	}
 	if r.o.Policy == nil && r.cfg.Policy.SenderCheck != "off" && r.cfg.HasKeys() {
 		cs = append(cs, supervise.Component{Name: "mailjet account", Start: r.startAccount, Run: r.runAccount})
 	}
@@ -151,6 +161,9 @@ func (r *Relay) components() []supervise.Component {
 		}})
 	if r.cfg.Clustered() {
 		cs = append(cs, supervise.Component{Name: "cluster housekeeping", Run: r.pruneJob})
+	}
+	if r.cfg.Odoo.Enabled() {
+		cs = append(cs, supervise.Component{Name: "odoo feedback", Run: func(ctx context.Context) error { return r.Feedback.Run(ctx) }})
 	}
 	if r.cfg.HTTP.Listen != "" {
 		cs = append(cs, supervise.Component{Name: "http", Start: r.listenHTTP,
@@ -262,21 +275,27 @@ func (r *Relay) runAccount(ctx context.Context) error {
 func (r *Relay) build(context.Context) (err error) {
 	cfg, log := r.cfg, r.log
 	traffic := recorders{log: r.traffic, test: r.o.Traffic, store: r.Store, metrics: r.metrics.Recorder()}.multi()
+	dopts := deliver.Options{
+		Lanes: r.lanes, RetryMin: cfg.Queue.RetryMin.D(), RetryMax: cfg.Queue.RetryMax.D(),
+		MaxLifetime: cfg.Queue.MaxLifetime.D(), Traffic: traffic, Logger: log,
+	}
 	var dq deliver.Queue = r.Queue
-	schedLanes := r.lanes
 	if r.cluster != nil {
 		// The scheduler attempts only what this node claimed; the lanes'
 		// concurrency and rate are the cluster's, granted by the claims.
 		dq = r.cluster.Deliverer()
-		schedLanes = append([]lanes.Lane(nil), r.lanes...)
-		for i := range schedLanes {
-			schedLanes[i].Rate = 0
+		dopts.Lanes = append([]lanes.Lane(nil), r.lanes...)
+		for i := range dopts.Lanes {
+			dopts.Lanes[i].Rate = 0
 		}
 	}
-	r.Sched = deliver.New(dq, deliver.Options{
-		Lanes: schedLanes, RetryMin: cfg.Queue.RetryMin.D(), RetryMax: cfg.Queue.RetryMax.D(),
-		MaxLifetime: cfg.Queue.MaxLifetime.D(), Traffic: traffic, Logger: log,
-	})
+	var fb web.Feedback
+	var fstate func() metrics.Feedback
+	if cfg.Odoo.Enabled() {
+		r.newReporter(traffic)
+		dopts.Final, fb, fstate = r.Feedback.Failed, r.Feedback, r.feedbackState
+	}
+	r.Sched = deliver.New(dq, dopts)
 	if r.cluster != nil {
 		r.startCluster(traffic)
 	}
@@ -291,7 +310,7 @@ func (r *Relay) build(context.Context) (err error) {
 	if r.Account != nil {
 		acct, acctState = r.Account, r.Account
 	}
-	ms := metrics.State{QueueDepth: r.queueDepth, Account: acctState, Store: r.Store}
+	ms := metrics.State{QueueDepth: r.queueDepth, Account: acctState, Store: r.Store, Feedback: fstate}
 	if r.cluster != nil {
 		ms.Cluster = r.cluster
 	}
@@ -313,7 +332,7 @@ func (r *Relay) build(context.Context) (err error) {
 	}
 	if cfg.HTTP.Listen != "" {
 		deps := web.Deps{Store: r.Store, Queue: r.queueActions(),
-			Account: acctState, QueueDepth: r.queueDepth, Ready: r.ready, Metrics: r.metrics, Logger: log}
+			Account: acctState, QueueDepth: r.queueDepth, Ready: r.ready, Metrics: r.metrics, Logger: log, Feedback: fb}
 		if r.cluster != nil {
 			deps.Degraded, deps.Nodes = r.degradedNote, r.nodes
 		}

@@ -33,6 +33,7 @@ type Config struct {
 	Store    Store    `toml:"store"`
 	Webhooks Webhooks `toml:"webhooks"`
 	Log      Log      `toml:"log"`
+	Odoo     Odoo     `toml:"odoo"`
 	Cluster  Cluster  `toml:"cluster"`
 }
 
@@ -232,6 +233,7 @@ func Default() *Config {
 		Policy:  Policy{SenderCheck: "enforce", Refresh: Duration(5 * time.Minute)},
 		Log:     Log{Level: "info"},
 		Cluster: Cluster{Lease: Duration(time.Minute)},
+		Odoo:    defaultOdoo(),
 	}
 }
 
@@ -277,6 +279,7 @@ func Parse(data []byte) (*Config, error) {
 			c.Cluster.NodeName, _ = os.Hostname()
 		}
 	}
+	c.Odoo.applyEnv()
 	if c.Mailjet.Transport == "" {
 		c.Mailjet.Transport = TransportSMTP
 		if !c.HasKeys() {
@@ -487,6 +490,7 @@ func (c *Config) validate() error {
 	default:
 		bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
 	}
+	c.Odoo.validate(bad)
 	return errors.Join(errs...)
 }
 

@@ -58,6 +58,8 @@ type State struct {
 	Account interface{ State() account.State }
 	// Store is the traffic store, for its health counters.
 	Store interface{ Health() store.Health }
+	// Feedback returns the Odoo feedback's state (nil: it is off).
+	Feedback func() Feedback
 	// Cluster is a cluster node's local hold (nil in embedded mode).
 	Cluster Node
 }
@@ -76,6 +78,9 @@ func (m *Metrics) Observe(s State) {
 	m.reg.MustRegister(&stateCollector{d: s})
 	if s.Cluster != nil {
 		m.node.MustRegister(&nodeCollector{n: s.Cluster})
+	}
+	if s.Feedback != nil {
+		m.reg.MustRegister(feedbackCollector(s.Feedback))
 	}
 }
 

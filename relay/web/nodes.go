@@ -37,9 +37,7 @@ func (s *Server) nodesPage(w http.ResponseWriter, r *http.Request) {
 	if d.Nodes, err = s.d.Nodes(r.Context()); err != nil {
 		d.Err = err.Error()
 	}
-	if s.d.Degraded != nil {
-		d.Degraded = s.d.Degraded()
-	}
+	d.Degraded = s.degraded()
 	s.render(w, r, http.StatusOK, "nodes", "Nodes", d)
 }
 
@@ -59,9 +57,6 @@ func (s *Server) apiNodes(w http.ResponseWriter, r *http.Request) {
 	out := struct {
 		Nodes    []Node `json:"nodes"`
 		Degraded string `json:"degraded,omitempty"`
-	}{Nodes: nodes}
-	if s.d.Degraded != nil {
-		out.Degraded = s.d.Degraded()
-	}
+	}{Nodes: nodes, Degraded: s.degraded()}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -91,6 +91,8 @@ type Deps struct {
 	// Degraded says why a cluster node holds mail locally ("" when it
 	// does not); /readyz still answers 200 with it.
 	Degraded func() string
+	// Feedback is the Odoo feedback; nil when it is off.
+	Feedback Feedback
 }
 
 // Server serves the UI, the API, the webhook, metrics and health.
@@ -184,6 +186,7 @@ func (s *Server) routes() http.Handler {
 	app.HandleFunc("GET /api/stats", s.apiStats)
 	app.HandleFunc("GET /nodes", s.nodesPage)
 	app.HandleFunc("GET /api/nodes", s.apiNodes)
+	app.HandleFunc("GET /api/feedback", s.apiFeedback)
 
 	guarded := s.guard(http.NewCrossOriginProtection().Handler(app))
 	open.Handle("/", guarded)
@@ -241,7 +244,7 @@ func loopbackHost(host string) bool {
 	return err == nil && a.Unmap().IsLoopback()
 }
 
-func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if s.d.Ready != nil {
 		if err := s.d.Ready(); err != nil {
@@ -250,14 +253,23 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 			return
 		}
 	}
-	if s.d.Degraded != nil {
-		if note := s.d.Degraded(); note != "" {
-			// Still accepting safely: a load balancer keeps sending mail.
-			fmt.Fprintf(w, "ready (degraded: %s)\n", note)
-			return
-		}
+	if deg := s.degraded(); deg != "" {
+		// Still accepting safely: a load balancer keeps sending mail.
+		fmt.Fprintf(w, "ready (degraded: %s)\n", deg)
+	} else {
+		fmt.Fprintln(w, "ready")
 	}
-	fmt.Fprintln(w, "ready")
+	if note := s.readyNote(r.Context()); note != "" {
+		fmt.Fprintln(w, note)
+	}
+}
+
+// degraded is why a cluster node holds mail locally, or "".
+func (s *Server) degraded() string {
+	if s.d.Degraded == nil {
+		return ""
+	}
+	return s.d.Degraded()
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
