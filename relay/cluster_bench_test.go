@@ -1,6 +1,7 @@
 package relay_test
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
 	"github.com/mjrelay/mjrelay/relay/config"
@@ -56,26 +59,48 @@ func addrs(envs []*env) []string {
 
 // cpu measures the CPU time of this process (relay, load clients and the
 // upstream emulator) and of the PostgreSQL server (all its processes).
+// With a database, it also counts the WAL PostgreSQL wrote.
 type cpu struct {
-	pgPort      string
-	self, pg, t time.Duration
+	pgPort   string
+	db       string
+	self, pg time.Duration
+	wal      string // the WAL position at the start
 }
 
 func startCPU(dbURL string) *cpu {
-	c := &cpu{}
+	c := &cpu{db: dbURL}
 	if u, err := url.Parse(dbURL); err == nil {
 		c.pgPort = u.Port()
 	}
 	c.self, c.pg = selfCPU(), postgresCPU(c.pgPort)
+	if dbURL != "" {
+		c.wal = c.query(`SELECT pg_current_wal_lsn()::text`)
+	}
 	return c
 }
 
-// report adds the CPU per message of the relay process and of PostgreSQL.
+// query returns one value from the database ("" on error).
+func (c *cpu) query(sql string, args ...any) string {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.db)
+	if err != nil {
+		return ""
+	}
+	defer conn.Close(ctx)
+	var v string
+	conn.QueryRow(ctx, sql, args...).Scan(&v)
+	return v
+}
+
+// report adds the CPU per message of the relay process and of PostgreSQL,
+// and the WAL bytes per message.
 func (c *cpu) report(b *testing.B, msgs int) {
 	self, pg := selfCPU()-c.self, postgresCPU(c.pgPort)-c.pg
 	b.ReportMetric(float64(self.Microseconds())/float64(msgs), "relay-cpu-us/msg")
 	if c.pgPort != "" {
 		b.ReportMetric(float64(pg.Microseconds())/float64(msgs), "pg-cpu-us/msg")
+		wal, _ := strconv.ParseFloat(c.query(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::text`, c.wal), 64)
+		b.ReportMetric(wal/float64(msgs), "wal-B/msg")
 	}
 }
 
