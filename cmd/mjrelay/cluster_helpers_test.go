@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mjrelay/mjrelay/relay/odoo/odootest"
 )
 
 // clusterWorld is one upstream emulator and one database with the configs
@@ -75,18 +77,6 @@ func startProcAsync(t testing.TB, cmd *exec.Cmd) *proc {
 	return p
 }
 
-// python3 is the interpreter for the Odoo replays; CI installs it.
-func python3(t *testing.T) string {
-	p, err := exec.LookPath("python3")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("python3 is required in CI (.ci/run installs it)")
-		}
-		t.Skip("python3 not installed")
-	}
-	return p
-}
-
 // odooLoad is an Odoo-replay sender (testdata/odoo_load.py) on one node.
 type odooLoad struct {
 	cmd  *exec.Cmd
@@ -100,7 +90,7 @@ type odooLoad struct {
 func startOdooLoad(t *testing.T, addr, prefix string, secs float64, class string) *odooLoad {
 	t.Helper()
 	host, port, _ := strings.Cut(addr, ":")
-	cmd := exec.Command(python3(t), "testdata/odoo_load.py", host, port, "odoo", odooPass, prefix, fmt.Sprint(secs), class)
+	cmd := exec.Command(odootest.Python3(t), "testdata/odoo_load.py", host, port, "odoo", odooPass, prefix, fmt.Sprint(secs), class)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
