@@ -58,7 +58,7 @@ type User struct {
 
 // Intake decides what is accepted (an *intake.Intake).
 type Intake interface {
-	CheckSender(ctx context.Context, s intake.Sender) *intake.Refusal
+	CheckSender(ctx context.Context, s intake.Sender) (pending bool, r *intake.Refusal)
 	Accept(ctx context.Context, sub intake.Submission) (intake.Receipt, *intake.Refusal)
 }
 

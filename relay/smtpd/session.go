@@ -27,11 +27,14 @@ type session struct {
 	trusted bool
 	fails   int // failed AUTH on this connection (a repeated guess once)
 
-	user  *User
-	from  string
-	utf8  bool
-	size  int64 // the client's SIZE= announcement, if any
-	rcpts []string
+	user *User
+	from string
+	// senderPending: the intake could not check the sender at MAIL
+	// (intake.Submission.SenderPending).
+	senderPending bool
+	utf8          bool
+	size          int64 // the client's SIZE= announcement, if any
+	rcpts         []string
 }
 
 func (s *session) tls() bool {
@@ -112,10 +115,11 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if opts != nil && opts.Size > s.srv.opts.MaxMessageSize {
 		return s.tooLarge("mail", from, intake.Header{}, opts.Size)
 	}
-	if r := s.srv.intake.CheckSender(context.Background(), intake.Sender{Login: s.login(), Client: s.client, From: from, Size: opts.Size}); r != nil {
+	pending, r := s.srv.intake.CheckSender(context.Background(), intake.Sender{Login: s.login(), Client: s.client, From: from, Size: opts.Size})
+	if r != nil {
 		return s.refusal(r)
 	}
-	s.from = from
+	s.from, s.senderPending = from, pending
 	s.utf8 = opts != nil && opts.UTF8
 	if opts != nil {
 		s.size = opts.Size
@@ -191,6 +195,7 @@ func (s *session) Data(r io.Reader) error {
 	rec, refused := s.srv.intake.Accept(context.Background(), intake.Submission{
 		Login: s.login(), Client: s.client, IP: s.ip.String(), Helo: s.conn.Hostname(), TLS: s.tls(), UTF8: s.utf8,
 		From: s.from, To: s.rcpts, Message: msg, Buffer: buf.Bytes(), Recycled: buf.Cap() <= maxPooledBuf,
+		SenderPending: s.senderPending,
 	})
 	if refused != nil {
 		return s.refusal(refused)
