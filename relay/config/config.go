@@ -182,7 +182,7 @@ func Default() *Config {
 		SMTP: SMTP{
 			Listen:         "127.0.0.1:2525",
 			MaxMessageSize: 26214400,
-			MaxRecipients:  100,
+			MaxRecipients:  1000,
 			MaxConnections: 500,
 			ReadTimeout:    Duration(5 * time.Minute),
 			DataTimeout:    Duration(10 * time.Minute),

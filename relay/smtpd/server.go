@@ -141,7 +141,10 @@ func (s *Server) newSMTPServer() *smtp.Server {
 	// The session checks sizes itself (exactly, and with a reply that
 	// says what to change); go-smtp only announces the limit.
 	srv.AdvertisedMaxMessageBytes = s.opts.MaxMessageSize
-	srv.MaxRecipients = 0 // enforced (and logged) by the session
+	// Every RCPT reaches the session, which accepts it (see rcpts): no
+	// limit here, and a path that does not parse is the session's to judge.
+	srv.MaxRecipients = 0
+	srv.AcceptMalformedRcpt = true
 	srv.ReadTimeout = s.opts.ReadTimeout
 	srv.WriteTimeout = time.Minute
 	// AUTH without TLS is decided per connection (loopback, or
