@@ -2,7 +2,6 @@ package smtpd
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -23,7 +22,8 @@ type session struct {
 	srv     *Server
 	conn    *smtp.Conn
 	ip      netip.Addr
-	client  string // ip:port
+	client  string // ip:port (the real client's, behind a PROXY header)
+	slot    *slotConn
 	trusted bool
 	fails   int // failed AUTH on this connection (a repeated guess once)
 
@@ -124,7 +124,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if opts != nil {
 		s.size = opts.Size
 	}
-	s.srv.open.touch(s.client, true)
+	s.srv.open.touch(s.slot, true)
 	return nil
 }
 
@@ -136,12 +136,12 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		malformed = opts.Malformed
 	}
 	s.rcpts.add(to, malformed, s.srv.opts.MaxRecipients)
-	s.srv.open.touch(s.client, true)
+	s.srv.open.touch(s.slot, true)
 	return nil
 }
 
 func (s *session) Data(r io.Reader) error {
-	defer s.srv.open.touch(s.client, false)
+	defer s.srv.open.touch(s.slot, false)
 	// The go-smtp read deadline was set for the DATA command line; give the
 	// whole body data_timeout from here.
 	s.conn.Conn().SetReadDeadline(time.Now().Add(s.srv.opts.DataTimeout))
@@ -203,7 +203,7 @@ func (s *session) Data(r io.Reader) error {
 
 func (s *session) Reset() {
 	s.from, s.senderPending, s.utf8, s.size, s.rcpts = "", false, false, 0, rcpts{}
-	s.srv.open.idle(s.client)
+	s.srv.open.idle(s.slot)
 }
 
 func (s *session) Logout() error { return nil }
@@ -211,10 +211,7 @@ func (s *session) Logout() error { return nil }
 // closeRead ends the reading side of a connection, so that what is being
 // written still goes out but the next command read ends the session.
 func closeRead(c net.Conn) {
-	if t, ok := c.(*tls.Conn); ok {
-		c = t.NetConn()
-	}
-	if sc, ok := c.(*slotConn); ok {
+	if sc := slotOf(c); sc != nil {
 		sc.readClosed.Store(true)
 		return
 	}
