@@ -129,3 +129,18 @@ func TestTroubleshootingSenders(t *testing.T) {
 			failed + "SMTPDataError: (550, b'5.7.1 From address inactive@example.net refused: its Mailjet sender has status Inactive, not Active. Validate it in Mailjet > Account settings > Senders & Domains (activation email or DNS), or send as a verified address.')", false},
 	})
 }
+
+// TestTroubleshootingNoSlot: what Odoo shows when every connection slot is
+// in the middle of a transaction.
+func TestTroubleshootingNoSlot(t *testing.T) {
+	e := newEnv(t, mjtest.StartTLS, func(c *config.Config) { c.SMTP.MaxConnections = 1 })
+	c := e.client()
+	defer c.Close()
+	if err := c.Mail("bounce@example.com", nil); err != nil { // busy: not evicted
+		t.Fatal(err)
+	}
+	runOdooCases(t, e, []odooCase{
+		{"Test Connection", testConn(plainAddr, "starttls", odooUser, odooPass, "notifications@example.com"),
+			"Server replied with following exception:\n (421, b'4.7.0 relay.test Too many connections, try again later')", false},
+	})
+}
