@@ -1,11 +1,13 @@
 package relay_test
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
+	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
@@ -18,9 +20,21 @@ import (
 func TestFirstStartWithAPIDownHolds(t *testing.T) {
 	api := account(t)
 	api.SetDown(true)
-	e := newEnv(t, mjtest.StartTLS, withAPI(api, "enforce"))
+	e := newEnv(t, mjtest.StartTLS, func(c *config.Config) {
+		withAPI(api, "enforce")(c)
+		c.HTTP.Listen = "127.0.0.1:0"
+	})
 	if e.r.Account.State().Known() {
 		t.Fatal("the account state is known with the API down")
+	}
+	// Ready: it takes mail (a load balancer must keep sending it here).
+	resp, err := http.Get("http://" + e.r.HTTPAddr().String() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("/readyz with the account state unknown: %s", resp.Status)
 	}
 
 	res := replay(t, "test-connection", "127.0.0.1", port(e.plainAddr()), "starttls", odooUser, odooPass, "notifications@example.com")
@@ -66,7 +80,7 @@ func TestFirstStartWithAPIDownHolds(t *testing.T) {
 	// The same text the SMTP reply carries now that the state is known.
 	c = e.client()
 	defer c.Quit()
-	_, err := send(c, "bounce@example.net", []string{"c@example.org"}, stranger)
+	_, err = send(c, "bounce@example.net", []string{"c@example.org"}, stranger)
 	if err == nil || !strings.Contains(err.Error(), f.Reason) {
 		t.Fatalf("refusal now: %v; the held one failed with %q", err, f.Reason)
 	}
