@@ -164,6 +164,7 @@ func TestProxyProtocolRefused(t *testing.T) {
 	plain2, implicit2 := proxyServer(t, "192.0.2.1/32", traffic, other)
 	for _, addr := range []string{plain2, implicit2} {
 		pc := viaProxy(t, addr, 1, "192.0.2.10:40000")
+		pc.SetReadDeadline(time.Now().Add(10 * time.Second))
 		r := bufio.NewReader(pc)
 		if addr == plain2 {
 			if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "220 ") {
