@@ -15,9 +15,8 @@ import (
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
-// odooShows is what Odoo's Test Connection shows for the server at addr
-// (../testdata/odoo_shows.py).
-func odooShows(t *testing.T, addr, encryption, user, pass string) string {
+// python3 finds the interpreter; CI installs it, so there it is required.
+func python3(t *testing.T) string {
 	t.Helper()
 	py, err := exec.LookPath("python3")
 	if err != nil {
@@ -26,15 +25,29 @@ func odooShows(t *testing.T, addr, encryption, user, pass string) string {
 		}
 		t.Skip("python3 not installed")
 	}
+	return py
+}
+
+// odooScript runs one of ../testdata's Odoo replays against the server at
+// addr and decodes the JSON it prints into res.
+func odooScript(t *testing.T, res any, script, mode, addr string, args ...string) {
+	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
-	out, err := exec.Command(py, "../testdata/odoo_shows.py", "test", host, port, encryption, user, pass, "notifications@example.com").Output()
+	out, err := exec.Command(python3(t), append([]string{"../testdata/" + script, mode, host, port}, args...)...).Output()
 	if err != nil {
-		t.Fatalf("odoo_shows.py: %v", err)
+		t.Fatalf("%s: %v", script, err)
 	}
-	var res struct{ Shown string }
-	if err := json.Unmarshal(out, &res); err != nil {
+	if err := json.Unmarshal(out, res); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// odooShows is what Odoo's Test Connection shows for the server at addr
+// (../testdata/odoo_shows.py).
+func odooShows(t *testing.T, addr, encryption, user, pass string) string {
+	t.Helper()
+	var res struct{ Shown string }
+	odooScript(t, &res, "odoo_shows.py", "test", addr, encryption, user, pass, "notifications@example.com")
 	return res.Shown
 }
 
@@ -63,4 +76,3 @@ func TestOdooShowsMissingProxyHeader(t *testing.T) {
 		t.Fatalf("Odoo shows %q\nwant %q", got, want)
 	}
 }
-

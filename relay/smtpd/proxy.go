@@ -54,7 +54,7 @@ func (s *Server) proxyWrap(plain bool) func(*slotConn) net.Conn {
 		ip := addrIP(sc.RemoteAddr())
 		for _, p := range s.opts.ProxyFrom {
 			if p.Contains(ip) {
-				pc := &proxied{slotConn: sc, srv: s, br: bufio.NewReader(sc)}
+				pc := &proxied{deadlineConn: deadlineConn{Conn: sc}, slot: sc, srv: s, br: bufio.NewReader(sc)}
 				if plain {
 					pc.greet = []byte(fmt.Sprintf("421 4.7.0 %s Expected a PROXY protocol header from %s (smtp.proxy_protocol_from): "+
 						"set send-proxy in the load balancer, or remove the address from smtp.proxy_protocol_from\r\n", s.opts.Hostname, ip))
@@ -76,33 +76,22 @@ func addrIP(a net.Addr) netip.Addr {
 // proxied is a connection from a load balancer: its PROXY header is read
 // on the first Read, Write or RemoteAddr.
 type proxied struct {
-	*slotConn
-	srv   *Server
-	greet []byte // written when the header is missing (plain listener)
+	deadlineConn // over slot
+	slot         *slotConn
+	srv          *Server
+	greet        []byte // written when the header is missing (plain listener)
 
 	once   sync.Once
 	br     *bufio.Reader // until what it buffered is read
 	header *proxyproto.Header
 	err    error
-
-	mu       sync.Mutex
-	deadline time.Time // the read deadline set by the user of the conn
 }
-
-func (c *proxied) NetConn() net.Conn { return c.slotConn }
 
 func (c *proxied) readHeader() error {
 	c.once.Do(func() {
-		c.mu.Lock()
-		user := c.deadline
-		c.mu.Unlock()
-		d := time.Now().Add(cmp.Or(c.srv.opts.ProxyHeaderTimeout, defaultProxyHeaderTimeout))
-		if !user.IsZero() && user.Before(d) {
-			d = user
-		}
-		c.slotConn.SetReadDeadline(d)
+		restore, _ := c.within(cmp.Or(c.srv.opts.ProxyHeaderTimeout, defaultProxyHeaderTimeout))
 		c.header, c.err = proxyproto.Read(c.br)
-		c.slotConn.SetReadDeadline(user)
+		restore()
 		if c.err == nil && c.header.Command.IsProxy() {
 			if _, ok := c.header.SourceAddr.(*net.TCPAddr); !ok {
 				c.err = fmt.Errorf("source %v is not a TCP address", c.header.SourceAddr)
@@ -110,12 +99,12 @@ func (c *proxied) readHeader() error {
 		}
 		if c.err != nil {
 			c.srv.warn("proxy header missing", "connection refused: no valid PROXY protocol header from a load balancer in smtp.proxy_protocol_from",
-				"proxy", c.slotConn.RemoteAddr().String(), "err", c.err.Error())
+				"proxy", c.slot.RemoteAddr().String(), "err", c.err.Error())
 			if c.greet != nil {
-				c.slotConn.SetWriteDeadline(time.Now().Add(time.Second))
-				c.slotConn.Write(c.greet)
+				c.slot.SetWriteDeadline(time.Now().Add(time.Second))
+				c.slot.Write(c.greet)
 			}
-			c.slotConn.Close()
+			c.slot.Close()
 			c.err = errProxyRefused
 		}
 	})
@@ -127,19 +116,19 @@ func (c *proxied) Read(b []byte) (int, error) {
 		return 0, err
 	}
 	if c.br != nil {
-		if c.br.Buffered() > 0 && !c.readClosed.Load() {
+		if c.br.Buffered() > 0 && !c.slot.readClosed.Load() {
 			return c.br.Read(b)
 		}
 		c.br = nil
 	}
-	return c.slotConn.Read(b)
+	return c.slot.Read(b)
 }
 
 func (c *proxied) Write(b []byte) (int, error) {
 	if err := c.readHeader(); err != nil {
 		return 0, err
 	}
-	return c.slotConn.Write(b)
+	return c.slot.Write(b)
 }
 
 // RemoteAddr is the client's address from the header; the load balancer's
@@ -148,21 +137,7 @@ func (c *proxied) RemoteAddr() net.Addr {
 	if c.readHeader() == nil && c.header.Command.IsProxy() {
 		return c.header.SourceAddr
 	}
-	return c.slotConn.RemoteAddr()
-}
-
-func (c *proxied) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.deadline = t
-	c.mu.Unlock()
-	return c.slotConn.SetReadDeadline(t)
-}
-
-func (c *proxied) SetDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.deadline = t
-	c.mu.Unlock()
-	return c.slotConn.SetDeadline(t)
+	return c.slot.RemoteAddr()
 }
 
 // unproxied is a connection from any other address: its first bytes are

@@ -29,30 +29,18 @@ var errPlainOnTLS = fmt.Errorf("plain SMTP client on the implicit TLS port: %w",
 
 // tlsHinted is a connection to the implicit TLS port, below TLS.
 type tlsHinted struct {
-	net.Conn
+	deadlineConn
 	srv     *Server
 	checked bool
-
-	mu       sync.Mutex
-	deadline time.Time // the read deadline set by the user of the conn
 }
-
-func (c *tlsHinted) NetConn() net.Conn { return c.Conn }
 
 func (c *tlsHinted) Read(b []byte) (int, error) {
 	if c.checked || len(b) == 0 {
 		return c.Conn.Read(b)
 	}
-	c.mu.Lock()
-	user := c.deadline
-	c.mu.Unlock()
-	d := time.Now().Add(tlsHintDelay)
-	if !user.IsZero() && user.Before(d) {
-		d = user
-	}
-	c.Conn.SetReadDeadline(d)
+	restore, user := c.within(tlsHintDelay)
 	n, err := c.Conn.Read(b)
-	c.Conn.SetReadDeadline(user)
+	restore()
 	var ne net.Error
 	switch {
 	case n > 0 && b[0] == tlsRecordHandshake:
@@ -69,18 +57,43 @@ func (c *tlsHinted) Read(b []byte) (int, error) {
 	return n, err
 }
 
-func (c *tlsHinted) SetReadDeadline(t time.Time) error {
+// deadlineConn remembers the read deadline its user sets, so that a
+// wrapper can read with a shorter one of its own (within) and then restore
+// the user's.
+type deadlineConn struct {
+	net.Conn
+	mu       sync.Mutex
+	deadline time.Time
+}
+
+func (c *deadlineConn) NetConn() net.Conn { return c.Conn }
+
+func (c *deadlineConn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	c.deadline = t
 	c.mu.Unlock()
 	return c.Conn.SetReadDeadline(t)
 }
 
-func (c *tlsHinted) SetDeadline(t time.Time) error {
+func (c *deadlineConn) SetDeadline(t time.Time) error {
 	c.mu.Lock()
 	c.deadline = t
 	c.mu.Unlock()
 	return c.Conn.SetDeadline(t)
+}
+
+// within sets a read deadline wait from now, or the user's if sooner; it
+// returns what restores the user's, and the user's.
+func (c *deadlineConn) within(wait time.Duration) (restore func(), user time.Time) {
+	c.mu.Lock()
+	user = c.deadline
+	c.mu.Unlock()
+	d := time.Now().Add(wait)
+	if !user.IsZero() && user.Before(d) {
+		d = user
+	}
+	c.Conn.SetReadDeadline(d)
+	return func() { c.Conn.SetReadDeadline(user) }, user
 }
 
 // tlsHint is the greeting a plain SMTP client gets on the implicit TLS
@@ -105,6 +118,6 @@ func (s *Server) wrapTLSPort() func(*slotConn) net.Conn {
 		if proxy != nil {
 			c = proxy(sc)
 		}
-		return &tlsHinted{Conn: c, srv: s}
+		return &tlsHinted{deadlineConn: deadlineConn{Conn: c}, srv: s}
 	}
 }
