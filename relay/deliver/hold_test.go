@@ -3,6 +3,7 @@ package deliver
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -161,5 +162,37 @@ func TestDeleteHeld(t *testing.T) {
 	}
 	if d := s.Depths()["transactional"]; d.Held != 0 || sp.Stats().Messages != 0 {
 		t.Fatalf("after Delete: depth %+v, %d queued", d, sp.Stats().Messages)
+	}
+}
+
+// TestHeldTooLongFails: a message held longer than queue.max_lifetime
+// (the account state never became known) fails, as one retried that long
+// does; a younger one stays held.
+func TestHeldTooLongFails(t *testing.T) {
+	sp, err := spool.Open(t.TempDir(), spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	mem := &trafficlog.Memory{}
+	s := New(sp, Options{Lanes: []lanes.Lane{{Class: lanes.Transactional, Targets: []mailjet.Target{mailjet.Sandbox{}}}},
+		RetryMin: time.Minute, RetryMax: time.Hour, MaxLifetime: time.Hour, Traffic: mem, Gate: &gate{}, HoldRecheck: 10 * time.Millisecond})
+	sp.Subscribe(s.Enqueue)
+	old := &queue.Envelope{ID: sp.NewID(), Received: time.Now().Add(-2 * time.Hour), From: "bounce@example.com", To: []string{"c@x.org"}, Hold: "why"}
+	if err := sp.Put(context.Background(), old, []byte("Subject: x\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	young := putHeld(t, sp, "bounce@example.com")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitUntil(t, "the old held message failed", func() bool { return len(mem.Events(trafficlog.Failed)) == 1 })
+	f := mem.Events(trafficlog.Failed)[0]
+	if f.ID != old.ID || !strings.Contains(f.Reason, "gave up after 1h0m0s held (queue.max_lifetime): why") {
+		t.Fatalf("failed event %+v", f)
+	}
+	if _, err := sp.Get(young); err != nil || s.Depths()["transactional"].Held != 1 {
+		t.Fatalf("the young one: %v, depth %+v", err, s.Depths())
 	}
 }
