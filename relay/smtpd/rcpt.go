@@ -20,11 +20,14 @@ const namedBad = 3
 
 // rcpts are a transaction's recipients.
 type rcpts struct {
-	ok   []string
-	seen map[string]bool // lower-cased, ok and bad
-	bad  []badRcpt       // the first namedBad
-	nbad int
-	over int // past smtp.max_recipients
+	ok []string
+	// first and seen are the recipients taken, lower-cased (ok and bad):
+	// a map only from the second on (Odoo sends one per transaction).
+	first string
+	seen  map[string]bool
+	bad   []badRcpt // the first namedBad
+	nbad  int
+	over  int // past smtp.max_recipients
 }
 
 // badRcpt is a recipient refused for its syntax, and why.
@@ -37,11 +40,8 @@ func (r *rcpts) add(to string, malformed error, limit int) {
 		to = strings.TrimSuffix(strings.TrimPrefix(to, "<"), ">")
 	}
 	key := strings.ToLower(to)
-	if r.seen[key] {
+	if key == r.first || r.seen[key] {
 		return
-	}
-	if r.seen == nil {
-		r.seen = map[string]bool{}
 	}
 	var why string
 	if malformed != nil {
@@ -61,7 +61,14 @@ func (r *rcpts) add(to string, malformed error, limit int) {
 	default:
 		r.ok = append(r.ok, to)
 	}
-	r.seen[key] = true
+	switch {
+	case r.first == "":
+		r.first = key
+	case r.seen == nil:
+		r.seen = map[string]bool{key: true}
+	default:
+		r.seen[key] = true
+	}
 }
 
 // all are the recipients to record with a refusal: the accepted ones and
