@@ -3,6 +3,7 @@ package deliver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -87,7 +88,8 @@ func (s *Scheduler) releaseHeld(ctx context.Context) {
 // message it lets go joins its lane, one it refuses fails for good with
 // the refusal's reply. The round stops at the first message whose check
 // still cannot run: what it waits for (the account state) is the same for
-// the others.
+// the others, which are younger; one held longer than queue.max_lifetime
+// fails, as a message retried that long does.
 func (s *Scheduler) releaseRound(ctx context.Context) {
 	s.mu.Lock()
 	round := slices.Clone(s.held)
@@ -115,7 +117,20 @@ func (s *Scheduler) releaseRound(ctx context.Context) {
 				released++
 			}
 		case errors.As(err, &refusal):
-			if s.refuse(ctx, it, refusal.Reply()) {
+			done, kept := s.refuse(ctx, it, h.lane, refusal.Reply())
+			if kept {
+				return // Final cannot keep failures now: the next round tries again
+			}
+			if done {
+				failed++
+			}
+		case time.Since(it.Envelope.Received) > s.opts.MaxLifetime:
+			reason := fmt.Sprintf("gave up after %s held (queue.max_lifetime): %s", s.opts.MaxLifetime, it.Envelope.Hold)
+			done, kept := s.expire(ctx, it, h.lane, reason)
+			if kept {
+				return
+			}
+			if done {
 				failed++
 			}
 		default:
@@ -146,16 +161,47 @@ func (s *Scheduler) release(ctx context.Context, it queue.Item, l *lane) bool {
 }
 
 // refuse fails a held message for good with the reply its check gave.
-func (s *Scheduler) refuse(ctx context.Context, it queue.Item, reply mailjet.Reply) bool {
-	if !s.unhold(it.Envelope.ID) {
-		return false
+func (s *Scheduler) refuse(ctx context.Context, it queue.Item, l *lane, reply mailjet.Reply) (failed, kept bool) {
+	return s.failHeld(ctx, it, l, trafficlog.Try{To: it.Envelope.To, Reply: reply, Reason: reply.Text})
+}
+
+// expire fails a message held too long.
+func (s *Scheduler) expire(ctx context.Context, it queue.Item, l *lane, reason string) (failed, kept bool) {
+	return s.failHeld(ctx, it, l, trafficlog.Try{To: it.Envelope.To, Reason: reason})
+}
+
+// failHeld fails a held message for good, as attempt does a message: the
+// failure is handed to Options.Final (the Odoo feedback) before it is
+// recorded and the message leaves the queue. kept: Final could not keep
+// it, and the message stays held until the next round.
+func (s *Scheduler) failHeld(ctx context.Context, it queue.Item, l *lane, f trafficlog.Try) (failed, kept bool) {
+	id := it.Envelope.ID
+	if !s.unhold(id) {
+		return false, false // deleted meanwhile
 	}
-	if err := s.q.Done(ctx, it.Envelope.ID); err != nil {
-		if !errors.Is(err, queue.ErrNotFound) {
-			s.log.Error("cannot complete a refused held message", "id", it.Envelope.ID, "err", err)
+	ev := trafficlog.NewFailed(it.Envelope, f)
+	if s.opts.Final != nil {
+		body, err := s.q.Body(id)
+		if err == nil {
+			err = s.reportFinal(ctx, ev, body)
 		}
-		return false
+		if errors.Is(err, queue.ErrNotFound) {
+			return false, false
+		}
+		if err != nil {
+			s.mu.Lock()
+			s.held = append([]heldMsg{{id: id, lane: l}}, s.held...)
+			l.held++
+			s.mu.Unlock()
+			return false, true
+		}
 	}
-	s.opts.Traffic.Record(trafficlog.NewFailed(it.Envelope, trafficlog.Try{To: it.Envelope.To, Reply: reply, Reason: reply.Text}))
-	return true
+	if err := s.q.Done(ctx, id); err != nil {
+		if !errors.Is(err, queue.ErrNotFound) {
+			s.log.Error("cannot complete a held message", "id", id, "err", err)
+		}
+		return false, false
+	}
+	s.opts.Traffic.Record(ev)
+	return true, false
 }

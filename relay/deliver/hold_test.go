@@ -196,3 +196,57 @@ func TestHeldTooLongFails(t *testing.T) {
 		t.Fatalf("the young one: %v, depth %+v", err, s.Depths())
 	}
 }
+
+// TestHeldRefusalReportedToFinal: a held message refused once its check
+// runs is handed to Options.Final (the Odoo feedback) with its bytes before
+// it leaves the queue; while Final cannot keep it, it stays held.
+func TestHeldRefusalReportedToFinal(t *testing.T) {
+	sp, err := spool.Open(t.TempDir(), spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	bad := mailjet.Reply{Code: 550, Enhanced: "5.7.1", Text: "From address refused"}
+	var mu sync.Mutex
+	var reported []trafficlog.Event
+	broken := true
+	mem := &trafficlog.Memory{}
+	s := New(sp, Options{Lanes: []lanes.Lane{{Class: lanes.Transactional, Targets: []mailjet.Target{mailjet.Sandbox{}}}},
+		RetryMin: time.Minute, RetryMax: time.Hour, MaxLifetime: time.Hour, Traffic: mem, HoldRecheck: 10 * time.Millisecond,
+		Gate: &gate{open: true, refuse: map[string]mailjet.Reply{"bounce@example.com": bad}},
+		Final: func(_ context.Context, ev trafficlog.Event, body []byte) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if broken {
+				return errors.New("outbox unavailable")
+			}
+			if !strings.HasPrefix(string(body), "Subject: x") {
+				t.Errorf("Final got body %q", body)
+			}
+			reported = append(reported, ev)
+			return nil
+		}})
+	sp.Subscribe(s.Enqueue)
+	id := putHeld(t, sp, "bounce@example.com")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	g := s.opts.Gate.(*gate)
+	waitUntil(t, "a few rounds with the outbox broken", func() bool { return g.calls() >= 3 })
+	if _, err := sp.Get(id); err != nil || s.Depths()["transactional"].Held != 1 || len(mem.Events(trafficlog.Failed)) != 0 {
+		t.Fatalf("with Final failing: %v, depth %+v, %d failed events", err, s.Depths(), len(mem.Events(trafficlog.Failed)))
+	}
+	mu.Lock()
+	broken = false
+	mu.Unlock()
+	waitUntil(t, "the refusal reported and recorded", func() bool { return len(mem.Events(trafficlog.Failed)) == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reported) != 1 || reported[0].ID != id || reported[0].Reply != bad || reported[0].Reason != bad.Text {
+		t.Fatalf("reported %+v", reported)
+	}
+	if _, err := sp.Get(id); !errors.Is(err, queue.ErrNotFound) {
+		t.Fatalf("still queued: %v", err)
+	}
+}

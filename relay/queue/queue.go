@@ -37,6 +37,10 @@ type Envelope struct {
 	Class     string `json:"class,omitempty"`
 	ClassRule string `json:"class_rule,omitempty"`
 	Campaign  string `json:"campaign,omitempty"`
+	// Unsubscribe is the one-click unsubscribe URL of an Odoo mass
+	// mailing (List-Unsubscribe with List-Unsubscribe-Post: RFC 8058),
+	// kept so that Mailjet's unsub event can be reported to Odoo.
+	Unsubscribe string `json:"unsubscribe,omitempty"`
 	// Hold, when set, is why the message may not be delivered yet: it was
 	// accepted while a check could not run (the sender check, with the
 	// Mailjet account state unknown), and that check runs before its first
