@@ -4,36 +4,23 @@ import (
 	"encoding/json"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mjrelay/mjrelay/relay/authlimit"
+	"github.com/mjrelay/mjrelay/relay/odoo/odootest"
 	"github.com/mjrelay/mjrelay/relay/smtpd"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
-
-// python3 finds the interpreter; CI installs it, so there it is required.
-func python3(t *testing.T) string {
-	t.Helper()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("python3 is required in CI")
-		}
-		t.Skip("python3 not installed")
-	}
-	return py
-}
 
 // odooScript runs one of ../testdata's Odoo replays against the server at
 // addr and decodes the JSON it prints into res.
 func odooScript(t *testing.T, res any, script, mode, addr string, args ...string) {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
-	out, err := exec.Command(python3(t), append([]string{"../testdata/" + script, mode, host, port}, args...)...).Output()
+	out, err := exec.Command(odootest.Python3(t), append([]string{"../testdata/" + script, mode, host, port}, args...)...).Output()
 	if err != nil {
 		t.Fatalf("%s: %v", script, err)
 	}
