@@ -55,6 +55,7 @@ func (w *writer) apply(en *entry) error {
 			m.rcpt(t, store.StateQueued)
 		}
 		if en.body != nil {
+			m.attachments = en.attachments
 			if _, err := w.st["putBody"].ExecContext(w.ctx, m.key, nullInt(m.finalAt), len(e.Raw), en.body); err != nil {
 				return err
 			}
@@ -65,6 +66,9 @@ func (w *writer) apply(en *entry) error {
 		}
 		m.attempts = max(m.attempts, e.Attempt)
 		m.transport, m.upstream, m.reply = e.Transport, e.Upstream, e.Reply.String()
+		if err := w.noteUpstream(m, e.UpstreamID); err != nil {
+			return err
+		}
 		for _, rr := range e.Rcpts {
 			r := m.rcpt(rr.Rcpt, store.StateQueued)
 			if rr.MessageID != 0 && rr.MessageID != r.mjID {
@@ -87,22 +91,33 @@ func (w *writer) apply(en *entry) error {
 		}
 		m.attempts = max(m.attempts, e.Attempt)
 		m.reply = e.Reply.String()
+		if err := w.noteUpstream(m, e.UpstreamID); err != nil {
+			return err
+		}
 		reason := ""
 		switch e.Event {
 		case trafficlog.Failed:
 			m.reason = e.Reason
 			reason = failReason(e.Reply, e.Reason)
-		case trafficlog.Delivered, trafficlog.Sandboxed:
+			m.why = reason
+		case trafficlog.Deferred:
+			reason = replyCode(e.Reply)
+			m.why = reason
+		case trafficlog.Delivered:
+			// Sandboxed mail never reached Mailjet: no latency to its
+			// acceptance.
 			if m.latencyMS == 0 && e.DurationMS > 0 {
 				m.latencyMS = e.DurationMS
 			}
 		}
 		w.stat(e.Time, string(e.Event), m.class, reason, latencyOf(e))
+		w.rcptStat(e, m)
 	case trafficlog.Deleted:
 		if err := w.setRcpts(m, e.To, store.StateDeleted, "", true); err != nil {
 			return err
 		}
 		m.reason = e.Reason
+		m.why = clip(e.Reason, 60)
 		w.stat(e.Time, string(e.Event), m.class, "", 0)
 	default:
 		return fmt.Errorf("unknown event %q", e.Event)
@@ -113,11 +128,39 @@ func (w *writer) apply(en *entry) error {
 	return w.settle(m, ms)
 }
 
+// latencyOf is the time from receipt to Mailjet's acceptance.
 func latencyOf(e *trafficlog.Event) float64 {
-	if e.Event == trafficlog.Delivered || e.Event == trafficlog.Sandboxed {
+	if e.Event == trafficlog.Delivered {
 		return e.DurationMS
 	}
 	return 0
+}
+
+// rcptKinds are the funnel's counters of recipients, by outcome.
+var rcptKinds = map[trafficlog.Kind]string{trafficlog.Received: "rcpt_received", trafficlog.Delivered: "rcpt_accepted",
+	trafficlog.Failed: "rcpt_failed", trafficlog.Sandboxed: "rcpt_sandboxed"}
+
+// rcptStat counts an event's recipients for the funnel.
+func (w *writer) rcptStat(e *trafficlog.Event, m *row) {
+	kind, ok := rcptKinds[e.Event]
+	if !ok {
+		return
+	}
+	n := len(e.To)
+	if n == 0 {
+		n = len(m.rcpts)
+	}
+	w.statN(e.Time, kind, m.class, "", 0, max(n, 1))
+}
+
+// noteUpstream keeps an id the upstream gave the message, and indexes it
+// for search.
+func (w *writer) noteUpstream(m *row, id string) error {
+	if !m.addUpstreamID(id) {
+		return nil
+	}
+	_, err := w.st["insertAddr"].ExecContext(w.ctx, upstreamKey(id), m.key)
+	return err
 }
 
 // applyRefused stores a refusal as a message of its own.
@@ -131,7 +174,7 @@ func (w *writer) applyRefused(e *trafficlog.Event) error {
 	if err != nil {
 		return err
 	}
-	w.statN(e.Time, "refused", "", clip(e.Stage+": "+e.Reason, 60), 0, max(e.Count, 1))
+	w.statN(e.Time, "refused", "", m.why, 0, max(e.Count, 1))
 	return w.event(m.key, e.Time, string(e.Event), eventData(e, m.rcptTo))
 }
 
@@ -144,6 +187,9 @@ func (w *writer) create(e *trafficlog.Event, state store.State) (*row, error) {
 		headerFrom: e.HeaderFrom, subject: e.Subject, messageID: e.MessageID, size: e.Size,
 		user: e.User, client: e.Client, helo: e.Helo, tls: e.TLS, verdict: e.Verdict, reason: e.Reason,
 		stage: e.Stage, reply: e.Reply.String(), rcptsLoaded: true}
+	if state == store.StateRefused {
+		m.why = clip(e.Stage+": "+e.Reason, 60)
+	}
 	if m.id == "" {
 		m.id = fmt.Sprintf("r%016x", m.key)
 	}
@@ -160,6 +206,9 @@ func (w *writer) create(e *trafficlog.Event, state store.State) (*row, error) {
 		m.pending = true
 		w.dirty[m.key] = m
 		w.stat(e.Time, "received", m.class, "", 0)
+		ev := *e
+		ev.Event = trafficlog.Received
+		w.rcptStat(&ev, m)
 		return m, nil
 	}
 	if err := w.insertRow(m); err != nil {
@@ -326,6 +375,9 @@ func (w *writer) settle(m *row, ms int64) error {
 	if m.rcptsLoaded {
 		m.state = messageState(m.rcpts, m.state)
 	}
+	if !store.Problem(m.state) {
+		m.why = ""
+	}
 	m.updatedAt = ms
 	if !store.Pending(m.state) && m.finalAt == 0 {
 		m.finalAt = ms
@@ -427,6 +479,14 @@ func (d *storedEvent) event(kind trafficlog.Kind, t time.Time, allTo []string) t
 	return e
 }
 
+// mailjetWhy is a Mailjet event's reason label (store.Summary.Why).
+func mailjetWhy(ev *webhook.Event) string {
+	if r := ev.Reason(); r != "" {
+		return r
+	}
+	return ev.Event
+}
+
 // applyMailjet joins a Mailjet event to its message (by CustomID, then
 // MessageID, then Message_GUID) and records it.
 func (w *writer) applyMailjet(ev *webhook.Event) error {
@@ -503,6 +563,9 @@ func (w *writer) applyMailjet(ev *webhook.Event) error {
 			if rep := ev.Reply(); rep != "" {
 				r.reply = rep
 			}
+			if store.Problem(next) {
+				m.why, m.reply = mailjetWhy(ev), ev.Reply()
+			}
 		}
 	}
 	if ev.MessageID != 0 {
@@ -517,6 +580,10 @@ func (w *writer) applyMailjet(ev *webhook.Event) error {
 	if err := w.event(m.key, ev.Time, "mj_"+ev.Event, data); err != nil {
 		return err
 	}
-	w.stat(ev.Time, "mj_"+ev.Event, m.class, ev.Reason(), 0)
+	reason := ev.Reason()
+	if store.Problem(mailjetState(ev.Event)) {
+		reason = mailjetWhy(ev) // the label Filter.Reason finds them by
+	}
+	w.stat(ev.Time, "mj_"+ev.Event, m.class, reason, 0)
 	return w.settle(m, ev.Time.UnixMilli())
 }

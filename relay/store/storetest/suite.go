@@ -4,7 +4,8 @@
 // the conformance suite every store.Store backend must pass (Run).
 //
 // The suite checks behaviour (states, Mailjet's events joined, filters,
-// search, paging, detail, raw bodies, statistics, pruning, errors),
+// search, paging, detail, raw bodies, statistics, pruning, errors, reason
+// labels, upstream ids, attachment counts, the delivery funnel),
 // crash-replay (what a Flush returned for survives a restart and a crash)
 // and concurrency (recording while others record, query and receive
 // Mailjet's events). It knows nothing of files or servers: a backend's
@@ -46,7 +47,8 @@ func Run(t *testing.T, h Harness) {
 		testStates, testRefusedGetsAnID, testAggregatedRefusal, testMailjetJoin, testReceivedAfterAttempt,
 		testListFilters, testPaging, testDetail, testNotFound, testRawBodies, testRetention, testStats,
 		testStatsBuckets, testHealth, testClosed, testFlushedSurvives, testConcurrentRecordAndQuery,
-		testConcurrentMailjetEvents,
+		testConcurrentMailjetEvents, testReasons, testUpstreamIDs, testAttachments, testFunnel, testSandboxNotMailjet,
+		testDeferredStep,
 	)
 }
 
