@@ -49,6 +49,9 @@ type Options struct {
 	// are the sender policy the senders page reports against.
 	SenderCheck             string
 	RequireDKIM, RequireSPF bool
+	// Poll is how often the dashboard and the traffic list ask for
+	// changes (default 5 s).
+	Poll time.Duration
 }
 
 // User is a login: a name and the bcrypt hash of its password.
@@ -112,6 +115,9 @@ func New(o Options, d Deps) (*Server, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if o.Poll <= 0 {
+		o.Poll = 5 * time.Second
+	}
 	if d.Resolver == nil {
 		d.Resolver = dnscheck.NewResolver("")
 	}
@@ -159,16 +165,21 @@ func (s *Server) routes() http.Handler {
 	app.HandleFunc("GET /{$}", s.dashboard)
 	app.HandleFunc("GET /messages", s.messagesPage)
 	app.HandleFunc("GET /messages/{id}", s.messagePage)
+	app.HandleFunc("GET /messages/{id}/body", s.messageBody)
 	app.HandleFunc("POST /messages/{id}/retry", s.uiRetry)
 	app.HandleFunc("POST /messages/{id}/delete", s.uiDelete)
 	app.HandleFunc("GET /queue", s.queuePage)
 	app.HandleFunc("POST /queue/retry", s.uiRetryAll)
 	app.HandleFunc("GET /senders", s.sendersPage)
 	app.HandleFunc("POST /senders/check", s.uiSendersCheck)
+	app.HandleFunc("GET /funnel", s.funnelPage)
 	// API
 	app.HandleFunc("GET /api/messages", s.apiList)
 	app.HandleFunc("GET /api/messages/{id}", s.apiGet)
 	app.HandleFunc("GET /api/messages/{id}/raw", s.apiRaw)
+	app.HandleFunc("GET /api/messages/{id}/parts/{part}", s.apiPart)
+	app.HandleFunc("GET /api/messages/{id}/attachments/{part}", s.apiAttachment)
+	app.HandleFunc("GET /api/funnel", s.apiFunnel)
 	app.HandleFunc("POST /api/messages/{id}/retry", s.apiRetry)
 	app.HandleFunc("DELETE /api/messages/{id}", s.apiDelete)
 	app.HandleFunc("GET /api/queue", s.apiQueue)
