@@ -136,7 +136,11 @@ func (s *Server) servePart(w http.ResponseWriter, r *http.Request, attachmentsOn
 	}
 	h := w.Header()
 	h.Set("Content-Type", ct)
-	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": downloadName(p)}))
+	disp := mime.FormatMediaType("attachment", map[string]string{"filename": downloadName(p)})
+	if disp == "" {
+		disp = "attachment" // never shown in the page's origin, whatever the name
+	}
+	h.Set("Content-Disposition", disp)
 	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
 	h.Set("Content-Length", fmt.Sprint(len(b)))
 	w.Write(b)

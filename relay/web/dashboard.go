@@ -110,16 +110,29 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusInternalServerError, "The traffic store could not be read; see the relay's log.")
 		return
 	}
-	now := s.d.Now()
-	week, err := s.d.Store.Funnel(r.Context(), now.Add(-6*24*time.Hour), now, time.UTC)
-	if err != nil {
-		s.log.Error("dashboard funnel failed", "err", err)
-		week = nil
-	}
+	week := s.weekFunnel(r)
 	snd := s.senders.report(false)
 	q := url.Values{"window": {window}}
 	s.render(w, r, http.StatusOK, "dashboard", "Dashboard", dashboardData{Window: window, Windows: names, Sandbox: s.o.Sandbox,
 		LiveURL: liveURL("/", q), Every: s.pollSeconds(), Stats: rep, Cards: dashboardCards(rep, snd, window, s.o.Sandbox, week),
 		Charts: dashboardCharts(rep, s.o.Sandbox), Failures: failureBars(rep.Failures, 10, window),
 		Deferrals: failureBars(rep.Deferrals, 5, window), Senders: snd})
+}
+
+// weekFunnel is the last 7 days' funnel for the dashboard's bounce rate,
+// read at most once a minute (the dashboard polls every few seconds).
+func (s *Server) weekFunnel(r *http.Request) *store.Funnel {
+	s.week.mu.Lock()
+	defer s.week.mu.Unlock()
+	now := s.d.Now()
+	if s.week.f != nil && now.Sub(s.week.at) < time.Minute && !now.Before(s.week.at) {
+		return s.week.f
+	}
+	f, err := s.d.Store.Funnel(r.Context(), now.Add(-6*24*time.Hour), now, time.UTC)
+	if err != nil {
+		s.log.Error("dashboard funnel failed", "err", err)
+		return nil
+	}
+	s.week.f, s.week.at = f, now
+	return f
 }

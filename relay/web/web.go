@@ -5,6 +5,15 @@
 // Options of plain values; the wiring (relay) builds them from the
 // configuration.
 //
+// The pages' only script is /static/app.js (the CSP allows no other): it
+// writes times in the browser's zone and polls the dashboard and the
+// traffic list for changes (?fragment=live, with an ETag). A message's HTML
+// body is shown in a sandboxed frame (no allow-scripts, no
+// allow-same-origin) from /messages/{id}/body, under a policy of its own
+// (bodyCSP: no script ever, images only from the message itself unless
+// the admin asks for remote ones); its parts and attachments download with
+// Content-Disposition: attachment (relay/store/mimeview reads them).
+//
 // Access: without [[http.users]] everything but the webhook answers only
 // requests from a loopback address with a loopback Host header (config
 // validation requires users whenever http.listen is not loopback; the Host
@@ -27,6 +36,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mjrelay/mjrelay/mailjet/account"
@@ -99,6 +109,12 @@ type Server struct {
 	senders *senders
 	pages   map[string]*template.Template
 	handler http.Handler
+	// week caches the dashboard's 7-day funnel.
+	week struct {
+		mu sync.Mutex
+		f  *store.Funnel
+		at time.Time
+	}
 }
 
 // New builds the server.
