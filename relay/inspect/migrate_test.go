@@ -70,11 +70,11 @@ func TestMigrateFromV1(t *testing.T) {
 		t.Errorf("reasons %v\nwant %v", why, want)
 	}
 	for q, id := range map[string]string{"4XqZ9k1aB2": ids["newsletter"], "7hgt2m0pq9": ids["failed"]} {
-		if got := listIDs(t, s, store.Filter{Q: q}); !slices.Equal(got, []string{id}) {
+		if got := storetest.IDs(t, s, store.Filter{Q: q}); !slices.Equal(got, []string{id}) {
 			t.Errorf("search %s: %v, want %s", q, got, id)
 		}
 	}
-	if got := listIDs(t, s, store.Filter{Reason: "421 4.7.0"}); !slices.Equal(got, []string{ids["retry"]}) {
+	if got := storetest.IDs(t, s, store.Filter{Reason: "421 4.7.0"}); !slices.Equal(got, []string{ids["retry"]}) {
 		t.Errorf("reason filter: %v", got)
 	}
 	st, err := s.Stats(ctx, t0, t0.Add(time.Hour), time.Hour)
@@ -137,19 +137,6 @@ func counts(t *testing.T, path string, tables []string) map[string]int {
 			t.Fatal(err)
 		}
 		out[tb] = n
-	}
-	return out
-}
-
-func listIDs(t *testing.T, s *Store, f store.Filter) []string {
-	t.Helper()
-	p, err := s.List(context.Background(), f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, m := range p.Messages {
-		out = append(out, m.ID)
 	}
 	return out
 }

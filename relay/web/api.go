@@ -94,12 +94,7 @@ type bodyDoc struct {
 }
 
 func (s *Server) apiGet(w http.ResponseWriter, r *http.Request) {
-	m, err := s.d.Store.Get(r.Context(), r.PathValue("id"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	c, err := s.loadContent(r.Context(), m)
+	m, c, err := s.messageContent(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return

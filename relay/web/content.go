@@ -38,6 +38,19 @@ type content struct {
 	MIME *mimeview.Message
 }
 
+// messageContent returns a message and its content.
+func (s *Server) messageContent(ctx context.Context, id string) (*store.Message, *content, error) {
+	m, err := s.d.Store.Get(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := s.loadContent(ctx, m)
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, c, nil
+}
+
 // loadContent reads and parses the stored bytes of m.
 func (s *Server) loadContent(ctx context.Context, m *store.Message) (*content, error) {
 	c := &content{}
@@ -102,12 +115,7 @@ var tokenRe = regexp.MustCompile(`^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$
 // the browser in the UI's origin (Content-Disposition: attachment, nosniff,
 // and a sandboxing Content-Security-Policy should it be opened anyway).
 func (s *Server) servePart(w http.ResponseWriter, r *http.Request, attachmentsOnly bool) {
-	m, err := s.d.Store.Get(r.Context(), r.PathValue("id"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	c, err := s.loadContent(r.Context(), m)
+	m, c, err := s.messageContent(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return

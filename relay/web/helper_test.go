@@ -274,15 +274,20 @@ func (e *env) record(t testing.TB, evs ...trafficlog.Event) {
 }
 
 // ids lists the ids of the messages f selects.
-func (e *env) ids(t testing.TB, f store.Filter) []string {
+func (e *env) ids(t testing.TB, f store.Filter) []string { return storetest.IDs(t, e.store, f) }
+
+// checkBody fails t for each of want a body lacks and each of dontWant it
+// has.
+func checkBody(t testing.TB, body string, want, dontWant []string) {
 	t.Helper()
-	p, err := e.store.List(context.Background(), f)
-	if err != nil {
-		t.Fatal(err)
+	for _, s := range want {
+		if !strings.Contains(body, s) {
+			t.Errorf("page lacks %q", s)
+		}
 	}
-	var out []string
-	for _, m := range p.Messages {
-		out = append(out, m.ID)
+	for _, s := range dontWant {
+		if strings.Contains(body, s) {
+			t.Errorf("page shows %q", s)
+		}
 	}
-	return out
 }

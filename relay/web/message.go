@@ -93,16 +93,13 @@ func cut(s string, n int) (string, bool) {
 }
 
 func (s *Server) messageAndContent(w http.ResponseWriter, r *http.Request) (*store.Message, *content, bool) {
-	m, err := s.d.Store.Get(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
+	m, c, err := s.messageContent(r.Context(), r.PathValue("id"))
+	switch {
+	case err == nil:
+		return m, c, true
+	case errors.Is(err, store.ErrNotFound):
 		s.errorPage(w, r, http.StatusNotFound, "No message with this id in the traffic store (it may have been pruned after store.retention).")
 		return nil, nil, false
-	}
-	if err == nil {
-		var c *content
-		if c, err = s.loadContent(r.Context(), m); err == nil {
-			return m, c, true
-		}
 	}
 	s.log.Error("message detail failed", "err", err)
 	s.errorPage(w, r, http.StatusInternalServerError, "The traffic store could not be read; see the relay's log.")

@@ -20,20 +20,17 @@ func testReasons(t *testing.T, h Harness) {
 	s := open(t, h, Options{})
 	sample := NewSample(T0)
 	ids := sample.IDs
-	ok := func(r string) trafficlog.RcptResult {
-		return trafficlog.RcptResult{Rcpt: r, Status: "delivered", Reply: mailjet.ParseReply("250 OK")}
-	}
 	at := T0.Add(2 * time.Minute)
 	blocked := NewFlow(at, QueueID(at, 11), "s@acme.example", []string{"b@x.example"}, "Blocked").Received(nil).
-		Attempt("smtp", "250 OK", ok("b@x.example")).Delivered()
+		Attempt("smtp", "250 OK", accepted("b@x.example")).Delivered()
 	expired := NewFlow(at.Add(time.Second), QueueID(at.Add(time.Second), 12), "s@acme.example", []string{"e@x.example"}, "Expired").
 		Received(nil).Attempt("smtp", "421 4.7.0 later").Deferred("421 4.7.0 later").
 		Failed("421 4.7.0 later", "gave up after 72h (queue.max_lifetime)")
 	recovered := NewFlow(at.Add(2*time.Second), QueueID(at.Add(2*time.Second), 13), "s@acme.example", []string{"r@x.example"}, "Recovered").
-		Received(nil).Attempt("smtp", "451 4.3.0 busy").Deferred("451 4.3.0 busy").Attempt("smtp", "250 OK", ok("r@x.example")).Delivered()
+		Received(nil).Attempt("smtp", "451 4.3.0 busy").Deferred("451 4.3.0 busy").Attempt("smtp", "250 OK", accepted("r@x.example")).Delivered()
 	evs := append(append(append(sample.Events, blocked.Events()...), expired.Events()...), recovered.Events()...)
 	feed(t, s, evs, append(sample.Mailjet, Mailjet(at.Add(time.Minute), "blocked", blocked.base.ID, "b@x.example", 0))...)
-	refused := list(t, s, store.Filter{State: "refused"})[0]
+	refused := IDs(t, s, store.Filter{State: "refused"})[0]
 
 	want := map[string]string{ids["invoice"]: "", ids["sandbox"]: "", ids["newsletter"]: "recipient: user unknown",
 		ids["retry"]: "421 4.7.0", ids["failed"]: "550 5.1.1", refused: "data: sender_not_found",
@@ -56,11 +53,11 @@ func testReasons(t *testing.T, h Harness) {
 		if why == "" {
 			continue
 		}
-		if l := list(t, s, store.Filter{Reason: why}); !slices.Equal(l, []string{id}) {
+		if l := IDs(t, s, store.Filter{Reason: why}); !slices.Equal(l, []string{id}) {
 			t.Errorf("Reason %q: %v, want %s", why, l, id)
 		}
 	}
-	if l := list(t, s, store.Filter{Reason: "550 5.1.1", State: "deferred"}); len(l) != 0 {
+	if l := IDs(t, s, store.Filter{Reason: "550 5.1.1", State: "deferred"}); len(l) != 0 {
 		t.Errorf("reason and another state: %v", l)
 	}
 	st, err := s.Stats(context.Background(), T0, T0.Add(time.Hour), time.Hour)
@@ -68,7 +65,7 @@ func testReasons(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 	for _, f := range st.Failures {
-		if len(list(t, s, store.Filter{Reason: f.Reason})) == 0 {
+		if len(IDs(t, s, store.Filter{Reason: f.Reason})) == 0 {
 			t.Errorf("failure %s %q: no message has this reason", f.Kind, f.Reason)
 		}
 	}
@@ -86,9 +83,6 @@ func testReasons(t *testing.T, h Harness) {
 // it looks like.
 func testUpstreamIDs(t *testing.T, h Harness) {
 	s := open(t, h, Options{})
-	ok := func(r string) trafficlog.RcptResult {
-		return trafficlog.RcptResult{Rcpt: r, Status: "delivered", Reply: mailjet.ParseReply("250 OK")}
-	}
 	upstream := map[string]string{
 		"postfix-like":   "4XqZ9k1aB2",
 		"another relay":  QueueID(T0.Add(-time.Hour), 4242), // looks like one of ours
@@ -102,7 +96,7 @@ func testUpstreamIDs(t *testing.T, h Harness) {
 		n++
 		at := T0.Add(time.Duration(n) * time.Second)
 		f := NewFlow(at, QueueID(at, n), "s@acme.example", []string{"r@x.example"}, name).Received(nil).
-			Upstream(up).Attempt("smtp", "250 OK queued as "+up, ok("r@x.example")).Delivered()
+			Upstream(up).Attempt("smtp", "250 OK queued as "+up, accepted("r@x.example")).Delivered()
 		evs = append(evs, f.Events()...)
 		byID[up] = f.base.ID
 	}
@@ -111,18 +105,18 @@ func testUpstreamIDs(t *testing.T, h Harness) {
 	feed(t, s, append(evs, other.Events()...))
 	for up, id := range byID {
 		for _, q := range []string{up, strings.ToUpper(up), strings.ToLower(up)} {
-			if got := list(t, s, store.Filter{Q: q}); !slices.Equal(got, []string{id}) {
+			if got := IDs(t, s, store.Filter{Q: q}); !slices.Equal(got, []string{id}) {
 				t.Errorf("q=%s: %v, want %s", q, got, id)
 			}
 		}
 		if m := get(t, s, id); !slices.Equal(m.UpstreamIDs, []string{up}) {
 			t.Errorf("%s: upstream ids %v", id, m.UpstreamIDs)
 		}
-		if got := list(t, s, store.Filter{Q: up, State: "failed"}); len(got) != 0 {
+		if got := IDs(t, s, store.Filter{Q: up, State: "failed"}); len(got) != 0 {
 			t.Errorf("q=%s with another state: %v", up, got)
 		}
 	}
-	if got := list(t, s, store.Filter{Q: "4XqZ"}); !slices.Equal(got, []string{other.base.ID}) {
+	if got := IDs(t, s, store.Filter{Q: "4XqZ"}); !slices.Equal(got, []string{other.base.ID}) {
 		t.Errorf("a subject word is still searched: %v", got)
 	}
 }
@@ -157,13 +151,10 @@ func testAttachments(t *testing.T, h Harness) {
 func testFunnel(t *testing.T, h Harness) {
 	s := open(t, h, Options{Now: func() time.Time { return T0.Add(24 * time.Hour) }})
 	sample := NewSample(T0)
-	ok := func(r string) trafficlog.RcptResult {
-		return trafficlog.RcptResult{Rcpt: r, Status: "delivered", Reply: mailjet.ParseReply("250 OK")}
-	}
 	late := T0.Add(13*time.Hour + 30*time.Minute) // 22:30 UTC: the next day at UTC+2
 	to := []string{"a@x.example", "b@x.example", "c@x.example"}
 	three := NewFlow(late, QueueID(late, 9), "news@acme.example", to, "Three").Class("bulk", "precedence").Received(nil).
-		Attempt("smtp", "250 OK", ok(to[0]), ok(to[1]), ok(to[2])).Delivered()
+		Attempt("smtp", "250 OK", accepted(to[0]), accepted(to[1]), accepted(to[2])).Delivered()
 	mj := append(sample.Mailjet, Mailjet(late.Add(time.Minute), "sent", three.base.ID, to[0], 0),
 		Mailjet(late.Add(time.Minute), "spam", three.base.ID, to[1], 0), Mailjet(late.Add(time.Minute), "unsub", three.base.ID, to[2], 0))
 	feed(t, s, append(sample.Events, three.Events()...), mj...)
@@ -242,4 +233,9 @@ func testDeferredStep(t *testing.T, h Harness) {
 	if i < 0 || !m.Timeline[i].Next.Equal(f.Events()[len(f.Events())-1].Next) || strings.Contains(m.Timeline[i].Text, "UTC") {
 		t.Errorf("timeline %+v", m.Timeline)
 	}
+}
+
+// accepted is a recipient's result in an attempt Mailjet accepted.
+func accepted(rcpt string) trafficlog.RcptResult {
+	return trafficlog.RcptResult{Rcpt: rcpt, Status: "delivered", Reply: mailjet.ParseReply("250 OK")}
 }

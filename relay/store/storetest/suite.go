@@ -104,7 +104,8 @@ func get(t testing.TB, s store.Store, id string) *store.Message {
 	return m
 }
 
-func list(t testing.TB, s store.Store, f store.Filter) []string {
+// IDs lists the ids of the messages f selects (the first page).
+func IDs(t testing.TB, s store.Store, f store.Filter) []string {
 	t.Helper()
 	p, err := s.List(context.Background(), f)
 	if err != nil {
@@ -151,7 +152,7 @@ func checkSample(t *testing.T, s store.Store, sample *Sample, states map[string]
 			t.Errorf("%s: state %q, want %q", name, m.State, want)
 		}
 	}
-	if ids := list(t, s, store.Filter{State: store.StateRefused}); len(ids) != 1 {
+	if ids := IDs(t, s, store.Filter{State: store.StateRefused}); len(ids) != 1 {
 		t.Errorf("refusals: %v, want one", ids)
 	}
 	inv := get(t, s, sample.IDs["invoice"])
@@ -163,7 +164,7 @@ func checkSample(t *testing.T, s store.Store, sample *Sample, states map[string]
 	} else if b, _ := io.ReadAll(r); !strings.Contains(string(b), "Hello Mr. X") {
 		t.Errorf("invoice raw body = %q", b)
 	}
-	if ids := list(t, s, store.Filter{Q: "288230376151711744"}); !slices.Equal(ids, []string{sample.IDs["invoice"]}) {
+	if ids := IDs(t, s, store.Filter{Q: "288230376151711744"}); !slices.Equal(ids, []string{sample.IDs["invoice"]}) {
 		t.Errorf("search by Mailjet id: %v", ids)
 	}
 }
