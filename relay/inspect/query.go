@@ -114,6 +114,7 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	if f.Reason != "" {
 		common.add("m.why = ?", f.Reason)
 	}
+	feedbackFilter(&common, f.Feedback)
 	var branches []string
 	var args []any
 	for _, d := range drivers {

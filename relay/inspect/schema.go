@@ -108,7 +108,7 @@ var schema = []string{
 		tokenize="unicode61 remove_diacritics 2 tokenchars '.@-_+'")`,
 }
 
-var tables = []string{"meta", "messages", "addrs", "rcpts", "events", "bodies", "stats", "fts"}
+var tables = []string{"meta", "messages", "addrs", "rcpts", "events", "bodies", "stats", "fts", "feedback"}
 
 // migrate creates the schema, brings a store of an older version to this
 // one (each step in a transaction: a failed migration leaves the store as
@@ -118,7 +118,7 @@ func migrate(db *sql.DB) (dropped int, err error) {
 	var v int
 	err = db.QueryRow(`SELECT v FROM meta WHERE k='schema'`).Scan(&v)
 	if err == nil && v == schemaVersion {
-		return 0, nil
+		return 0, addTables(db)
 	}
 	if err == nil && v < schemaVersion && migrations[v] != nil {
 		for ; v < schemaVersion; v++ {
@@ -126,7 +126,7 @@ func migrate(db *sql.DB) (dropped int, err error) {
 				return 0, fmt.Errorf("migrating from schema version %d: %w", v, err)
 			}
 		}
-		return 0, nil
+		return 0, addTables(db)
 	}
 	if err == nil {
 		dropped = v
@@ -160,7 +160,10 @@ func migrate(db *sql.DB) (dropped int, err error) {
 	if _, err := tx.Exec(`INSERT INTO meta (k, v) VALUES ('schema', ?)`, schemaVersion); err != nil {
 		return 0, err
 	}
-	return dropped, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return 0, err
+	}
+	return dropped, addTables(db)
 }
 
 // migrateStep runs migrations[v] in a transaction.

@@ -22,6 +22,9 @@ type Filter struct {
 	Q string
 	// Reason selects the messages whose Summary.Why is exactly this.
 	Reason string
+	// Feedback selects messages by their reports to Odoo: one of
+	// FeedbackStates, or "any" for every message with one.
+	Feedback string
 	// Since and Until bound the receive time (Until exclusive).
 	Since, Until time.Time
 	// Limit is the page size (default 50, at most 1000).
@@ -59,6 +62,9 @@ type Summary struct {
 	// Attachments is how many attachments the message has (counted when
 	// its body is kept; 0 otherwise).
 	Attachments int `json:"attachments"`
+	// Feedback is where the message's reports to Odoo stand (one of
+	// FeedbackStates; "" when there is none).
+	Feedback string `json:"feedback,omitempty"`
 }
 
 // Page is a list of messages, newest first.
@@ -94,6 +100,10 @@ type Message struct {
 	// UpstreamIDs are the ids the upstream gave the message ("queued as"
 	// in Mailjet's SMTP reply, the message UUID of the Send API).
 	UpstreamIDs []string `json:"upstream_ids"`
+	// Unsubscribe is the one-click unsubscribe URL the message carried
+	// (for the Odoo feedback; it holds a per-recipient token, so it is
+	// not shown).
+	Unsubscribe string `json:"-"`
 }
 
 // Recipient is one envelope recipient's outcome.

@@ -25,6 +25,9 @@ func parseFilter(v url.Values, now time.Time) (store.Filter, error) {
 	if err := store.CheckStates(f.State); err != nil {
 		return f, err
 	}
+	if f.Feedback = v.Get("feedback"); store.CheckFeedback(f.Feedback) != nil {
+		return f, store.CheckFeedback(f.Feedback)
+	}
 	loc, err := parseTZ(v.Get("tz"))
 	if err != nil {
 		return f, err

@@ -22,6 +22,7 @@ type dashboardData struct {
 	Failures  []failureBar
 	Deferrals []failureBar
 	Senders   SendersReport
+	Feedback  feedbackCard
 }
 
 // card is one figure at the top of the dashboard.
@@ -116,7 +117,7 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "dashboard", "Dashboard", dashboardData{Window: window, Windows: names, Sandbox: s.o.Sandbox,
 		LiveURL: liveURL("/", q), Every: s.pollSeconds(), Stats: rep, Cards: dashboardCards(rep, snd, window, s.o.Sandbox, week),
 		Charts: dashboardCharts(rep, s.o.Sandbox), Failures: failureBars(rep.Failures, 10, window),
-		Deferrals: failureBars(rep.Deferrals, 5, window), Senders: snd})
+		Deferrals: failureBars(rep.Deferrals, 5, window), Senders: snd, Feedback: s.feedbackCard(r.Context(), rep, window)})
 }
 
 // weekFunnel is the last 7 days' funnel for the dashboard's bounce rate,

@@ -124,7 +124,7 @@ func humanBytes(n int64) string {
 func parsePages() (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
 	for _, name := range pageNames {
-		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templatesFS, "templates/layout.html", "templates/"+name+".html")
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templatesFS, "templates/layout.html", "templates/feedback.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("web: template %s: %w", name, err)
 		}
@@ -140,6 +140,7 @@ type page struct {
 	Flash   string
 	Sandbox bool
 	Dropped uint64
+	Odoo    string // the Odoo feedback's standing fault
 	Data    any
 }
 
@@ -153,6 +154,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name, 
 	}
 	p := page{Title: title, Nav: name, Flash: flashText(r.URL.Query().Get("done")), Sandbox: s.o.Sandbox, Data: data}
 	p.Dropped = s.d.Store.Health().DroppedEvents
+	p.Odoo = s.feedbackProblem(r.Context())
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, p); err != nil {
 		s.log.Error("rendering a page failed", "page", name, "err", err)

@@ -48,7 +48,7 @@ func Run(t *testing.T, h Harness) {
 		testListFilters, testPaging, testDetail, testNotFound, testRawBodies, testRetention, testStats,
 		testStatsBuckets, testHealth, testClosed, testFlushedSurvives, testConcurrentRecordAndQuery,
 		testConcurrentMailjetEvents, testReasons, testUpstreamIDs, testAttachments, testFunnel, testSandboxNotMailjet,
-		testDeferredStep,
+		testDeferredStep, testFeedback,
 	)
 }
 
