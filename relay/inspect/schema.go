@@ -3,6 +3,8 @@ package inspect
 import (
 	"database/sql"
 	"fmt"
+	"log/slog"
+	"time"
 )
 
 // schemaVersion changes whenever the tables below change, with a
@@ -114,13 +116,21 @@ var tables = []string{"meta", "messages", "addrs", "rcpts", "events", "bodies", 
 // one (each step in a transaction: a failed migration leaves the store as
 // it was), or rebuilds it when it is of a version it cannot migrate from
 // (dropped tells the caller to log it).
-func migrate(db *sql.DB) (dropped int, err error) {
+func migrate(db *sql.DB, log *slog.Logger) (dropped int, err error) {
 	var v int
 	err = db.QueryRow(`SELECT v FROM meta WHERE k='schema'`).Scan(&v)
 	if err == nil && v == schemaVersion {
 		return 0, addTables(db)
 	}
 	if err == nil && v < schemaVersion && migrations[v] != nil {
+		start := time.Now()
+		log.Info("traffic store: migrating to this version's schema, once; its records are kept (a large store takes a minute)",
+			"from", v, "to", schemaVersion)
+		defer func() {
+			if err == nil {
+				log.Info("traffic store migrated", "took", time.Since(start).Round(time.Millisecond))
+			}
+		}()
 		for ; v < schemaVersion; v++ {
 			if err := migrateStep(db, v); err != nil {
 				return 0, fmt.Errorf("migrating from schema version %d: %w", v, err)

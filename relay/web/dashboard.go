@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/mjrelay/mjrelay/relay/store"
@@ -123,17 +124,34 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 // weekFunnel is the last 7 days' funnel for the dashboard's bounce rate,
 // read at most once a minute (the dashboard polls every few seconds).
 func (s *Server) weekFunnel(r *http.Request) *store.Funnel {
-	s.week.mu.Lock()
-	defer s.week.mu.Unlock()
-	now := s.d.Now()
-	if s.week.f != nil && now.Sub(s.week.at) < time.Minute && !now.Before(s.week.at) {
-		return s.week.f
-	}
-	f, err := s.d.Store.Funnel(r.Context(), now.Add(-6*24*time.Hour), now, time.UTC)
+	f, err := s.week.get(s.d.Now(), func(now time.Time) (*store.Funnel, error) {
+		return s.d.Store.Funnel(r.Context(), now.Add(-6*24*time.Hour), now, time.UTC)
+	})
 	if err != nil {
 		s.log.Error("dashboard funnel failed", "err", err)
-		return nil
 	}
-	s.week.f, s.week.at = f, now
 	return f
+}
+
+// minuteCache keeps a value computed from the store for a minute.
+type minuteCache[T any] struct {
+	mu sync.Mutex
+	at time.Time
+	v  T
+	ok bool
+}
+
+// get returns the value, computed again by fill when it is a minute old.
+func (c *minuteCache[T]) get(now time.Time, fill func(time.Time) (T, error)) (T, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ok && now.Sub(c.at) < time.Minute && !now.Before(c.at) {
+		return c.v, nil
+	}
+	v, err := fill(now)
+	if err != nil {
+		return v, err
+	}
+	c.v, c.at, c.ok = v, now, true
+	return v, nil
 }

@@ -54,23 +54,28 @@ func (s *Server) messagesPage(w http.ResponseWriter, r *http.Request) {
 }
 
 // reasons lists the reason labels of the last 7 days' failures and
-// deferrals, most frequent first, with the one selected.
+// deferrals, most frequent first (read at most once a minute), with the
+// one selected.
 func (s *Server) reasons(r *http.Request, selected string) []string {
-	now := s.d.Now()
-	st, err := s.d.Store.Stats(r.Context(), now.Add(-7*24*time.Hour), now, 24*time.Hour)
-	if err != nil {
-		s.log.Warn("reading the reasons to filter by failed", "err", err)
-	}
-	var out []string
-	if st != nil {
+	list, err := s.reasonList.get(s.d.Now(), func(now time.Time) ([]string, error) {
+		st, err := s.d.Store.Stats(r.Context(), now.Add(-7*24*time.Hour), now, 24*time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		var out []string
 		for _, rc := range append(append([]store.ReasonCount{}, st.Failures...), st.Deferrals...) {
 			if rc.Reason != "" && !slices.Contains(out, rc.Reason) {
 				out = append(out, rc.Reason)
 			}
 		}
+		return out, nil
+	})
+	if err != nil {
+		s.log.Warn("reading the reasons to filter by failed", "err", err)
 	}
-	if selected != "" && !slices.Contains(out, selected) {
-		out = append(out, selected)
+	list = slices.Clone(list)
+	if selected != "" && !slices.Contains(list, selected) {
+		list = append(list, selected)
 	}
-	return out
+	return list
 }

@@ -36,7 +36,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/mjrelay/mjrelay/mailjet/account"
@@ -111,12 +110,10 @@ type Server struct {
 	senders *senders
 	pages   map[string]*template.Template
 	handler http.Handler
-	// week caches the dashboard's 7-day funnel.
-	week struct {
-		mu sync.Mutex
-		f  *store.Funnel
-		at time.Time
-	}
+	// week and reasonList cache the dashboard's 7-day funnel and the
+	// traffic list's reasons to filter by.
+	week       minuteCache[*store.Funnel]
+	reasonList minuteCache[[]string]
 }
 
 // New builds the server.

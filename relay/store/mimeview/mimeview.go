@@ -15,6 +15,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"mime"
 	"strconv"
 	"strings"
@@ -123,12 +124,17 @@ func (m *Message) Get(name string) string {
 	return ""
 }
 
-// CountAttachments parses raw and counts its attachments.
-func CountAttachments(raw []byte) int { return len(Parse(raw).Attachments()) }
+// CountAttachments counts a message's attachments (as Parse would list
+// them, without decoding the parts for their sizes).
+func CountAttachments(raw []byte) int { return len(parse(raw, false).Attachments()) }
 
 // Parse reads a message.
-func Parse(raw []byte) *Message {
-	p := &parser{m: &Message{}, words: &mime.WordDecoder{CharsetReader: charset.Reader}}
+func Parse(raw []byte) *Message { return parse(raw, true) }
+
+// parse reads a message; sizes: decode every part for its size.
+func parse(raw []byte, sizes bool) *Message {
+	p := &parser{m: &Message{}, words: &mime.WordDecoder{CharsetReader: charset.Reader}, sizes: sizes,
+		br: bufio.NewReaderSize(nil, 1024)}
 	h, body := p.header(raw, MaxHeaderBytes)
 	p.m.Header = p.fields(h)
 	p.entity(h, body, "", 0)
@@ -139,6 +145,8 @@ func Parse(raw []byte) *Message {
 type parser struct {
 	m        *Message
 	words    *mime.WordDecoder
+	sizes    bool
+	br       *bufio.Reader // reused for every header
 	entities int
 	capped   bool
 }
@@ -165,7 +173,8 @@ func (p *parser) header(entity []byte, limit int) (textproto.Header, []byte) {
 		p.problem("a header of more than %d fields: the rest are not read", MaxFields)
 		hdr = hdr[:cut]
 	}
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(append(hdr[:len(hdr):len(hdr)], "\r\n\r\n"...))))
+	p.br.Reset(io.MultiReader(bytes.NewReader(hdr), strings.NewReader("\r\n\r\n")))
+	h, err := textproto.ReadHeader(p.br)
 	if err != nil {
 		p.problem("%v", err)
 	}
@@ -301,11 +310,13 @@ func (p *parser) entity(h textproto.Header, body []byte, id string, depth int) {
 		leaf.Filename = p.filename(params["name"])
 	}
 	leaf.ContentID = strings.TrimSpace(strings.Trim(strings.TrimSpace(h.Get("Content-Id")), "<>"))
-	if b, err := leaf.Bytes(); err != nil {
-		p.problem("part %s: %v", id, err)
-		leaf.Size = int64(len(body))
-	} else {
-		leaf.Size = int64(len(b))
+	if p.sizes {
+		if b, err := leaf.Bytes(); err != nil {
+			p.problem("part %s: %v", id, err)
+			leaf.Size = int64(len(body))
+		} else {
+			leaf.Size = int64(len(b))
+		}
 	}
 	p.m.Parts = append(p.m.Parts, leaf)
 }

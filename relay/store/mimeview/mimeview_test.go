@@ -200,3 +200,33 @@ func FuzzParse(f *testing.F) {
 		m.InlineHTML(1 << 20)
 	})
 }
+
+// BenchmarkParse: an Odoo invoice (storetest.NewRich), and a message with a
+// 10 MiB attachment (what the message page and the store's attachment
+// count cost per message).
+func BenchmarkParse(b *testing.B) {
+	big := []byte("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n" +
+		"--b\r\nContent-Type: application/pdf; name=big.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		strings.Repeat(strings.Repeat("QUJD", 19)+"\r\n", 10<<20/57) + "--b--\r\n")
+	for _, tc := range []struct {
+		name string
+		raw  []byte
+	}{{"invoice", rich().Raw}, {"10MiB-attachment", big}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(tc.raw)))
+			for b.Loop() {
+				if n := len(mimeview.Parse(tc.raw).Attachments()); n != 1 {
+					b.Fatal(n)
+				}
+			}
+		})
+		b.Run(tc.name+"/count", func(b *testing.B) {
+			b.SetBytes(int64(len(tc.raw)))
+			for b.Loop() {
+				if n := mimeview.CountAttachments(tc.raw); n != 1 {
+					b.Fatal(n)
+				}
+			}
+		})
+	}
+}
