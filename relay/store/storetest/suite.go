@@ -104,6 +104,9 @@ func get(t testing.TB, s store.Store, id string) *store.Message {
 	return m
 }
 
+// list is IDs, by the name the suite's files used first.
+func list(t testing.TB, s store.Store, f store.Filter) []string { t.Helper(); return IDs(t, s, f) }
+
 // IDs lists the ids of the messages f selects (the first page).
 func IDs(t testing.TB, s store.Store, f store.Filter) []string {
 	t.Helper()
