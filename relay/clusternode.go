@@ -117,21 +117,41 @@ func (d *clusterDepths) depths() map[string]pgqueue.Depth {
 	return m
 }
 
-// perLane is ready + deferred + in flight per lane, cluster-wide, plus the
-// messages held locally (counted in their lane).
+// perLane is ready + deferred + in flight + held per lane, cluster-wide,
+// plus the messages held locally (counted in their lane).
 func (d *clusterDepths) perLane() map[string]int {
 	out := map[string]int{}
 	for lane, v := range d.depths() {
-		out[lane] = v.Ready + v.Deferred + v.InFlight
+		out[lane] = v.Ready + v.Deferred + v.InFlight + v.Held
 	}
+	d.local(out, func(queue.Item) bool { return true })
+	return out
+}
+
+// held is the messages per lane that wait for their sender check,
+// cluster-wide, plus those in the local spool.
+func (d *clusterDepths) held() map[string]int {
+	out := map[string]int{}
+	for lane, v := range d.depths() {
+		out[lane] = v.Held
+	}
+	d.local(out, func(it queue.Item) bool { return it.Held() != "" })
+	return out
+}
+
+// local counts the messages of the local spool that count selects, in
+// their lane.
+func (d *clusterDepths) local(out map[string]int, count func(queue.Item) bool) {
 	for _, it := range d.q.LocalList() {
+		if !count(it) {
+			continue
+		}
 		lane := it.Envelope.Class
 		if lane != config.ClassBulk {
 			lane = config.ClassTransactional
 		}
 		out[lane]++
 	}
-	return out
 }
 
 // startCluster wires what a node adds: deletions asked by other nodes go

@@ -389,6 +389,9 @@ func (r *Relay) queueDepth() map[string]int {
 }
 
 func (r *Relay) held() map[string]int {
+	if r.depths != nil {
+		return r.depths.held()
+	}
 	out := map[string]int{}
 	for lane, d := range r.Sched.Depths() {
 		out[lane] = d.Held

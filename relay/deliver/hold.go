@@ -24,6 +24,15 @@ type Gate interface {
 	Release(ctx context.Context, env queue.Envelope) error
 }
 
+// Unclaimer is a Queue that other processes share (cluster mode, see
+// relay/pgqueue): its Get takes a claim on a held message for the check,
+// and Unclaim gives that claim back when the check cannot run here, so
+// that a node that can run it takes the message. A held message that Get
+// returns already released (by another node) joins its lane unchecked.
+type Unclaimer interface {
+	Unclaim(ctx context.Context, id string)
+}
+
 // GateFunc is a function that is a Gate.
 type GateFunc func(ctx context.Context, env queue.Envelope) error
 
@@ -106,7 +115,13 @@ func (s *Scheduler) releaseRound(ctx context.Context) {
 		}
 		it, err := s.q.Get(h.id)
 		if err != nil {
-			s.unhold(h.id) // deleted meanwhile
+			s.unhold(h.id) // deleted meanwhile (or another node checks it)
+			continue
+		}
+		if it.Held() == "" { // released meanwhile by another node
+			if s.unhold(h.id) {
+				s.ready(h.id, h.lane)
+			}
 			continue
 		}
 		err = s.opts.Gate.Release(ctx, it.Envelope)
@@ -134,6 +149,9 @@ func (s *Scheduler) releaseRound(ctx context.Context) {
 				failed++
 			}
 		default:
+			if u, ok := s.q.(Unclaimer); ok {
+				u.Unclaim(ctx, h.id)
+			}
 			return
 		}
 	}
@@ -153,11 +171,16 @@ func (s *Scheduler) release(ctx context.Context, it queue.Item, l *lane) bool {
 		// Delivered anyway: after a restart it is only checked again.
 		s.log.Error("cannot record the release of a held message", "id", it.Envelope.ID, "err", err)
 	}
+	s.ready(it.Envelope.ID, l)
+	return true
+}
+
+// ready puts a released message in its lane.
+func (s *Scheduler) ready(id string, l *lane) {
 	s.mu.Lock()
-	l.ready = append(l.ready, it.Envelope.ID)
+	l.ready = append(l.ready, id)
 	s.mu.Unlock()
 	s.poke()
-	return true
 }
 
 // refuse fails a held message for good with the reply its check gave.
