@@ -229,9 +229,9 @@ func (q *Queue) claimLane(ctx context.Context, l Lane, reap bool, id string) ([]
 }
 
 // Deliverer is the queue as this node's scheduler sees it: Get hands out
-// only what this node may attempt now — a message it claimed, or a
-// deferred one that is due and that it claims on the spot within its
-// lane's capacity — so that a timer firing here never attempts a message
+// only what this node may attempt now — a message it claimed, a deferred
+// one that is due and that it claims on the spot within its lane's
+// capacity, or a held one it claims for its check (held.go) — so that a timer firing here never attempts a message
 // another node holds. Nothing is handed out once this node's lease may
 // have run out.
 type Deliverer struct{ q *Queue }

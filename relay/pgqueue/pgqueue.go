@@ -49,6 +49,10 @@
 // tick. The loop also runs after each local completion (capacity freed),
 // at the earliest due time, and every lease/4 (reaping).
 //
+// Held mail (accepted while the sender could not be checked) waits in
+// the database outside the lanes until a node that can run the check
+// releases it: see held.go.
+//
 // Administration from any node: RetryNow and Delete act in the database;
 // a message that a live node holds is deleted by that node (a NOTIFY on
 // mjrelay_control reaches its OnDelete, i.e. its scheduler, which knows
