@@ -81,11 +81,11 @@ type Scheduler struct {
 	holdWake chan struct{}
 	inFlight map[string]bool
 	deleted  map[string]bool // deleted while in flight
-	// again: made ready again while in flight (a queue shared by nodes:
+	// twice: made ready again while in flight (a queue shared by nodes:
 	// its claim loop and this scheduler's timer may hand out the same
 	// message at once); looked at again when the attempt ends, when the
 	// queue's Get says whether it is still to attempt.
-	again   map[string]bool
+	twice   map[string]bool
 	wake    chan struct{}
 	running sync.WaitGroup
 
@@ -121,7 +121,7 @@ func New(q Queue, opts Options) *Scheduler {
 	}
 	s := &Scheduler{
 		q: q, opts: opts, log: opts.Logger,
-		inFlight: map[string]bool{}, deleted: map[string]bool{}, again: map[string]bool{},
+		inFlight: map[string]bool{}, deleted: map[string]bool{}, twice: map[string]bool{},
 		wake: make(chan struct{}, 1), holdWake: make(chan struct{}, 1),
 	}
 	for _, l := range opts.Lanes {
@@ -207,8 +207,8 @@ func (s *Scheduler) Run(ctx context.Context) {
 				l.busy--
 				delete(s.inFlight, id)
 				delete(s.deleted, id)
-				if s.again[id] {
-					delete(s.again, id)
+				if s.twice[id] {
+					delete(s.twice, id)
 					l.ready = append(l.ready, id)
 				}
 				s.mu.Unlock()
@@ -250,7 +250,7 @@ func (s *Scheduler) next() (string, *lane, time.Duration) {
 		for len(l.ready) > 0 && l.busy < l.Concurrency {
 			id := l.ready[0]
 			if s.inFlight[id] {
-				s.again[id] = true
+				s.twice[id] = true
 				l.ready = l.ready[1:]
 				continue
 			}
