@@ -77,7 +77,7 @@ func startProcAsync(t testing.TB, cmd *exec.Cmd) *proc {
 	return p
 }
 
-// odooLoad is an Odoo-replay sender (testdata/odoo_load.py) on one node.
+// odooLoad is an Odoo-replay sender (testdata/odoo_cluster_load.py) on one node.
 type odooLoad struct {
 	cmd  *exec.Cmd
 	mu   sync.Mutex
@@ -90,7 +90,7 @@ type odooLoad struct {
 func startOdooLoad(t *testing.T, addr, prefix string, secs float64, class string) *odooLoad {
 	t.Helper()
 	host, port, _ := strings.Cut(addr, ":")
-	cmd := exec.Command(odootest.Python3(t), "testdata/odoo_load.py", host, port, "odoo", odooPass, prefix, fmt.Sprint(secs), class)
+	cmd := exec.Command(odootest.Python3(t), "testdata/odoo_cluster_load.py", host, port, "odoo", odooPass, prefix, fmt.Sprint(secs), class)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
