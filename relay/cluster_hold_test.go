@@ -79,7 +79,6 @@ func TestClusterHeldMail(t *testing.T) {
 			for _, it := range a.r.Queue.List() {
 				t.Logf("queued: %+v %+v", it.Envelope.Subject, it.State)
 			}
-			t.Logf("a: %+v b: %+v", a.r.Sched.Depths(), b.r.Sched.Depths())
 			t.Fatalf("after the API came back: %d delivered, failed %+v", upstream(a, b), len(failed(a, b)))
 		}
 		time.Sleep(20 * time.Millisecond)
