@@ -37,12 +37,7 @@ func TestClusterKill9UnderLoad(t *testing.T) {
 	cw := newClusterWorld(t, pgtest.New(t).URL("postgres"), 3, lease.String())
 	cw.up.SetDataDelay(20 * time.Millisecond) // attempts last: some are in flight at the kill
 	ps := cw.startAll()
-	var loads []*clusterLoad
-	for i, p := range ps {
-		for s := range 2 {
-			loads = append(loads, startClusterLoad(t, p.addr, fmt.Sprintf("n%d-s%d", i+1, s), 6, ""))
-		}
-	}
+	loads := startLoads(t, ps, "n", 6)
 	waitUntil(t, "mail accepted by node 3", 30*time.Second, func() bool { return loads[4].acked() > 20 && loads[5].acked() > 20 })
 	ps[2].kill9()
 	killed := time.Now()
@@ -121,12 +116,7 @@ func TestClusterPostgresOutage(t *testing.T) {
 	cw := newClusterWorld(t, db.URL("postgres"), 2, "60s")
 	cw.up.SetDataDelay(5 * time.Millisecond)
 	ps := cw.startAll()
-	var loads []*clusterLoad
-	for i, p := range ps {
-		for s := range 2 {
-			loads = append(loads, startClusterLoad(t, p.addr, fmt.Sprintf("o%d-s%d", i+1, s), 40, ""))
-		}
-	}
+	loads := startLoads(t, ps, "o", 40)
 	waitUntil(t, "mail flowing", 30*time.Second, func() bool { return loads[0].acked() > 20 && loads[2].acked() > 20 })
 	if err := db.Stop(); err != nil {
 		t.Fatal(err)

@@ -77,6 +77,18 @@ func startProcAsync(t testing.TB, cmd *exec.Cmd) *proc {
 	return p
 }
 
+// startLoads starts two Odoo-replay senders on each node for secs seconds
+// (loads[2i] and loads[2i+1] on node i+1; tokens prefixNODE-sSENDER-…).
+func startLoads(t *testing.T, ps []*proc, prefix string, secs float64) []*clusterLoad {
+	var loads []*clusterLoad
+	for i, p := range ps {
+		for s := range 2 {
+			loads = append(loads, startClusterLoad(t, p.addr, fmt.Sprintf("%s%d-s%d", prefix, i+1, s), secs, ""))
+		}
+	}
+	return loads
+}
+
 // clusterLoad is an Odoo-replay sender (testdata/odoo_cluster_load.py) on one node.
 type clusterLoad struct {
 	cmd  *exec.Cmd
