@@ -113,3 +113,35 @@ func TestHeldMailIsCheckedByANodeThatCan(t *testing.T) {
 	}
 	waitFor(t, "node a to forget them", 10*time.Second, func() bool { return sa.Depths()["transactional"].Held == 0 })
 }
+
+// TestInsertKeepsTheHold: messages brought in from elsewhere (a node's
+// local spool, an embedded queue by `mjrelay migrate`) keep their hold and
+// its release: one still held waits for its check, one released is
+// claimed in its lane.
+func TestInsertKeepsTheHold(t *testing.T) {
+	url := pgtest.DB(t)
+	q := open(t, url, pgqueue.Options{Node: "a"})
+	var ms []pgqueue.Moved
+	for _, released := range []bool{false, true} {
+		env := queue.Envelope{ID: q.NewID(), Received: time.Now(), From: "a@example.com", To: []string{"b@example.org"},
+			Class: "transactional", Hold: "sender not checked yet: the Mailjet account state is not known"}
+		ms = append(ms, pgqueue.Moved{Item: queue.Item{Envelope: env, State: queue.State{ID: env.ID, Released: released}},
+			Body: []byte("Subject: moved\r\n\r\nx\r\n")})
+	}
+	if n, err := q.Insert(context.Background(), ms); err != nil || n != 2 {
+		t.Fatalf("Insert: %d, %v", n, err)
+	}
+	for i, m := range ms {
+		it, err := q.Get(m.Item.Envelope.ID)
+		if err != nil || (it.Held() == "") != (i == 1) || it.State.Released != (i == 1) {
+			t.Fatalf("moved message %d: held %q, released %v, %v", i, it.Held(), it.State.Released, err)
+		}
+	}
+	d, err := q.Depths(context.Background())
+	if err != nil || d["transactional"].Held != 1 || d["transactional"].Ready != 1 {
+		t.Fatalf("depths %+v, %v: want 1 held and 1 ready", d, err)
+	}
+	var got seen
+	q.Subscribe(got.add)
+	waitFor(t, "the released one claimed and the held one fed once", 10*time.Second, func() bool { return got.n() == 2 })
+}
