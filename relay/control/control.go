@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"time"
 
 	"github.com/mjrelay/mjrelay/relay/queue"
@@ -71,20 +70,14 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // Serve listens on the unix socket path until ctx ends.
 func Serve(ctx context.Context, path string, q Queue) error {
-	os.Remove(path)
-	l, err := net.Listen("unix", path)
+	l, err := ListenUnix(path)
 	if err != nil {
-		return err
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
 		return err
 	}
 	srv := &http.Server{Handler: Handler(q), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		srv.Close()
-		os.Remove(path)
 	}()
 	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 		return err
