@@ -30,21 +30,28 @@ func (s *Scheduler) attempt(id string, l *lane) {
 	if remaining == nil {
 		remaining = it.Envelope.To
 	}
+	// The lane's transports as they are now: a reload (SetLanes) may
+	// change them meanwhile; these stay open until this attempt ends.
+	s.mu.Lock()
+	targets, hs, prio, inUse := l.Targets, l.health, l.Priority, s.inUse
+	inUse.Add(1)
+	s.mu.Unlock()
+	defer inUse.Done()
 	attemptNo := it.State.Attempts + 1
 	tried, unsupported := 0, ""
 	var lastTransport, lastUpstream string
 	var temp []mailjet.RcptResult
-	for i, t := range l.Targets {
+	for i, t := range targets {
 		if len(remaining) == 0 {
 			break
 		}
-		if !l.health[i].available(time.Now()) {
+		if !hs[i].available(time.Now()) {
 			continue
 		}
 		tried++
 		m := &mailjet.Message{ID: id, From: it.Envelope.From, Rcpts: remaining, UTF8: it.Envelope.UTF8, Body: body,
-			Hints: mailjet.Hints{Priority: l.Priority, Campaign: it.Envelope.Campaign}}
-		res := s.deliverOnce(ctx, t, l.health[i], m, it, attemptNo)
+			Hints: mailjet.Hints{Priority: prio, Campaign: it.Envelope.Campaign}}
+		res := s.deliverOnce(ctx, t, hs[i], m, it, attemptNo)
 		lastTransport, lastUpstream = t.Name(), res.Upstream
 		if res.Unsupported {
 			unsupported = fmt.Sprintf("%s transport: %s", t.Name(), res.Reply)
@@ -82,8 +89,8 @@ func (s *Scheduler) attempt(id string, l *lane) {
 		// Every transport tried said it cannot carry this message.
 		final("no transport of the " + string(l.Class) + " lane can carry this message: " + unsupported)
 		return
-	case time.Since(it.Envelope.Received) > s.opts.MaxLifetime:
-		final(fmt.Sprintf("gave up after %d attempts over %s (queue.max_lifetime)", attemptNo, s.opts.MaxLifetime))
+	case time.Since(it.Envelope.Received) > s.retry.Load().MaxLifetime:
+		final(fmt.Sprintf("gave up after %d attempts over %s (queue.max_lifetime)", attemptNo, s.retry.Load().MaxLifetime))
 		return
 	}
 
@@ -93,7 +100,7 @@ func (s *Scheduler) attempt(id string, l *lane) {
 		// All transports are cooling down: wait for the first probe, and
 		// do not count an attempt that was not made.
 		st.Attempts = it.State.Attempts
-		st.Next = s.earliestProbe(l)
+		st.Next = earliestProbe(hs)
 		why.Text = "all transports of the " + string(l.Class) + " lane are cooling down after repeated failures"
 	} else {
 		st.Next = time.Now().Add(s.backoff(attemptNo))
@@ -158,10 +165,11 @@ func (s *Scheduler) finish(ctx context.Context, it queue.Item) {
 	}
 }
 
-// earliestProbe is when the first of a lane's transports may be tried again.
-func (s *Scheduler) earliestProbe(l *lane) time.Time {
+// earliestProbe is when the first of a lane's transports (their health
+// hs) may be tried again.
+func earliestProbe(hs []*health) time.Time {
 	var t time.Time
-	for _, h := range l.health {
+	for _, h := range hs {
 		if w := h.wait(); t.IsZero() || w.Before(t) {
 			t = w
 		}

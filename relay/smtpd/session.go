@@ -112,7 +112,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if opts != nil && opts.Size > s.srv.opts.MaxMessageSize {
 		return s.tooLarge("mail", from, intake.Header{}, opts.Size)
 	}
-	if r := s.srv.intake.CheckSender(context.Background(), intake.Sender{Login: s.login(), Client: s.client, From: from, Size: opts.Size}); r != nil {
+	if r := s.srv.intake().CheckSender(context.Background(), intake.Sender{Login: s.login(), Client: s.client, From: from, Size: opts.Size}); r != nil {
 		return s.refusal(r)
 	}
 	s.from = from
@@ -133,9 +133,9 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 			return nil
 		}
 	}
-	if len(s.rcpts) >= s.srv.opts.MaxRecipients {
+	if len(s.rcpts) >= s.srv.settings().MaxRecipients {
 		return s.refuse("rcpt", 452, smtp.EnhancedCode{4, 5, 3}, "too_many_recipients",
-			fmt.Sprintf("Too many recipients: at most %d per message", s.srv.opts.MaxRecipients))
+			fmt.Sprintf("Too many recipients: at most %d per message", s.srv.settings().MaxRecipients))
 	}
 	s.rcpts = append(s.rcpts, to)
 	s.srv.open.touch(s.client, true)
@@ -146,7 +146,7 @@ func (s *session) Data(r io.Reader) error {
 	defer s.srv.open.touch(s.client, false)
 	// The go-smtp read deadline was set for the DATA command line; give the
 	// whole body data_timeout from here.
-	s.conn.Conn().SetReadDeadline(time.Now().Add(s.srv.opts.DataTimeout))
+	s.conn.Conn().SetReadDeadline(time.Now().Add(s.srv.settings().DataTimeout))
 	buf := s.srv.getBuf()
 	defer s.srv.putBuf(buf)
 	if s.size > int64(buf.Cap()) && s.size <= s.srv.opts.MaxMessageSize {
@@ -188,7 +188,7 @@ func (s *session) Data(r io.Reader) error {
 		return s.refuse("data", 550, smtp.EnhancedCode{5, 6, 0}, "bare_cr",
 			"Message refused: it contains a bare CR (carriage return not followed by line feed); lines must end with CRLF")
 	}
-	rec, refused := s.srv.intake.Accept(context.Background(), intake.Submission{
+	rec, refused := s.srv.intake().Accept(context.Background(), intake.Submission{
 		Login: s.login(), Client: s.client, IP: s.ip.String(), Helo: s.conn.Hostname(), TLS: s.tls(), UTF8: s.utf8,
 		From: s.from, To: s.rcpts, Message: msg, Buffer: buf.Bytes(), Recycled: buf.Cap() <= maxPooledBuf,
 	})
