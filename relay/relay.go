@@ -6,6 +6,11 @@
 // into each component's options of plain values; the components run under
 // a supervise.Group, in the order Start lists them. cmd/mjrelay and the
 // end-to-end tests start the same thing through Start.
+//
+// A running relay changes without closing a listener: Reload applies a
+// new configuration (reload.go), and Restart hands the listeners and the
+// queue over to a new process started from the binary on disk
+// (handover.go), through the process it runs in (Options.Process).
 package relay
 
 import (
@@ -17,6 +22,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,7 +31,6 @@ import (
 	"github.com/mjrelay/mjrelay/policy"
 	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/control"
-	"github.com/mjrelay/mjrelay/relay/deliver"
 	"github.com/mjrelay/mjrelay/relay/intake"
 	"github.com/mjrelay/mjrelay/relay/lanes"
 	"github.com/mjrelay/mjrelay/relay/metrics"
@@ -47,6 +52,11 @@ const (
 	MemoryLimit = 1 << 30
 )
 
+// queueWait bounds how long a message waits for the queue while it is
+// handed over between processes (the client waits for its reply; Odoo
+// gives up after 60 s).
+const queueWait = 20 * time.Second
+
 // Options are the parts that tests replace; the zero value is production.
 type Options struct {
 	Logger *slog.Logger
@@ -59,15 +69,45 @@ type Options struct {
 	Target mailjet.Target
 	// UpstreamRoots replaces the system roots for the upstream's certificate.
 	UpstreamRoots *x509.CertPool
+	// Process is the process the relay runs in (relay/handover): the
+	// listeners it binds and the hand-over to a new process. Nil: the
+	// relay binds its own listeners and cannot be restarted in place.
+	Process Process
+	// Load reads the configuration again, for Reload (nil: no reload).
+	Load func() (*config.Config, error)
+	// Level is the process log's level, which a reload sets from
+	// log.level (nil: left as it is).
+	Level *slog.LevelVar
+}
+
+// Process is what the relay needs of the process it runs in (a
+// *handover.Process).
+type Process interface {
+	// Listen returns the listener named name ("smtp", "smtps", "http")
+	// for addr: one a former process or systemd passed on, or a new one.
+	Listen(name, addr string) (net.Listener, error)
+	// HasParent tells whether a former relay process started this one to
+	// take over from it.
+	HasParent() bool
+	// WaitForParent returns once the former process has exited (at once
+	// without one), or with ctx's error.
+	WaitForParent(ctx context.Context) error
+	// Upgrade starts a new process from the binary on disk and returns
+	// once it is ready, or with why it failed.
+	Upgrade() error
+	// Notify tells the service manager the relay's state (notify's fields).
+	Notify(fields ...string)
 }
 
 // Relay is a running relay.
 type Relay struct {
-	cfg   *config.Config
-	o     Options
-	log   *slog.Logger
-	Queue queue.Queue
-	Sched *deliver.Scheduler
+	cfg atomic.Pointer[config.Config] // as applied (Reload)
+	o   Options
+	log *slog.Logger
+	// Queue is what the intake stores into: the queue, or, while it is
+	// handed over to or from another process, a stand-in (queue.Switch).
+	Queue *queue.Switch
+	cur   atomic.Pointer[delivery]
 	// Account is the cached Mailjet account state (nil when the sender
 	// check does not use Mailjet).
 	Account *account.Cache
@@ -75,16 +115,22 @@ type Relay struct {
 	// the mail's path).
 	Store   store.Store
 	traffic *trafficlog.JSONLines
+	recs    trafficlog.Multi
 	metrics *metrics.Metrics
-	lanes   []lanes.Lane
-	targets []mailjet.Target
 	smtp    *smtpd.Server
-	web     *web.Server
+	web     atomic.Pointer[web.Server]
 	http    *http.Server
 	httpLn  net.Listener
 
+	// Guarded by reloadMu: what a reload replaces.
+	reloadMu sync.Mutex
+	lanes    []lanes.Lane
+	targets  []mailjet.Target
+
 	sup       *supervise.Group
 	listening atomic.Bool // SMTP
+	draining  atomic.Bool // stopping, or handing over to a new process
+	handover  handoverState
 }
 
 // Start opens the queue, starts delivery and binds the listeners: the
@@ -104,48 +150,59 @@ func Start(cfg *config.Config, o Options) (*Relay, error) {
 			"data_dir", cfg.DataDir, "mode", st.Mode().Perm().String())
 	}
 	// The metrics come first: every component records to them.
-	r := &Relay{cfg: cfg, o: o, log: log, metrics: metrics.New(log), sup: supervise.New(log)}
+	r := &Relay{o: o, log: log, metrics: metrics.New(log), sup: supervise.New(log), Queue: queue.NewSwitch(nil, queueWait)}
+	r.cfg.Store(cfg)
+	r.handover.replaced = make(chan struct{})
 	if err := r.sup.Start(context.Background(), r.components()...); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
+// config is the configuration in force.
+func (r *Relay) config() *config.Config { return r.cfg.Load() }
+
 // components are the relay's parts in the order they start; Shutdown stops
 // them in the reverse order: SMTP stops accepting and lets its sessions
-// finish, then the scheduler lets its attempts complete (both until the
-// shutdown's deadline, then they are cut short), then HTTP, the control
-// socket and the account refresh stop, and the upstream connections, the
-// traffic store, the queue and the traffic log close.
+// finish, then HTTP and the control socket stop, the scheduler lets its
+// attempts complete (until the shutdown's deadline, then they are cut
+// short) and the queue closes, the account refresh stops, and the upstream
+// connections, the traffic store and the traffic log close.
+//
+// Everything that can fail comes before the queue, so that a new process
+// taking over from a running one fails, if it does, before it takes the
+// queue; until then the running one goes on as if nothing happened.
 func (r *Relay) components() []supervise.Component {
+	cfg := r.config()
 	cs := []supervise.Component{
 		{Name: "traffic log", Start: r.openTraffic, Stop: r.closeTraffic},
-		{Name: "queue", Start: r.openQueue, Stop: func(context.Context) error { return r.Queue.Close() }},
 		{Name: "traffic store", Start: r.openStore, Stop: func(context.Context) error { return r.Store.Close() }},
 		{Name: "upstream", Start: r.openUpstream, Stop: r.closeUpstream},
 	}
-	if r.o.Policy == nil && r.cfg.Policy.SenderCheck != "off" && r.cfg.HasKeys() {
+	if r.o.Policy == nil && cfg.Policy.SenderCheck != "off" && cfg.HasKeys() {
 		cs = append(cs, supervise.Component{Name: "mailjet account", Start: r.startAccount,
 			Run: func(ctx context.Context) error { return r.Account.Run(ctx) }})
 	}
+	cs = append(cs, supervise.Component{Name: "wiring", Start: r.build})
+	if r.o.Process != nil && r.o.Process.HasParent() {
+		cs = append(cs, r.handoverIntake())
+	}
 	cs = append(cs,
-		supervise.Component{Name: "wiring", Start: r.build},
+		supervise.Component{Name: "queue", Start: r.openDelivery, Stop: r.closeDelivery},
 		supervise.Component{Name: "control socket", Run: func(ctx context.Context) error {
-			return control.Serve(ctx, r.cfg.ControlSocket(), control.Live{Queue: r.Queue, Sched: r.Sched})
+			return control.Serve(ctx, cfg.ControlSocket(), liveQueue{r}, r)
 		}})
-	if r.cfg.HTTP.Listen != "" {
+	if cfg.HTTP.Listen != "" {
 		cs = append(cs, supervise.Component{Name: "http", Start: r.listenHTTP,
 			Run:  func(context.Context) error { return r.http.Serve(r.httpLn) },
 			Stop: func(context.Context) error { return r.http.Close() }})
 	}
 	return append(cs,
-		supervise.Component{Name: "scheduler", Run: func(ctx context.Context) error { r.Sched.Run(ctx); return nil },
-			Abort: func() { r.Sched.Abort() }},
 		supervise.Component{Name: "smtp", Start: r.listenSMTP, Stop: func(ctx context.Context) error { return r.smtp.Shutdown(ctx) }})
 }
 
 func (r *Relay) openTraffic(context.Context) (err error) {
-	if r.traffic, err = openTraffic(r.cfg); err != nil {
+	if r.traffic, err = openTraffic(r.config()); err != nil {
 		return fmt.Errorf("traffic log: %w", err)
 	}
 	return nil
@@ -158,16 +215,8 @@ func (r *Relay) closeTraffic(context.Context) error {
 	return r.traffic.Close()
 }
 
-func (r *Relay) openQueue(context.Context) (err error) {
-	r.Queue, err = OpenQueue(r.cfg, r.log)
-	if errors.Is(err, ErrQueueInUse) {
-		return fmt.Errorf("another mjrelay is already running with data_dir %s", r.cfg.DataDir)
-	}
-	return err
-}
-
 func (r *Relay) openStore(context.Context) (err error) {
-	if r.Store, err = OpenStore(r.cfg, r.log); err != nil {
+	if r.Store, err = OpenStore(r.config(), r.log); err != nil {
 		return fmt.Errorf("traffic store: %w", err)
 	}
 	return nil
@@ -175,7 +224,7 @@ func (r *Relay) openStore(context.Context) (err error) {
 
 // openUpstream builds the lanes and their Mailjet transports.
 func (r *Relay) openUpstream(context.Context) (err error) {
-	cfg, log := r.cfg, r.log
+	cfg, log := r.config(), r.log
 	if r.lanes, r.targets, err = buildLanes(cfg, r.o.UpstreamRoots, r.o.Target, log); err != nil {
 		return err
 	}
@@ -189,6 +238,8 @@ func (r *Relay) openUpstream(context.Context) (err error) {
 }
 
 func (r *Relay) closeUpstream(context.Context) error {
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
 	var errs []error
 	for _, t := range r.targets {
 		errs = append(errs, t.Close())
@@ -200,7 +251,7 @@ func (r *Relay) closeUpstream(context.Context) error {
 // keys are set and policy.sender_check is not "off"). Bad keys (401) stop
 // the start; an unreachable API does not (the last saved snapshot is used).
 func (r *Relay) startAccount(ctx context.Context) error {
-	cache, err := account.New(accountOptions(r.cfg, r.log))
+	cache, err := account.New(accountOptions(r.config(), r.log))
 	if err != nil {
 		return err
 	}
@@ -214,55 +265,81 @@ func (r *Relay) startAccount(ctx context.Context) error {
 }
 
 // build wires the components over what the ones before opened: the
-// scheduler, the sender policy, intake and the SMTP server, and the web
-// server, all recording to the same recorders.
+// sender policy, intake and the SMTP server, and the web server, all
+// recording to the same recorders. The intake stores into r.Queue, which
+// has its queue once the queue component has opened it.
 func (r *Relay) build(context.Context) (err error) {
-	cfg, log := r.cfg, r.log
-	traffic := recorders{log: r.traffic, test: r.o.Traffic, store: r.Store, metrics: r.metrics.Recorder()}.multi()
-	r.Sched = deliver.New(r.Queue, deliver.Options{
-		Lanes: r.lanes, RetryMin: cfg.Queue.RetryMin.D(), RetryMax: cfg.Queue.RetryMax.D(),
-		MaxLifetime: cfg.Queue.MaxLifetime.D(), Traffic: traffic, Logger: log,
-	})
-	r.Queue.Subscribe(r.Sched.Enqueue)
-	if st := r.Queue.Stats(); st.Messages > 0 {
-		log.Info("resuming the queue", "messages", st.Messages)
+	cfg, log := r.config(), r.log
+	r.recs = recorders{log: r.traffic, test: r.o.Traffic, store: r.Store, metrics: r.metrics.Recorder()}.multi()
+	r.metrics.Observe(metrics.State{QueueDepth: r.queueDepth, Account: r.accountState(), Store: r.Store})
+	in, err := r.newIntake(cfg)
+	if err != nil {
+		return err
 	}
-
-	// The account state, when the sender check uses Mailjet's.
-	var acct policy.Account
-	var acctState interface{ State() account.State }
-	if r.Account != nil {
-		acct, acctState = r.Account, r.Account
-	}
-	r.metrics.Observe(metrics.State{QueueDepth: r.queueDepth, Account: acctState, Store: r.Store})
-	checker := r.o.Policy
-	if checker == nil {
-		if checker, err = policy.New(policyOptions(cfg), acct, log); err != nil {
-			return err
-		}
-	}
-	in := intake.New(intakeOptions(cfg, r.Store.WantsBodies()), intake.Deps{Queue: r.Queue, Policy: checker,
-		Classifier: lanes.NewClassifier(classifierOptions(cfg, acct)), Flow: r.Sched, Traffic: traffic, Logger: log})
-	if r.smtp, err = smtpd.New(smtpOptions(cfg), smtpd.Deps{Intake: in, Traffic: traffic, Logger: log}); err != nil {
+	if r.smtp, err = smtpd.New(smtpOptions(cfg), smtpd.Deps{Intake: in, Traffic: r.recs, Logger: log, Listen: r.listen}); err != nil {
 		return err
 	}
 	if cfg.HTTP.Listen != "" {
-		r.web, err = web.New(webOptions(cfg), web.Deps{Store: r.Store, Queue: control.Live{Queue: r.Queue, Sched: r.Sched},
-			Account: acctState, QueueDepth: r.queueDepth, Ready: r.ready, Metrics: r.metrics, Logger: log})
+		var w *web.Server
+		if w, err = r.newWeb(cfg); err != nil {
+			return err
+		}
+		r.web.Store(w)
 	}
-	return err
+	return nil
+}
+
+// accountState is the account state for the metrics and the web, when
+// the sender check uses Mailjet's.
+func (r *Relay) accountState() interface{ State() account.State } {
+	if r.Account == nil {
+		return nil
+	}
+	return r.Account
+}
+
+// newIntake builds the intake for cfg: its sender policy, classifier and
+// options, over r.Queue and the running scheduler's pacing.
+func (r *Relay) newIntake(cfg *config.Config) (*intake.Intake, error) {
+	var acct policy.Account
+	if r.Account != nil {
+		acct = r.Account
+	}
+	checker := r.o.Policy
+	if checker == nil {
+		var err error
+		if checker, err = policy.New(policyOptions(cfg), acct, r.log); err != nil {
+			return nil, err
+		}
+	}
+	return intake.New(intakeOptions(cfg, r.Store.WantsBodies()), intake.Deps{Queue: r.Queue, Policy: checker,
+		Classifier: lanes.NewClassifier(classifierOptions(cfg, acct)), Flow: flow{r}, Traffic: r.recs, Logger: r.log}), nil
+}
+
+func (r *Relay) newWeb(cfg *config.Config) (*web.Server, error) {
+	return web.New(webOptions(cfg), web.Deps{Store: r.Store, Queue: liveQueue{r}, Account: r.accountState(),
+		QueueDepth: r.queueDepth, Ready: r.ready, Metrics: r.metrics, Logger: r.log})
+}
+
+// listen binds a listener through the process (inherited ones first).
+func (r *Relay) listen(name, addr string) (net.Listener, error) {
+	if r.o.Process != nil {
+		return r.o.Process.Listen(name, addr)
+	}
+	return net.Listen("tcp", addr)
 }
 
 // listenHTTP binds the web UI, the JSON API, /metrics, /healthz, /readyz
 // and the Mailjet webhook.
 func (r *Relay) listenHTTP(context.Context) error {
-	l, err := net.Listen("tcp", r.cfg.HTTP.Listen)
+	l, err := r.listen("http", r.config().HTTP.Listen)
 	if err != nil {
 		return err
 	}
 	r.httpLn = l
-	r.http = &http.Server{Handler: r.web.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout: time.Minute, WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute}
+	r.http = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.web.Load().Handler().ServeHTTP(w, req) // a reload may replace the server
+	}), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute}
 	r.log.Info("HTTP listening", "addr", l.Addr().String())
 	return nil
 }
@@ -278,21 +355,18 @@ func (r *Relay) listenSMTP(context.Context) error {
 	return nil
 }
 
-func (r *Relay) queueDepth() map[string]int {
-	out := map[string]int{}
-	for lane, d := range r.Sched.Depths() {
-		out[lane] = d.Ready + d.Deferred + d.InFlight
-	}
-	return out
-}
-
-// ready: listening, the queue accepts a message, the Mailjet account state
-// is known (when the sender check uses it), and no component failed.
+// ready: listening and not draining, the queue accepts a message, the
+// Mailjet account state is known (when the sender check uses it), and no
+// component failed.
 func (r *Relay) ready() error {
 	switch {
 	case !r.listening.Load():
 		return errors.New("SMTP is not listening")
-	case r.Queue.Admit(0) != nil:
+	case r.draining.Load():
+		return errors.New("draining: this process is stopping, or handing over to a new one")
+	case r.cur.Load() == nil:
+		return errors.New("the queue is not open (it is being handed over between processes)")
+	case r.cur.Load().q.Admit(0) != nil:
 		return errors.New("the queue is full or the disk is short of space")
 	case r.Account != nil && !r.Account.State().Known():
 		return errors.New("the Mailjet account state is not known yet")
@@ -316,8 +390,13 @@ func (r *Relay) HTTPAddr() net.Addr {
 // /readyz answer 503; the relay goes on accepting and delivering mail.
 func (r *Relay) Err() error { return r.sup.Err() }
 
-// Shutdown stops accepting mail, lets open sessions finish and delivery
-// attempts complete until ctx ends (then cuts them short: they are retried
-// after the next start), and closes the queue. It returns what went wrong
-// on the way: sessions cut short, a file that did not close.
-func (r *Relay) Shutdown(ctx context.Context) error { return r.sup.Stop(ctx) }
+// Shutdown stops accepting mail (/readyz says so at once), lets open
+// sessions finish and delivery attempts complete until ctx ends (then cuts
+// them short: they are retried after the next start), and closes the
+// queue. It returns what went wrong on the way: sessions cut short, a file
+// that did not close. After a restart handed everything over, it only
+// lets this process's sessions finish.
+func (r *Relay) Shutdown(ctx context.Context) error {
+	r.draining.Store(true)
+	return r.sup.Stop(ctx)
+}

@@ -60,4 +60,3 @@ func TestTwoWritersOneFile(t *testing.T) {
 		t.Errorf("%d lines, want %d", n, 2*perWriter)
 	}
 }
-

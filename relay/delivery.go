@@ -1,0 +1,185 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mjrelay/mjrelay/relay/control"
+	"github.com/mjrelay/mjrelay/relay/deliver"
+	"github.com/mjrelay/mjrelay/relay/lanes"
+	"github.com/mjrelay/mjrelay/relay/queue"
+)
+
+// delivery is the open queue and the scheduler delivering from it. A
+// process has one from opening the queue until it closes it: at shutdown,
+// or when it hands the queue over to a new process (and again if that
+// process fails and the queue comes back).
+type delivery struct {
+	q      queue.Queue
+	sched  *deliver.Scheduler
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the scheduler's Run returned
+}
+
+// openDelivery takes the queue over from the former process, if this one
+// was started to replace it, then opens it and starts delivering.
+func (r *Relay) openDelivery(ctx context.Context) error {
+	takingOver := r.o.Process != nil && r.o.Process.HasParent()
+	if takingOver {
+		if err := r.takeOver(ctx); err != nil {
+			return err
+		}
+	}
+	return r.startDelivery(ctx, takingOver)
+}
+
+// startDelivery opens the queue (waiting for its lock, when taking it
+// over, in case `mjrelay queue` holds it for a moment), starts the
+// scheduler on it and makes it the intake's queue.
+func (r *Relay) startDelivery(ctx context.Context, wait bool) error {
+	cfg := r.config()
+	deadline := time.Now().Add(10 * time.Second)
+	var q queue.Queue
+	var err error
+	for {
+		q, err = OpenQueue(cfg, r.log)
+		if !errors.Is(err, ErrQueueInUse) || !wait || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if errors.Is(err, ErrQueueInUse) {
+		return fmt.Errorf("another mjrelay is already running with data_dir %s", cfg.DataDir)
+	}
+	if err != nil {
+		return err
+	}
+	r.reloadMu.Lock()
+	sched := deliver.New(q, deliver.Options{
+		Lanes: r.lanes, RetryMin: cfg.Queue.RetryMin.D(), RetryMax: cfg.Queue.RetryMax.D(),
+		MaxLifetime: cfg.Queue.MaxLifetime.D(), Traffic: r.recs, Logger: r.log,
+	})
+	r.reloadMu.Unlock()
+	q.Subscribe(sched.Enqueue)
+	if st := q.Stats(); st.Messages > 0 {
+		r.log.Info("resuming the queue", "messages", st.Messages)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	d := &delivery{q: q, sched: sched, cancel: cancel, done: make(chan struct{})}
+	go func() { sched.Run(runCtx); close(d.done) }()
+	r.cur.Store(d)
+	r.Queue.Set(q)
+	return nil
+}
+
+// closeDelivery is the queue component's stop: delivery stops, the queue
+// closes (unless it was handed over), and the forwarding to the process
+// that took it, if any, ends.
+func (r *Relay) closeDelivery(ctx context.Context) error {
+	if r.cur.Load() != nil {
+		r.Queue.Set(nil)
+	}
+	_, err := r.stopDelivery(ctx)
+	if f := r.handover.forwarding(); f != nil {
+		f.Close()
+	}
+	return err
+}
+
+// stopDelivery stops the scheduler, lets the attempts in flight end
+// until ctx does, then cuts them short, and closes the queue. It returns
+// how many attempts were cut short: Mailjet may have taken those messages
+// without the relay learning it, so they may go out twice when retried.
+func (r *Relay) stopDelivery(ctx context.Context) (cut int, err error) {
+	d := r.cur.Swap(nil)
+	if d == nil {
+		return 0, nil
+	}
+	d.cancel()
+	select {
+	case <-d.done:
+	case <-ctx.Done():
+		for _, dp := range d.sched.Depths() {
+			cut += dp.InFlight
+		}
+		d.sched.Abort()
+		<-d.done
+	}
+	return cut, d.q.Close()
+}
+
+// Sched is the running scheduler (nil while the queue is not open here).
+func (r *Relay) Sched() *deliver.Scheduler {
+	if d := r.cur.Load(); d != nil {
+		return d.sched
+	}
+	return nil
+}
+
+func (r *Relay) queueDepth() map[string]int {
+	out := map[string]int{}
+	if s := r.Sched(); s != nil {
+		for lane, d := range s.Depths() {
+			out[lane] = d.Ready + d.Deferred + d.InFlight
+		}
+	}
+	return out
+}
+
+// flow paces the intake by the running scheduler's lanes.
+type flow struct{ r *Relay }
+
+func (f flow) Pace(ctx context.Context, class lanes.Class) time.Duration {
+	if s := f.r.Sched(); s != nil {
+		return s.Pace(ctx, class)
+	}
+	return 0
+}
+
+// liveQueue is the queue actions of the control socket and the web UI,
+// on the queue open now.
+type liveQueue struct{ r *Relay }
+
+func (l liveQueue) live() (queue.Queue, *deliver.Scheduler, error) {
+	d := l.r.cur.Load()
+	if d == nil {
+		return nil, nil, fmt.Errorf("%w: the queue is being handed over to another process", queue.ErrClosed)
+	}
+	return d.q, d.sched, nil
+}
+
+func (l liveQueue) List() []queue.Item {
+	if q, _, err := l.live(); err == nil {
+		return q.List()
+	}
+	return nil
+}
+
+func (l liveQueue) Stats() queue.Stats {
+	if q, _, err := l.live(); err == nil {
+		return q.Stats()
+	}
+	return queue.Stats{}
+}
+
+func (l liveQueue) Retry(ctx context.Context, id string) (int, error) {
+	q, s, err := l.live()
+	if err != nil {
+		return 0, err
+	}
+	return control.Live{Queue: q, Sched: s}.Retry(ctx, id)
+}
+
+func (l liveQueue) Delete(ctx context.Context, id string) error {
+	q, s, err := l.live()
+	if err != nil {
+		return err
+	}
+	return control.Live{Queue: q, Sched: s}.Delete(ctx, id)
+}
