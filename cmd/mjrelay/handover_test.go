@@ -1,0 +1,119 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/mjrelay/mjrelay/relay/notify"
+)
+
+// TestRestartUnderOdooLoad: Odoo-style senders (4 threads, a new
+// connection per batch of 10) send while the relay is restarted with
+// SIGUSR2 five times, twice after its binary was replaced by a newly built
+// one. No connection is refused, no command gets anything but what it
+// would get anyway, every acknowledged mail reaches Mailjet, and copies
+// beyond one come only from deliveries a handover cut short (counted).
+// The service manager (systemd's NOTIFY_SOCKET, here the test's) learns
+// each new main PID, ready, after a RELOADING=1 from the former one.
+func TestRestartUnderOdooLoad(t *testing.T) {
+	w := newWorld(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "mjrelay")
+	copyExecutable(t, binary, bin)
+	upgrades := map[int]string{1: buildVersion(t, dir, "v9.0.1-upgrade"), 3: buildVersion(t, dir, "v9.0.2-upgrade")}
+	nl, err := notify.Listen(filepath.Join(dir, "notify.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nl.Close()
+
+	p := startRelay(t, bin, []string{"serve", "--config", w.cfgPath}, []string{notify.Env + "=" + nl.Addr()}, nl)
+	load := startOdooLoad(t, p.addr("SMTP listening"), "odoo", odooPass, "restart")
+	pids := []int{p.main()}
+	for i := 0; i < 5; i++ {
+		load.waitMore(p, 40)
+		if v, ok := upgrades[i]; ok {
+			copyExecutable(t, v, bin)
+		}
+		pid := p.restart(0)
+		pids = append(pids, pid)
+		if v, ok := upgrades[i]; ok {
+			if got := startVersion(p, pid); !strings.Contains(v, got) {
+				t.Errorf("restart %d after the binary was replaced: the new process is version %q, want %s", i+1, got, filepath.Base(v))
+			}
+		}
+	}
+	load.waitMore(p, 40)
+	res := load.stop()
+
+	if res.Refused != 0 || len(res.Unexpected) != 0 {
+		t.Errorf("%d connections refused, %d unexpected replies: %v", res.Refused, len(res.Unexpected), res.Unexpected)
+	}
+	acked := map[string]bool{}
+	for _, tok := range res.Acked {
+		acked[tok] = true
+	}
+	dups := waitAllDelivered(t, w, acked)
+	cut := 0
+	for _, l := range p.find("queue handed over: the messages accepted here are stored by the new process") {
+		cut += l.CutShort
+	}
+	t.Logf("%d mails acknowledged in %d batches across 5 restarts (2 upgrades), 0 refused connections, all delivered; "+
+		"%d deliveries cut short by the handovers, %d duplicates", len(res.Acked), res.Batches, cut, dups)
+	if dups > cut {
+		t.Errorf("%d duplicates, more than the %d deliveries the handovers cut short", dups, cut)
+	}
+	if u := slices.Compact(slices.Clone(pids)); len(u) != 6 {
+		t.Errorf("processes %v: want 6 different ones", pids)
+	}
+
+	// The service manager saw each process become the main one, in order,
+	// each after the former one said it was reloading.
+	p.mu.Lock()
+	notes := slices.Clone(p.notes)
+	p.mu.Unlock()
+	var mains []int
+	reloading := 0
+	for _, m := range notes {
+		if m["RELOADING"] == "1" {
+			reloading++
+		}
+		if m["READY"] == "1" && m["MAINPID"] != "" {
+			pid, _ := strconv.Atoi(m["MAINPID"])
+			if len(mains) > 0 && reloading != len(mains) {
+				t.Errorf("MAINPID=%d READY=1 after %d RELOADING=1, want %d", pid, reloading, len(mains))
+			}
+			mains = append(mains, pid)
+		}
+	}
+	if !slices.Equal(mains, pids) {
+		t.Errorf("the service manager was told the main PIDs %v, want %v", mains, pids)
+	}
+
+	// The last process serves /readyz.
+	resp, err := http.Get("http://" + p.addr("HTTP listening") + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/readyz after the restarts: %d %s", resp.StatusCode, body)
+	}
+}
+
+// startVersion is the version process pid logged at its start.
+func startVersion(p *relayProcs, pid int) string {
+	for _, l := range p.find("mjrelay starting") {
+		if l.PID == pid {
+			return l.Version
+		}
+	}
+	return ""
+}
+
