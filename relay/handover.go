@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mjrelay/mjrelay/relay/config"
@@ -62,8 +63,11 @@ func (h *handoverState) forwarding() *forward.Client {
 }
 
 // handoverSocket is where a new process takes the messages its
-// predecessor's sessions accept during the handover.
-func handoverSocket(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "handover.sock") }
+// predecessor's sessions accept during the handover: a name of its own,
+// which no other process removes.
+func handoverSocket(cfg *config.Config) string {
+	return filepath.Join(cfg.DataDir, fmt.Sprintf("handover-%d.sock", os.Getpid()))
+}
 
 // Replaced is closed once a restart handed this process's work over to a
 // new one: this one should then Shutdown (its sessions finish) and exit.
@@ -165,6 +169,11 @@ func (r *Relay) takeBack() {
 	}
 	h.fwd.Close()
 	h.fwd, h.handedOver = nil, false
+	// The new process may have taken the control socket's name before it
+	// failed: take it back too.
+	if _, err := os.Stat(r.config().ControlSocket()); err != nil || !r.control.answers() {
+		r.control.bind()
+	}
 }
 
 // takeOver is the new process's request for the queue (step 2).
@@ -194,6 +203,7 @@ func (r *Relay) handoverIntake() supervise.Component {
 	var srv *forward.Server
 	return supervise.Component{Name: "handover intake",
 		Start: func(context.Context) error {
+			removeStaleSockets(r.config().DataDir)
 			l, err := control.ListenUnix(handoverSocket(r.config()))
 			if err != nil {
 				return err
@@ -211,5 +221,18 @@ func (r *Relay) handoverIntake() supervise.Component {
 			return nil
 		},
 		Stop: func(context.Context) error { return srv.Close() },
+	}
+}
+
+// removeStaleSockets removes the handover sockets that processes which
+// died (killed) left in dir.
+func removeStaleSockets(dir string) {
+	names, _ := filepath.Glob(filepath.Join(dir, "handover-*.sock"))
+	for _, n := range names {
+		var pid int
+		if _, err := fmt.Sscanf(filepath.Base(n), "handover-%d.sock", &pid); err == nil && pid > 0 &&
+			errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			os.Remove(n)
+		}
 	}
 }

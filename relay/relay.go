@@ -30,7 +30,6 @@ import (
 	"github.com/mjrelay/mjrelay/mailjet/account"
 	"github.com/mjrelay/mjrelay/policy"
 	"github.com/mjrelay/mjrelay/relay/config"
-	"github.com/mjrelay/mjrelay/relay/control"
 	"github.com/mjrelay/mjrelay/relay/intake"
 	"github.com/mjrelay/mjrelay/relay/lanes"
 	"github.com/mjrelay/mjrelay/relay/metrics"
@@ -131,6 +130,7 @@ type Relay struct {
 	listening atomic.Bool // SMTP
 	draining  atomic.Bool // stopping, or handing over to a new process
 	handover  handoverState
+	control   controlSocket
 }
 
 // Start opens the queue, starts delivery and binds the listeners: the
@@ -153,6 +153,7 @@ func Start(cfg *config.Config, o Options) (*Relay, error) {
 	r := &Relay{o: o, log: log, metrics: metrics.New(log), sup: supervise.New(log), Queue: queue.NewSwitch(nil, queueWait)}
 	r.cfg.Store(cfg)
 	r.handover.replaced = make(chan struct{})
+	r.control.r = r
 	if err := r.sup.Start(context.Background(), r.components()...); err != nil {
 		return nil, err
 	}
@@ -163,9 +164,9 @@ func Start(cfg *config.Config, o Options) (*Relay, error) {
 func (r *Relay) config() *config.Config { return r.cfg.Load() }
 
 // components are the relay's parts in the order they start; Shutdown stops
-// them in the reverse order: SMTP stops accepting and lets its sessions
-// finish, then HTTP and the control socket stop, the scheduler lets its
-// attempts complete (until the shutdown's deadline, then they are cut
+// them in the reverse order: the control socket stops, SMTP stops
+// accepting and lets its sessions finish, HTTP stops, the scheduler lets
+// its attempts complete (until the shutdown's deadline, then they are cut
 // short) and the queue closes, the account refresh stops, and the upstream
 // connections, the traffic store and the traffic log close.
 //
@@ -187,18 +188,17 @@ func (r *Relay) components() []supervise.Component {
 	if r.o.Process != nil && r.o.Process.HasParent() {
 		cs = append(cs, r.handoverIntake())
 	}
-	cs = append(cs,
-		supervise.Component{Name: "queue", Start: r.openDelivery, Stop: r.closeDelivery},
-		supervise.Component{Name: "control socket", Run: func(ctx context.Context) error {
-			return control.Serve(ctx, cfg.ControlSocket(), liveQueue{r}, r)
-		}})
+	cs = append(cs, supervise.Component{Name: "queue", Start: r.openDelivery, Stop: r.closeDelivery})
 	if cfg.HTTP.Listen != "" {
 		cs = append(cs, supervise.Component{Name: "http", Start: r.listenHTTP,
 			Run:  func(context.Context) error { return r.http.Serve(r.httpLn) },
 			Stop: func(context.Context) error { return r.http.Close() }})
 	}
+	// The control socket comes last: a new process takes its name from
+	// the former one only once nothing can make it fail any more.
 	return append(cs,
-		supervise.Component{Name: "smtp", Start: r.listenSMTP, Stop: func(ctx context.Context) error { return r.smtp.Shutdown(ctx) }})
+		supervise.Component{Name: "smtp", Start: r.listenSMTP, Stop: func(ctx context.Context) error { return r.smtp.Shutdown(ctx) }},
+		supervise.Component{Name: "control socket", Start: r.control.start, Run: r.control.run, Stop: r.control.stop})
 }
 
 func (r *Relay) openTraffic(context.Context) (err error) {

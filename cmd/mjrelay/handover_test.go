@@ -2,12 +2,16 @@ package main
 
 import (
 	"io"
+	"net"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/mjrelay/mjrelay/relay/notify"
 )
@@ -117,3 +121,74 @@ func startVersion(p *relayProcs, pid int) string {
 	return ""
 }
 
+
+// TestRestartThatFails: a restart whose new process cannot start (its
+// configuration is now invalid), or fails after it took the queue (its new
+// TLS listener's address is taken), leaves the running relay serving; in
+// the second case it takes its queue back. Odoo-style senders see no
+// refused connection and no unexpected reply, every acknowledged mail is
+// delivered once, `mjrelay restart` says why it failed, and a later
+// restart works.
+func TestRestartThatFails(t *testing.T) {
+	w := newWorld(t)
+	p := startRelay(t, binary, []string{"serve", "--config", w.cfgPath}, nil, nil)
+	first := p.main()
+	load := startOdooLoad(t, p.addr("SMTP listening"), "odoo", odooPass, "failing")
+	load.waitMore(p, 30)
+
+	// The new process exits at its start: nothing changed hands.
+	editConfig(t, w.cfgPath, "[queue]\n", "[queue]\nmax_lifetime = \"-1s\"\n")
+	p.signal(first, syscall.SIGUSR2)
+	p.waitFor("the failed restart", time.Minute, func() bool { return len(p.find("restart failed: this process goes on")) == 1 })
+	editConfig(t, w.cfgPath, "[queue]\nmax_lifetime = \"-1s\"\n", "[queue]\n")
+	load.waitMore(p, 30)
+
+	// The new process fails once it has the queue.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	editConfig(t, w.cfgPath, "[smtp]\n", "[smtp]\nlisten_tls = \""+busy.Addr().String()+"\"\n")
+	out, err := exec.Command(binary, "restart", "--config", w.cfgPath).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "restart failed") {
+		t.Errorf("mjrelay restart of a process that fails: %v\n%s", err, out)
+	}
+	p.waitFor("the queue to come back", time.Minute, func() bool {
+		return len(p.find("the new process failed after it took the queue: this process takes it back")) == 1
+	})
+	if p.main() != first || exited(first) {
+		t.Fatalf("the relay process changed: %v", p.readyPIDs())
+	}
+	load.waitMore(p, 30)
+	resp, err := http.Get("http://" + p.addr("HTTP listening") + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/readyz after the queue came back: %d", resp.StatusCode)
+	}
+
+	// Fixed, the restart works.
+	editConfig(t, w.cfgPath, "[smtp]\nlisten_tls = \""+busy.Addr().String()+"\"\n", "[smtp]\n")
+	p.restart(0)
+	load.waitMore(p, 30)
+	res := load.stop()
+	if res.Refused != 0 || len(res.Unexpected) != 0 {
+		t.Errorf("%d connections refused, %d unexpected replies: %v", res.Refused, len(res.Unexpected), res.Unexpected)
+	}
+	acked := map[string]bool{}
+	for _, tok := range res.Acked {
+		acked[tok] = true
+	}
+	cut := 0
+	for _, l := range p.find("queue handed over: the messages accepted here are stored by the new process") {
+		cut += l.CutShort
+	}
+	dups := waitAllDelivered(t, w, acked)
+	t.Logf("%d mails acknowledged across 2 failed restarts and 1 good one; %d cut short, %d duplicates", len(acked), cut, dups)
+	if dups > cut {
+		t.Errorf("%d duplicates, more than the %d deliveries cut short", dups, cut)
+	}
+}

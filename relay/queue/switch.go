@@ -22,10 +22,10 @@ var ErrUnavailable = errors.New("queue: the process that holds the queue cannot 
 // returned, so that the caller may then close it. While there is no
 // backend, NewID, Admit and Put wait for one (until their context ends,
 // at most Wait for a context without a deadline); the other methods
-// answer at once, as a closed queue would. A Put that fails with
-// ErrUnavailable waits for the next backend and is made again there,
-// unless that backend already has the message (the former one stored it
-// before it went away), so that a message is never stored twice.
+// answer at once, as a closed queue would. An Admit or a Put that fails
+// with ErrUnavailable waits for the next backend and is made again there
+// (a Put only unless that backend already has the message: the former one
+// stored it before it went away), so that a message is never stored twice.
 type Switch struct {
 	// Wait bounds how long a call without a deadline waits for a backend.
 	Wait time.Duration
@@ -135,12 +135,22 @@ func (s *Switch) NewID() string {
 func (s *Switch) Admit(size int64) error {
 	ctx, cancel := s.bound(context.Background())
 	defer cancel()
-	b, err := s.acquire(ctx)
-	if err != nil {
-		return err
+	for {
+		b, err := s.acquire(ctx)
+		if err != nil {
+			return err
+		}
+		err = b.q.Admit(size)
+		b.use.RUnlock()
+		if !errors.Is(err, ErrUnavailable) {
+			return err
+		}
+		select { // asked again of the next backend
+		case <-b.gone:
+		case <-ctx.Done():
+			return err
+		}
 	}
-	defer b.use.RUnlock()
-	return b.q.Admit(size)
 }
 
 func (s *Switch) Put(ctx context.Context, env *Envelope, parts ...[]byte) error {

@@ -172,3 +172,26 @@ func TestPutMadeAgainOnTheNextBackend(t *testing.T) {
 		}
 	}
 }
+
+// TestAdmitAskedAgainOfTheNextBackend: an Admit whose backend went away
+// is asked of the next one, not answered with the error.
+func TestAdmitAskedAgainOfTheNextBackend(t *testing.T) {
+	sp := openSpool(t, t.TempDir(), spool.Options{})
+	gone := unreachable{sp, make(chan struct{}, 1)}
+	sw := queue.NewSwitch(gone, time.Minute)
+	admit := make(chan error, 1)
+	go func() { admit <- sw.Admit(10) }()
+	<-gone.entered
+	sw.Set(sp)
+	if err := <-admit; err != nil {
+		t.Fatalf("Admit after the backend went away: %v", err)
+	}
+}
+
+// unreachable is a backend whose process went away.
+type unreachable struct {
+	queue.Queue
+	entered chan struct{}
+}
+
+func (u unreachable) Admit(int64) error { u.entered <- struct{}{}; return queue.ErrUnavailable }

@@ -187,24 +187,34 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	return sess, nil
 }
 
-// Listen binds smtp.listen and smtp.listen_tls (when set).
+// Listen binds smtp.listen and smtp.listen_tls (when set), then serves
+// them: a start that fails to bind one accepts no connection on the other.
 func (s *Server) Listen() error {
+	var plain, implicit net.Listener
 	if a := s.opts.Listen; a != "" {
 		l, err := s.listen("smtp", a)
 		if err != nil {
 			return err
 		}
-		s.addrs = append(s.addrs, l.Addr())
-		go s.Serve(l)
+		plain = l
 	}
 	if a := s.opts.ListenTLS; a != "" {
 		l, err := s.listen("smtps", a)
 		if err != nil {
-			s.plain.Close()
+			if plain != nil {
+				plain.Close()
+			}
 			return err
 		}
-		s.addrs = append(s.addrs, l.Addr())
-		go s.implicit.Serve(tls.NewListener(&limitListener{Listener: l, slots: s.slots, open: s.open, warn: s.warn}, s.tlsConf))
+		implicit = l
+	}
+	if plain != nil {
+		s.addrs = append(s.addrs, plain.Addr())
+		go s.Serve(plain)
+	}
+	if implicit != nil {
+		s.addrs = append(s.addrs, implicit.Addr())
+		go s.implicit.Serve(tls.NewListener(&limitListener{Listener: implicit, slots: s.slots, open: s.open, warn: s.warn}, s.tlsConf))
 	}
 	return nil
 }
