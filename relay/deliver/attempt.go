@@ -12,8 +12,11 @@ import (
 
 // attempt delivers one message once through its lane's transports, in
 // order: recipients that fail temporarily on one transport are tried on the
-// next; a transport that cannot carry the message hands all of it on.
-func (s *Scheduler) attempt(id string, l *lane) {
+// next; a transport that cannot carry the message hands all of it on. A
+// message deferred is returned, to be scheduled again once it is no longer
+// in flight (else a short backoff could make it due while still marked in
+// flight, and it would be dropped from its lane).
+func (s *Scheduler) attempt(id string, l *lane) (again *queue.Item) {
 	// Bookkeeping must not be cut short by shutdown: it is what makes the
 	// outcome durable.
 	ctx := context.Background()
@@ -112,7 +115,7 @@ func (s *Scheduler) attempt(id string, l *lane) {
 	}
 	s.opts.Traffic.Record(trafficlog.NewDeferred(it.Envelope, trafficlog.Try{Attempt: st.Attempts, To: st.Pending,
 		Transport: lastTransport, Upstream: lastUpstream, Reply: why, Next: st.Next}))
-	s.Enqueue(queue.Item{Envelope: it.Envelope, State: st})
+	return &queue.Item{Envelope: it.Envelope, State: st}
 }
 
 // deliverOnce runs one transport and records the attempt and the final

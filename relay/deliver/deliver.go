@@ -164,12 +164,15 @@ func (s *Scheduler) Run(ctx context.Context) {
 			s.running.Add(1)
 			go func() {
 				defer s.running.Done()
-				s.attempt(id, l)
+				again := s.attempt(id, l)
 				s.mu.Lock()
 				l.busy--
 				delete(s.inFlight, id)
 				delete(s.deleted, id)
 				s.mu.Unlock()
+				if again != nil {
+					s.Enqueue(*again)
+				}
 				select {
 				case l.freed <- struct{}{}:
 				default:

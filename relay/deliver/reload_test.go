@@ -73,3 +73,4 @@ func TestSetRetry(t *testing.T) {
 		}
 	}
 }
+
