@@ -73,4 +73,3 @@ func TestSetRetry(t *testing.T) {
 		}
 	}
 }
-
