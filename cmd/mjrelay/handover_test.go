@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -13,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mjrelay/mjrelay/relay/inspect"
 	"github.com/mjrelay/mjrelay/relay/notify"
+	"github.com/mjrelay/mjrelay/relay/store"
 )
 
 // TestRestartUnderOdooLoad: Odoo-style senders (4 threads, a new
@@ -76,6 +79,26 @@ func TestRestartUnderOdooLoad(t *testing.T) {
 		t.Errorf("processes %v: want 6 different ones", pids)
 	}
 
+	// The traffic store, written by two processes at each handover, has
+	// every message, sent.
+	waitUntil(t, "every acknowledged mail recorded as sent", 30*time.Second, func() bool {
+		states := storedStates(t, filepath.Join(w.dir, "data"))
+		for tok := range acked {
+			if states[tok] != store.StateSent {
+				return false
+			}
+		}
+		return true
+	})
+
+	// Nothing went wrong in any process (a store busy with the other
+	// process's writes, a lost socket…).
+	for _, l := range p.linesAt("ERROR", "WARN") {
+		if !strings.Contains(l.Msg, "SANDBOX") {
+			t.Errorf("logged: %s", l.raw)
+		}
+	}
+
 	// The service manager saw each process become the main one, in order,
 	// each after the former one said it was reloading.
 	p.mu.Lock()
@@ -108,6 +131,31 @@ func TestRestartUnderOdooLoad(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("/readyz after the restarts: %d %s", resp.StatusCode, body)
+	}
+}
+
+// storedStates reads the traffic store: each message's state by subject.
+func storedStates(t *testing.T, dataDir string) map[string]store.State {
+	t.Helper()
+	st, err := inspect.Open(inspect.Path(dataDir), inspect.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	out := map[string]store.State{}
+	f := store.Filter{Limit: 1000}
+	for {
+		p, err := st.List(context.Background(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range p.Messages {
+			out[m.Subject] = m.State
+		}
+		if p.Next == "" {
+			return out
+		}
+		f.Cursor = p.Next
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -134,6 +135,19 @@ func (p *relayProcs) find(msg string) []logLine {
 	var out []logLine
 	for _, l := range p.lines {
 		if l.Msg == msg {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// linesAt returns the lines logged at one of levels.
+func (p *relayProcs) linesAt(levels ...string) []logLine {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []logLine
+	for _, l := range p.lines {
+		if slices.Contains(levels, l.Level) {
 			out = append(out, l)
 		}
 	}
@@ -310,7 +324,7 @@ func startOdooLoad(t *testing.T, addr, user, password, prefix string) *odooLoad 
 				l.mu.Lock()
 				l.acked = max(l.acked, n)
 				l.mu.Unlock()
-			} else {
+			} else if strings.TrimSpace(sc.Text()) != "" {
 				t.Logf("odoo_load.py: %s", sc.Text())
 			}
 		}

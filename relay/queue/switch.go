@@ -100,7 +100,7 @@ func (s *Switch) acquire(ctx context.Context) (*backend, error) {
 // bound gives ctx a deadline of Wait if it has none.
 func (s *Switch) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok || s.Wait <= 0 {
-		return context.WithCancel(ctx)
+		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, s.Wait)
 }
@@ -121,10 +121,23 @@ func (s *Switch) do(fn func(Queue)) {
 	}
 }
 
-func (s *Switch) NewID() string {
+// held returns the backend held for one call: at once when there is one,
+// else once there is one, for at most Wait.
+func (s *Switch) held() (*backend, error) {
+	if b := s.current(); b.q != nil {
+		b.use.RLock()
+		if !b.retired {
+			return b, nil
+		}
+		b.use.RUnlock()
+	}
 	ctx, cancel := s.bound(context.Background())
 	defer cancel()
-	b, err := s.acquire(ctx)
+	return s.acquire(ctx)
+}
+
+func (s *Switch) NewID() string {
+	b, err := s.held()
 	if err != nil {
 		return ""
 	}
@@ -133,10 +146,8 @@ func (s *Switch) NewID() string {
 }
 
 func (s *Switch) Admit(size int64) error {
-	ctx, cancel := s.bound(context.Background())
-	defer cancel()
 	for {
-		b, err := s.acquire(ctx)
+		b, err := s.held()
 		if err != nil {
 			return err
 		}
@@ -147,7 +158,7 @@ func (s *Switch) Admit(size int64) error {
 		}
 		select { // asked again of the next backend
 		case <-b.gone:
-		case <-ctx.Done():
+		case <-time.After(s.Wait):
 			return err
 		}
 	}
