@@ -169,7 +169,6 @@ func startVersion(p *relayProcs, pid int) string {
 	return ""
 }
 
-
 // TestRestartThatFails: a restart whose new process cannot start (its
 // configuration is now invalid), or fails after it took the queue (its new
 // TLS listener's address is taken), leaves the running relay serving; in

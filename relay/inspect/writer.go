@@ -28,9 +28,9 @@ type writer struct {
 	// changes when another connection commits (another relay process,
 	// for the moment a restart hands over).
 	dataVersion int64
-	stats   map[statKey]*statVal
-	cache   rowCache
-	dirty   map[int64]*row // rows to write at the end of the batch
+	stats       map[statKey]*statVal
+	cache       rowCache
+	dirty       map[int64]*row // rows to write at the end of the batch
 
 	lastErrLog time.Time
 	unjoined   uint64
