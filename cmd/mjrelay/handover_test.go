@@ -57,19 +57,9 @@ func TestRestartUnderOdooLoad(t *testing.T) {
 	}
 	load.waitMore(p, 40)
 	res := load.stop()
-
-	if res.Refused != 0 || len(res.Unexpected) != 0 {
-		t.Errorf("%d connections refused, %d unexpected replies: %v", res.Refused, len(res.Unexpected), res.Unexpected)
-	}
-	acked := map[string]bool{}
-	for _, tok := range res.Acked {
-		acked[tok] = true
-	}
+	acked := res.check(t)
 	dups := waitAllDelivered(t, w, acked)
-	cut := 0
-	for _, l := range p.find("queue handed over: the messages accepted here are stored by the new process") {
-		cut += l.CutShort
-	}
+	cut := p.cutShort()
 	t.Logf("%d mails acknowledged in %d batches across 5 restarts (2 upgrades), 0 refused connections, all delivered; "+
 		"%d deliveries cut short by the handovers, %d duplicates", len(res.Acked), res.Batches, cut, dups)
 	if dups > cut {
@@ -221,18 +211,8 @@ func TestRestartThatFails(t *testing.T) {
 	editConfig(t, w.cfgPath, "[smtp]\nlisten_tls = \""+busy.Addr().String()+"\"\n", "[smtp]\n")
 	p.restart(0)
 	load.waitMore(p, 30)
-	res := load.stop()
-	if res.Refused != 0 || len(res.Unexpected) != 0 {
-		t.Errorf("%d connections refused, %d unexpected replies: %v", res.Refused, len(res.Unexpected), res.Unexpected)
-	}
-	acked := map[string]bool{}
-	for _, tok := range res.Acked {
-		acked[tok] = true
-	}
-	cut := 0
-	for _, l := range p.find("queue handed over: the messages accepted here are stored by the new process") {
-		cut += l.CutShort
-	}
+	acked := load.stop().check(t)
+	cut := p.cutShort()
 	dups := waitAllDelivered(t, w, acked)
 	t.Logf("%d mails acknowledged across 2 failed restarts and 1 good one; %d cut short, %d duplicates", len(acked), cut, dups)
 	if dups > cut {

@@ -91,14 +91,7 @@ func TestInitAsPID1(t *testing.T) {
 	p.signal(initPID, syscall.SIGHUP)
 	p.waitFor("the reload", 30*time.Second, func() bool { return len(p.find("configuration reloaded")) == 1 })
 	load.waitMore(p, 30)
-	res := load.stop()
-	if res.Refused != 0 || len(res.Unexpected) != 0 {
-		t.Errorf("%d connections refused, %d unexpected replies: %v", res.Refused, len(res.Unexpected), res.Unexpected)
-	}
-	acked := map[string]bool{}
-	for _, tok := range res.Acked {
-		acked[tok] = true
-	}
+	acked := load.stop().check(t)
 	dups := waitAllDelivered(t, w, acked)
 	t.Logf("%d mails acknowledged across 2 restarts under the init; %d duplicates", len(acked), dups)
 

@@ -341,6 +341,30 @@ func (l *odooLoad) waitMore(p *relayProcs, n int) {
 	p.waitFor(fmt.Sprintf("%d acknowledged mails", want), time.Minute, func() bool { return l.count() >= want })
 }
 
+// check fails the test for a refused connection or an unexpected reply;
+// it returns the acknowledged tokens.
+func (r loadResult) check(t *testing.T) map[string]bool {
+	t.Helper()
+	if r.Refused != 0 || len(r.Unexpected) != 0 {
+		t.Errorf("%d connections refused, %d unexpected replies: %v", r.Refused, len(r.Unexpected), r.Unexpected)
+	}
+	acked := map[string]bool{}
+	for _, tok := range r.Acked {
+		acked[tok] = true
+	}
+	return acked
+}
+
+// cutShort sums the deliveries the handovers cut short (they may have
+// reached Mailjet: a copy of those may arrive twice).
+func (p *relayProcs) cutShort() int {
+	n := 0
+	for _, l := range p.find("queue handed over: the messages accepted here are stored by the new process") {
+		n += l.CutShort
+	}
+	return n
+}
+
 // stop ends the load (the batches in progress finish) and returns its report.
 func (l *odooLoad) stop() loadResult {
 	l.t.Helper()

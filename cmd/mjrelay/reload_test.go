@@ -213,10 +213,7 @@ func TestReloadUnderOdooLoad(t *testing.T) {
 	}
 	load.waitMore(p, 40)
 	res := load.stop()
-
-	if res.Refused != 0 || len(res.Unexpected) != 0 {
-		t.Errorf("%d connections refused, %d unexpected replies: %v", res.Refused, len(res.Unexpected), res.Unexpected)
-	}
+	res.check(t)
 	got1, got2 := map[string]int{}, map[string]int{}
 	waitUntil(t, "every acknowledged mail upstream", time.Minute, func() bool {
 		got1, got2 = tokensAt(w.up), tokensAt(up2)
