@@ -8,19 +8,25 @@ import (
 
 	"github.com/mjrelay/mjrelay/relay/control"
 	"github.com/mjrelay/mjrelay/relay/deliver"
+	"github.com/mjrelay/mjrelay/relay/feedback"
+	"github.com/mjrelay/mjrelay/relay/feedback/journal"
 	"github.com/mjrelay/mjrelay/relay/lanes"
 	"github.com/mjrelay/mjrelay/relay/queue"
 )
 
-// delivery is the open queue and the scheduler delivering from it. A
-// process has one from opening the queue until it closes it: at shutdown,
-// or when it hands the queue over to a new process (and again if that
-// process fails and the queue comes back).
+// delivery is the open queue and the scheduler delivering from it, with
+// the Odoo feedback's outbox and reporter ([odoo]). A process has one from
+// opening the queue until it closes it: at shutdown, or when it hands the
+// queue over to a new process (and again if that process fails and the
+// queue comes back).
 type delivery struct {
-	q      queue.Queue
-	sched  *deliver.Scheduler
-	cancel context.CancelFunc
-	done   chan struct{} // closed when the scheduler's Run returned
+	q        queue.Queue
+	sched    *deliver.Scheduler
+	outbox   feedback.Outbox    // nil when the feedback is off
+	reporter *feedback.Reporter // idem
+	cancel   context.CancelFunc
+	done     chan struct{} // closed when the scheduler's Run returned
+	reported chan struct{} // closed when the reporter's Run returned
 }
 
 // openDelivery takes the queue over from the former process, if this one
@@ -40,42 +46,64 @@ func (r *Relay) openDelivery(ctx context.Context) error {
 // scheduler on it and makes it the intake's queue.
 func (r *Relay) startDelivery(ctx context.Context, wait bool) error {
 	cfg := r.config()
-	deadline := time.Now().Add(10 * time.Second)
-	var q queue.Queue
-	var err error
-	for {
-		q, err = OpenQueue(cfg, r.log)
-		if !errors.Is(err, ErrQueueInUse) || !wait || time.Now().After(deadline) {
-			break
-		}
-		select {
-		case <-time.After(50 * time.Millisecond):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	q, err := retryLocked(ctx, wait, func() (queue.Queue, error) { return OpenQueue(cfg, r.log) },
+		func(err error) bool { return errors.Is(err, ErrQueueInUse) })
 	if errors.Is(err, ErrQueueInUse) {
 		return fmt.Errorf("another mjrelay is already running with data_dir %s", cfg.DataDir)
 	}
 	if err != nil {
 		return err
 	}
+	d := &delivery{q: q, done: make(chan struct{}), reported: make(chan struct{})}
 	r.reloadMu.Lock()
-	sched := deliver.New(q, deliver.Options{
+	dopts := deliver.Options{
 		Lanes: r.lanes, RetryMin: cfg.Queue.RetryMin.D(), RetryMax: cfg.Queue.RetryMax.D(),
 		MaxLifetime: cfg.Queue.MaxLifetime.D(), Traffic: r.recs, Logger: r.log,
-	})
+	}
 	r.reloadMu.Unlock()
-	q.Subscribe(sched.Enqueue)
+	if r.odoo != nil {
+		if d.outbox, err = retryLocked(ctx, wait, func() (feedback.Outbox, error) { return openOutbox(cfg, r.log) },
+			func(err error) bool { return errors.Is(err, journal.ErrLocked) }); err != nil {
+			q.Close()
+			return err
+		}
+		d.reporter = r.newReporter(d.outbox)
+		dopts.Final = d.reporter.Failed
+	}
+	d.sched = deliver.New(q, dopts)
+	q.Subscribe(d.sched.Enqueue)
 	if st := q.Stats(); st.Messages > 0 {
 		r.log.Info("resuming the queue", "messages", st.Messages)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	d := &delivery{q: q, sched: sched, cancel: cancel, done: make(chan struct{})}
-	go func() { sched.Run(runCtx); close(d.done) }()
+	d.cancel = cancel
+	go func() { d.sched.Run(runCtx); close(d.done) }()
+	go func() {
+		defer close(d.reported)
+		if d.reporter != nil {
+			d.reporter.Run(runCtx)
+		}
+	}()
 	r.cur.Store(d)
 	r.Queue.Set(q)
 	return nil
+}
+
+// retryLocked opens with open, trying again for 10 s while locked says the
+// other process still holds it (when wait: taking it over).
+func retryLocked[T any](ctx context.Context, wait bool, open func() (T, error), locked func(error) bool) (T, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, err := open()
+		if err == nil || !locked(err) || !wait || time.Now().After(deadline) {
+			return v, err
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return v, ctx.Err()
+		}
+	}
 }
 
 // closeDelivery is the queue component's stop: delivery stops, the queue
@@ -111,7 +139,12 @@ func (r *Relay) stopDelivery(ctx context.Context) (cut int, err error) {
 		d.sched.Abort()
 		<-d.done
 	}
-	return cut, d.q.Close()
+	<-d.reported
+	var errs []error
+	if d.outbox != nil {
+		errs = append(errs, d.outbox.Close())
+	}
+	return cut, errors.Join(append(errs, d.q.Close())...)
 }
 
 // Sched is the running scheduler (nil while the queue is not open here).

@@ -33,6 +33,7 @@ import (
 	"github.com/mjrelay/mjrelay/relay/intake"
 	"github.com/mjrelay/mjrelay/relay/lanes"
 	"github.com/mjrelay/mjrelay/relay/metrics"
+	"github.com/mjrelay/mjrelay/relay/odoo"
 	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/smtpd"
 	"github.com/mjrelay/mjrelay/relay/store"
@@ -77,6 +78,9 @@ type Options struct {
 	// Level is the process log's level, which a reload sets from
 	// log.level (nil: left as it is).
 	Level *slog.LevelVar
+	// FeedbackRetryMin is the Odoo feedback's first retry delay (default
+	// 10 s).
+	FeedbackRetryMin time.Duration
 }
 
 // Process is what the relay needs of the process it runs in (a
@@ -113,6 +117,7 @@ type Relay struct {
 	// Store is the traffic inspection store (it observes; it is not in
 	// the mail's path).
 	Store   store.Store
+	odoo    *odoo.Client // [odoo]; nil when the feedback is off
 	traffic *trafficlog.JSONLines
 	recs    trafficlog.Multi
 	metrics *metrics.Metrics
@@ -271,7 +276,12 @@ func (r *Relay) startAccount(ctx context.Context) error {
 func (r *Relay) build(context.Context) (err error) {
 	cfg, log := r.config(), r.log
 	r.recs = recorders{log: r.traffic, test: r.o.Traffic, store: r.Store, metrics: r.metrics.Recorder()}.multi()
-	r.metrics.Observe(metrics.State{QueueDepth: r.queueDepth, Account: r.accountState(), Store: r.Store})
+	var fstate func() metrics.Feedback
+	if cfg.Odoo.Enabled() {
+		r.odoo = odoo.New(OdooOptions(cfg))
+		fstate = r.feedbackState
+	}
+	r.metrics.Observe(metrics.State{QueueDepth: r.queueDepth, Account: r.accountState(), Store: r.Store, Feedback: fstate})
 	in, err := r.newIntake(cfg)
 	if err != nil {
 		return err
@@ -317,8 +327,12 @@ func (r *Relay) newIntake(cfg *config.Config) (*intake.Intake, error) {
 }
 
 func (r *Relay) newWeb(cfg *config.Config) (*web.Server, error) {
-	return web.New(webOptions(cfg), web.Deps{Store: r.Store, Queue: liveQueue{r}, Account: r.accountState(),
-		QueueDepth: r.queueDepth, Ready: r.ready, Metrics: r.metrics, Logger: r.log})
+	d := web.Deps{Store: r.Store, Queue: liveQueue{r}, Account: r.accountState(),
+		QueueDepth: r.queueDepth, Ready: r.ready, Metrics: r.metrics, Logger: r.log}
+	if r.odoo != nil {
+		d.Feedback = liveFeedback{r}
+	}
+	return web.New(webOptions(cfg), d)
 }
 
 // listen binds a listener through the process (inherited ones first).

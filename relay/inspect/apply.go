@@ -22,6 +22,8 @@ func (w *writer) apply(en *entry) error {
 	switch e.Event {
 	case trafficlog.Aborted:
 		return nil // nothing was queued: counted by the metrics, not stored
+	case trafficlog.Feedback:
+		return w.applyFeedback(e)
 	case trafficlog.Refused:
 		return w.applyRefused(e)
 	}
@@ -53,6 +55,11 @@ func (w *writer) apply(en *entry) error {
 		}
 		for _, t := range e.To {
 			m.rcpt(t, store.StateQueued)
+		}
+		if e.Unsubscribe != "" {
+			if _, err := w.st["feedbackURL"].ExecContext(w.ctx, m.key, e.Unsubscribe); err != nil {
+				return err
+			}
 		}
 		if en.body != nil {
 			if _, err := w.st["putBody"].ExecContext(w.ctx, m.key, nullInt(m.finalAt), len(e.Raw), en.body); err != nil {
@@ -394,11 +401,15 @@ type storedEvent struct {
 	Rcpts      []trafficlog.RcptResult `json:"rcpts,omitempty"`
 	DurationMS float64                 `json:"duration_ms,omitempty"`
 	Next       time.Time               `json:"next,omitzero"`
+	Action     string                  `json:"action,omitempty"` // feedback
+	Result     string                  `json:"result,omitempty"`
+	Answer     string                  `json:"answer,omitempty"`
 }
 
 func eventData(e *trafficlog.Event, allTo string) []byte {
 	d := storedEvent{Verdict: e.Verdict, Reply: e.Reply, Reason: e.Reason, Transport: e.Transport, Upstream: e.Upstream,
-		UpstreamID: e.UpstreamID, Attempt: e.Attempt, Rcpts: e.Rcpts, DurationMS: e.DurationMS, Next: e.Next}
+		UpstreamID: e.UpstreamID, Attempt: e.Attempt, Rcpts: e.Rcpts, DurationMS: e.DurationMS, Next: e.Next,
+		Action: e.Action, Result: e.Result, Answer: e.Answer}
 	switch e.Event {
 	case trafficlog.Received, trafficlog.Refused:
 		d.Client, d.User, d.Helo, d.TLS, d.Class, d.ClassRule = e.Client, e.User, e.Helo, e.TLS, e.Class, e.ClassRule
@@ -420,7 +431,8 @@ func (d *storedEvent) event(kind trafficlog.Kind, t time.Time, allTo []string) t
 	e := trafficlog.Event{Time: t, Event: kind, Client: d.Client, User: d.User, Helo: d.Helo, TLS: d.TLS,
 		Class: d.Class, ClassRule: d.ClassRule, Verdict: d.Verdict, Stage: d.Stage, Size: d.Size, To: d.To,
 		Reply: d.Reply, Count: d.Count, Reason: d.Reason, Transport: d.Transport, Upstream: d.Upstream, UpstreamID: d.UpstreamID,
-		Attempt: d.Attempt, Rcpts: d.Rcpts, DurationMS: d.DurationMS, Next: d.Next}
+		Attempt: d.Attempt, Rcpts: d.Rcpts, DurationMS: d.DurationMS, Next: d.Next,
+		Action: d.Action, Result: d.Result, Answer: d.Answer}
 	if e.To == nil && kind != trafficlog.Attempt {
 		e.To = allTo
 	}

@@ -60,6 +60,9 @@ func (s *Store) Get(ctx context.Context, id string) (*store.Message, error) {
 	if err := s.timeline(ctx, r, m); err != nil {
 		return nil, err
 	}
+	if err := s.feedbackOf(ctx, r.key, m); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -69,7 +72,7 @@ func (s *Store) timeline(ctx context.Context, r *row, m *store.Message) error {
 		return err
 	}
 	defer rows.Close()
-	var relay, mj []store.Step
+	var relay, mj, fb []store.Step
 	for rows.Next() {
 		var at int64
 		var kind string
@@ -93,6 +96,10 @@ func (s *Store) timeline(ctx context.Context, r *row, m *store.Message) error {
 			continue
 		}
 		e := d.event(trafficlog.Kind(kind), t, r.to())
+		if e.Event == trafficlog.Feedback {
+			fb = append(fb, feedbackStep(&e)) // after what caused it
+			continue
+		}
 		if e.Event == trafficlog.Attempt {
 			m.AttemptList = append(m.AttemptList, store.Attempt{Time: t, Attempt: e.Attempt, Transport: e.Transport,
 				Upstream: e.Upstream, UpstreamID: e.UpstreamID, Reply: e.Reply.String(), DurationMS: e.DurationMS, Rcpts: e.Rcpts})
@@ -104,7 +111,7 @@ func (s *Store) timeline(ctx context.Context, r *row, m *store.Message) error {
 			relay = append(relay, steps...)
 		}
 	}
-	m.Timeline = append(relay, mj...)
+	m.Timeline = append(append(relay, mj...), fb...)
 	return rows.Err()
 }
 
@@ -164,6 +171,7 @@ func relaySteps(r *row, e *trafficlog.Event) []store.Step {
 		if e.Reason != "" {
 			st.Text += ": " + e.Reason
 		}
+
 	default:
 		st.Text = string(e.Event)
 	}
