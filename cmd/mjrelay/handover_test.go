@@ -16,6 +16,7 @@ import (
 
 	"github.com/mjrelay/mjrelay/relay/inspect"
 	"github.com/mjrelay/mjrelay/relay/notify"
+	"github.com/mjrelay/mjrelay/relay/odoo/odootest"
 	"github.com/mjrelay/mjrelay/relay/store"
 )
 
@@ -217,5 +218,38 @@ func TestRestartThatFails(t *testing.T) {
 	t.Logf("%d mails acknowledged across 2 failed restarts and 1 good one; %d cut short, %d duplicates", len(acked), cut, dups)
 	if dups > cut {
 		t.Errorf("%d duplicates, more than the %d deliveries cut short", dups, cut)
+	}
+}
+
+// TestRestartWithOdooFeedback: with [odoo], the feedback's outbox goes
+// with the queue. A bounce taken while Odoo is down is reported, once, by
+// the process that took over; its webhook takes Mailjet's events.
+func TestRestartWithOdooFeedback(t *testing.T) {
+	od := odootest.Start("prod", "relay", odooAPIKey)
+	defer od.Close()
+	old, repl := withOdoo(od)
+	w := newWorld(t, old, repl)
+	p := startRelay(t, binary, []string{"serve", "--config", w.cfgPath}, nil, nil)
+	addr, web := p.addr("SMTP listening"), p.addr("HTTP listening")
+	const msgID = "<restart.1700000000.1-openerp-3-res.partner@odoo.test>"
+	od.AddMessage(msgID)
+	id := sendOdooMail(t, addr, "gone@example.org", msgID)
+	waitUntil(t, "delivery", 20*time.Second, func() bool { return len(w.up.Received()) == 1 })
+	od.SetDown(true)
+	if code := postEvents(t, web, hardBounce(id, "gone@example.org")); code != http.StatusOK {
+		t.Fatalf("webhook answered %d", code)
+	}
+	p.restart(0)
+	od.SetDown(false)
+	waitUntil(t, "the bounce in Odoo", 60*time.Second, func() bool { return len(od.Bounces()) == 1 })
+	id2 := sendOdooMail(t, addr, "angry@example.org", "<restart2@odoo.test>")
+	spam := map[string]any{"event": "spam", "time": time.Now().Unix(), "MessageID": 13792286917004337, "email": "angry@example.org",
+		"CustomID": id2, "source": "JMRPP"}
+	if code := postEvents(t, web, spam); code != http.StatusOK {
+		t.Fatalf("webhook of the new process answered %d", code)
+	}
+	waitUntil(t, "the blacklisting in Odoo", 60*time.Second, func() bool { return len(od.Blacklisted()) == 1 })
+	if b := od.Bounces(); len(b) != 1 || b[0].Original != msgID {
+		t.Errorf("bounces %+v", b)
 	}
 }
