@@ -169,8 +169,8 @@ func Start(cfg *config.Config, o Options) (*Relay, error) {
 func (r *Relay) config() *config.Config { return r.cfg.Load() }
 
 // components are the relay's parts in the order they start; Shutdown stops
-// them in the reverse order: the control socket stops, SMTP stops
-// accepting and lets its sessions finish, HTTP stops, the scheduler lets
+// them in the reverse order: SMTP stops accepting and lets its sessions
+// finish, the control socket and HTTP stop, the scheduler lets
 // its attempts complete (until the shutdown's deadline, then they are cut
 // short) and the queue closes, the account refresh stops, and the upstream
 // connections, the traffic store and the traffic log close.
@@ -199,11 +199,12 @@ func (r *Relay) components() []supervise.Component {
 			Run:  func(context.Context) error { return r.http.Serve(r.httpLn) },
 			Stop: func(context.Context) error { return r.http.Close() }})
 	}
-	// The control socket comes last: a new process takes its name from
-	// the former one only once nothing can make it fail any more.
+	// SMTP comes last: it stops accepting first. A new process that
+	// fails to bind it after it took the control socket's name gives it
+	// back (takeBack).
 	return append(cs,
-		supervise.Component{Name: "smtp", Start: r.listenSMTP, Stop: func(ctx context.Context) error { return r.smtp.Shutdown(ctx) }},
-		supervise.Component{Name: "control socket", Start: r.control.start, Run: r.control.run, Stop: r.control.stop})
+		supervise.Component{Name: "control socket", Start: r.control.start, Run: r.control.run, Stop: r.control.stop},
+		supervise.Component{Name: "smtp", Start: r.listenSMTP, Stop: func(ctx context.Context) error { return r.smtp.Shutdown(ctx) }})
 }
 
 func (r *Relay) openTraffic(context.Context) (err error) {
