@@ -82,6 +82,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		select {
 		case <-ctx.Done():
 			proc.Notify(notify.Stopping)
+			// The copies of the listeners kept for a successor go: once
+			// SMTP stops accepting, new connections are refused.
+			proc.Stop()
 			log.Info("stopping: no new connections; open sessions and deliveries may finish", "grace", shutdownGrace)
 			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 			defer cancel()

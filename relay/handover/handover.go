@@ -173,5 +173,8 @@ func (p *Process) WaitForParent(ctx context.Context) error {
 // listeners, and returns once it is ready (or failed, or timed out).
 func (p *Process) Upgrade() error { return p.upg.Upgrade() }
 
-// Stop releases the listeners this process holds for a successor.
+// Stop releases the copies of the listeners this process holds for a
+// successor (a restart in progress is cancelled): once the relay closes
+// its own, the sockets no longer take connections (unless systemd holds
+// them).
 func (p *Process) Stop() { p.upg.Stop() }
