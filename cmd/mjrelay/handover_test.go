@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -251,5 +252,65 @@ func TestRestartWithOdooFeedback(t *testing.T) {
 	waitUntil(t, "the blacklisting in Odoo", 60*time.Second, func() bool { return len(od.Blacklisted()) == 1 })
 	if b := od.Bounces(); len(b) != 1 || b[0].Original != msgID {
 		t.Errorf("bounces %+v", b)
+	}
+}
+
+// TestSessionAcrossRestart: a session open when the relay restarts (an
+// Odoo batch on one connection) goes on in the former process: the mails
+// it sends after the handover are stored by the new process, acknowledged
+// and delivered. The former process exits once that session ends; a
+// restart asked meanwhile waits for it, then happens.
+func TestSessionAcrossRestart(t *testing.T) {
+	w := newWorld(t)
+	p := startRelay(t, binary, []string{"serve", "--config", w.cfgPath}, nil, nil)
+	first := p.main()
+	c := dial(t, p.addr("SMTP listening"))
+	acked := map[string]bool{}
+	send := func(tok string) {
+		t.Helper()
+		if err := sendToken(c, tok); err != nil {
+			t.Fatalf("%s: %v", tok, err)
+		}
+		acked[tok] = true
+	}
+	send("across-0")
+	n := len(p.readyPIDs())
+	p.signal(first, syscall.SIGUSR2)
+	p.waitFor("the new process", time.Minute, func() bool { return len(p.readyPIDs()) > n })
+	second := p.main()
+	for i := 1; i <= 5; i++ {
+		send(fmt.Sprintf("across-%d", i))
+	}
+	if exited(first) {
+		t.Fatal("the former process exited with a session open")
+	}
+	// A restart now waits for the former process to be gone.
+	restarted := make(chan string, 1)
+	go func() {
+		out, _ := exec.Command(binary, "restart", "--config", w.cfgPath).CombinedOutput()
+		restarted <- string(out)
+	}()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case out := <-restarted:
+		t.Fatalf("restart while the former process still has a session: %s", out)
+	default:
+	}
+	send("across-6")
+	c.Quit()
+	p.waitFor("the former process to exit", time.Minute, func() bool { return exited(first) })
+	select {
+	case out := <-restarted:
+		if !strings.Contains(out, "restarted") {
+			t.Errorf("mjrelay restart: %s", out)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the restart did not happen once the former process exited")
+	}
+	if p.main() == second || exited(p.main()) {
+		t.Errorf("processes %v", p.readyPIDs())
+	}
+	if dups := waitAllDelivered(t, w, acked); dups != 0 {
+		t.Errorf("%d duplicates", dups)
 	}
 }
