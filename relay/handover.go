@@ -24,13 +24,14 @@ import (
 //  1. The running process (Restart) starts the new one, which inherits
 //     the listening sockets (Process.Upgrade) and builds everything but the
 //     queue; the running one goes on accepting and delivering meanwhile.
-//  2. The new process listens on data_dir/handover.sock and asks the
+//  2. The new process listens on data_dir/handover-PID.sock and asks the
 //     running one, over the control socket, for the queue (takeOver).
 //  3. The running one (HandOver) stores the messages its sessions accept
 //     from then on through the new process (relay/forward: the 250 still
 //     comes once the message is durable there), stops delivering (the
 //     attempts in flight may end, for handoverGrace; those cut short may
-//     be sent twice), closes the queue and answers. /readyz turns false.
+//     be sent twice), closes the queue (and the Odoo feedback's outbox)
+//     and answers. /readyz turns false.
 //  4. The new process opens the queue, starts delivering, stores the
 //     forwarded messages (they waited, at most queueWait, while the queue
 //     changed hands), starts accepting and tells it is ready.
