@@ -39,7 +39,8 @@ type relayProcs struct {
 
 // logLine is one line of the process log, with the fields tests use.
 type logLine struct {
-	Msg      string `json:"msg"`
+	Time     time.Time `json:"time"`
+	Msg      string    `json:"msg"`
 	Level    string `json:"level"`
 	PID      int    `json:"pid"`
 	Addr     string `json:"addr"`
