@@ -41,12 +41,12 @@ type relayProcs struct {
 type logLine struct {
 	Time     time.Time `json:"time"`
 	Msg      string    `json:"msg"`
-	Level    string `json:"level"`
-	PID      int    `json:"pid"`
-	Addr     string `json:"addr"`
-	Version  string `json:"version"`
-	CutShort int    `json:"cut_short"`
-	Err      string `json:"err"`
+	Level    string    `json:"level"`
+	PID      int       `json:"pid"`
+	Addr     string    `json:"addr"`
+	Version  string    `json:"version"`
+	CutShort int       `json:"cut_short"`
+	Err      string    `json:"err"`
 	raw      string
 }
 
