@@ -118,6 +118,10 @@ func (p *relayProcs) kill() {
 	}
 	p.first.Process.Kill()
 	<-p.firstDone
+	// A binary built with -race (GOFLAGS=-race go test) reports here.
+	if l := p.log(); strings.Contains(l, "WARNING: DATA RACE") {
+		p.t.Errorf("a relay process reported a data race:\n%s", l)
+	}
 }
 
 // pids are the relay processes that logged their start.

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -171,7 +172,17 @@ func (p *Process) WaitForParent(ctx context.Context) error {
 
 // Upgrade starts a new process from the binary on disk with the
 // listeners, and returns once it is ready (or failed, or timed out).
-func (p *Process) Upgrade() error { return p.upg.Upgrade() }
+func (p *Process) Upgrade() error {
+	for tries := 0; ; tries++ {
+		err := p.upg.Upgrade()
+		// tableflip notes the former process's exit a moment after
+		// WaitForParent has returned: until then it refuses.
+		if err == nil || !strings.Contains(err.Error(), "parent hasn't exited") || tries == 100 {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
 
 // Stop releases the copies of the listeners this process holds for a
 // successor (a restart in progress is cancelled): once the relay closes
