@@ -59,6 +59,7 @@ func (r *Relay) startDelivery(ctx context.Context, wait bool) error {
 	dopts := deliver.Options{
 		Lanes: r.lanes, RetryMin: cfg.Queue.RetryMin.D(), RetryMax: cfg.Queue.RetryMax.D(),
 		MaxLifetime: cfg.Queue.MaxLifetime.D(), Traffic: r.recs, Logger: r.log,
+		Gate: deliver.GateFunc(r.release),
 	}
 	r.reloadMu.Unlock()
 	if r.odoo != nil {
@@ -155,11 +156,27 @@ func (r *Relay) Sched() *deliver.Scheduler {
 	return nil
 }
 
+// release runs, for a held message, the check it was accepted without,
+// through the intake in force (deliver.Gate).
+func (r *Relay) release(ctx context.Context, env queue.Envelope) error {
+	return r.intake.Load().Release(ctx, env)
+}
+
+// queueDepth is the number of queued messages by lane (held ones
+// included); held, the held ones.
 func (r *Relay) queueDepth() map[string]int {
+	return r.depths(func(d deliver.Depth) int { return d.Ready + d.Deferred + d.InFlight + d.Held })
+}
+
+func (r *Relay) held() map[string]int {
+	return r.depths(func(d deliver.Depth) int { return d.Held })
+}
+
+func (r *Relay) depths(count func(deliver.Depth) int) map[string]int {
 	out := map[string]int{}
 	if s := r.Sched(); s != nil {
 		for lane, d := range s.Depths() {
-			out[lane] = d.Ready + d.Deferred + d.InFlight
+			out[lane] = count(d)
 		}
 	}
 	return out

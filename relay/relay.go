@@ -111,6 +111,9 @@ type Relay struct {
 	// handed over to or from another process, a stand-in (queue.Switch).
 	Queue *queue.Switch
 	cur   atomic.Pointer[delivery]
+	// intake is the one in force (Reload replaces it); the scheduler
+	// checks held mail through it (release).
+	intake atomic.Pointer[intake.Intake]
 	// Account is the cached Mailjet account state (nil when the sender
 	// check does not use Mailjet).
 	Account *account.Cache
@@ -282,11 +285,12 @@ func (r *Relay) build(context.Context) (err error) {
 		r.odoo = odoo.New(OdooOptions(cfg))
 		fstate = r.feedbackState
 	}
-	r.metrics.Observe(metrics.State{QueueDepth: r.queueDepth, Account: r.accountState(), Store: r.Store, Feedback: fstate})
+	r.metrics.Observe(metrics.State{QueueDepth: r.queueDepth, Held: r.held, Account: r.accountState(), Store: r.Store, Feedback: fstate})
 	in, err := r.newIntake(cfg)
 	if err != nil {
 		return err
 	}
+	r.intake.Store(in)
 	if r.smtp, err = smtpd.New(smtpOptions(cfg), smtpd.Deps{Intake: in, Traffic: r.recs, Logger: log, Listen: r.listen}); err != nil {
 		return err
 	}
@@ -370,9 +374,10 @@ func (r *Relay) listenSMTP(context.Context) error {
 	return nil
 }
 
-// ready: listening and not draining, the queue accepts a message, the
-// Mailjet account state is known (when the sender check uses it), and no
-// component failed.
+// ready: listening and not draining, the queue accepts a message, and no
+// component failed. An unknown Mailjet account state does not make the
+// relay unready: it accepts and holds mail meanwhile (a load balancer that
+// took every relay out while Mailjet's API is down would refuse all mail).
 func (r *Relay) ready() error {
 	switch {
 	case !r.listening.Load():
@@ -383,8 +388,6 @@ func (r *Relay) ready() error {
 		return errors.New("the queue is not open (it is being handed over between processes)")
 	case r.cur.Load().q.Admit(0) != nil:
 		return errors.New("the queue is full or the disk is short of space")
-	case r.Account != nil && !r.Account.State().Known():
-		return errors.New("the Mailjet account state is not known yet")
 	}
 	return r.sup.Err()
 }

@@ -26,6 +26,7 @@ var hotKeys = []string{
 	// SMTP sessions read these as they go; the certificate is read again
 	// at each reload (new connections get the new one).
 	"smtp.users", "smtp.trusted_networks", "smtp.allow_insecure_auth", "smtp.max_recipients", "smtp.data_timeout",
+	"smtp.proxy_protocol_from", // read for each new connection
 	"smtp.tls_cert", "smtp.tls_key",
 	// The sender policy and the intake are rebuilt.
 	"policy.sender_check", "policy.require_dkim", "policy.require_spf", "mailjet.campaign_from_mailing",
@@ -129,6 +130,7 @@ func (r *Relay) apply(next *config.Config) (control.Reloaded, error) {
 
 	// Swapped: nothing fails from here on.
 	r.smtp.SetIntake(in)
+	r.intake.Store(in)
 	if w != nil {
 		r.web.Store(w)
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/mjrelay/mjrelay/mailjet"
-	"github.com/mjrelay/mjrelay/mailjet/webhook"
 	"strconv"
 	"strings"
 	"time"
@@ -62,6 +61,7 @@ func (w *writer) apply(en *entry) error {
 			}
 		}
 		if en.body != nil {
+			m.attachments = en.attachments
 			if _, err := w.st["putBody"].ExecContext(w.ctx, m.key, nullInt(m.finalAt), len(e.Raw), en.body); err != nil {
 				return err
 			}
@@ -72,6 +72,9 @@ func (w *writer) apply(en *entry) error {
 		}
 		m.attempts = max(m.attempts, e.Attempt)
 		m.transport, m.upstream, m.reply = e.Transport, e.Upstream, e.Reply.String()
+		if err := w.noteUpstream(m, e.UpstreamID); err != nil {
+			return err
+		}
 		for _, rr := range e.Rcpts {
 			r := m.rcpt(rr.Rcpt, store.StateQueued)
 			if rr.MessageID != 0 && rr.MessageID != r.mjID {
@@ -94,22 +97,33 @@ func (w *writer) apply(en *entry) error {
 		}
 		m.attempts = max(m.attempts, e.Attempt)
 		m.reply = e.Reply.String()
+		if err := w.noteUpstream(m, e.UpstreamID); err != nil {
+			return err
+		}
 		reason := ""
 		switch e.Event {
 		case trafficlog.Failed:
 			m.reason = e.Reason
 			reason = failReason(e.Reply, e.Reason)
-		case trafficlog.Delivered, trafficlog.Sandboxed:
+			m.why = reason
+		case trafficlog.Deferred:
+			reason = replyCode(e.Reply)
+			m.why = reason
+		case trafficlog.Delivered:
+			// Sandboxed mail never reached Mailjet: no latency to its
+			// acceptance.
 			if m.latencyMS == 0 && e.DurationMS > 0 {
 				m.latencyMS = e.DurationMS
 			}
 		}
 		w.stat(e.Time, string(e.Event), m.class, reason, latencyOf(e))
+		w.rcptStat(e, m)
 	case trafficlog.Deleted:
 		if err := w.setRcpts(m, e.To, store.StateDeleted, "", true); err != nil {
 			return err
 		}
 		m.reason = e.Reason
+		m.why = clip(e.Reason, 60)
 		w.stat(e.Time, string(e.Event), m.class, "", 0)
 	default:
 		return fmt.Errorf("unknown event %q", e.Event)
@@ -120,11 +134,39 @@ func (w *writer) apply(en *entry) error {
 	return w.settle(m, ms)
 }
 
+// latencyOf is the time from receipt to Mailjet's acceptance.
 func latencyOf(e *trafficlog.Event) float64 {
-	if e.Event == trafficlog.Delivered || e.Event == trafficlog.Sandboxed {
+	if e.Event == trafficlog.Delivered {
 		return e.DurationMS
 	}
 	return 0
+}
+
+// rcptKinds are the funnel's counters of recipients, by outcome.
+var rcptKinds = map[trafficlog.Kind]string{trafficlog.Received: "rcpt_received", trafficlog.Delivered: "rcpt_accepted",
+	trafficlog.Failed: "rcpt_failed", trafficlog.Sandboxed: "rcpt_sandboxed"}
+
+// rcptStat counts an event's recipients for the funnel.
+func (w *writer) rcptStat(e *trafficlog.Event, m *row) {
+	kind, ok := rcptKinds[e.Event]
+	if !ok {
+		return
+	}
+	n := len(e.To)
+	if n == 0 {
+		n = len(m.rcpts)
+	}
+	w.statN(e.Time, kind, m.class, "", 0, max(n, 1))
+}
+
+// noteUpstream keeps an id the upstream gave the message, and indexes it
+// for search.
+func (w *writer) noteUpstream(m *row, id string) error {
+	if !m.addUpstreamID(id) {
+		return nil
+	}
+	_, err := w.st["insertAddr"].ExecContext(w.ctx, upstreamKey(id), m.key)
+	return err
 }
 
 // applyRefused stores a refusal as a message of its own.
@@ -138,7 +180,7 @@ func (w *writer) applyRefused(e *trafficlog.Event) error {
 	if err != nil {
 		return err
 	}
-	w.statN(e.Time, "refused", "", clip(e.Stage+": "+e.Reason, 60), 0, max(e.Count, 1))
+	w.statN(e.Time, "refused", "", m.why, 0, max(e.Count, 1))
 	return w.event(m.key, e.Time, string(e.Event), eventData(e, m.rcptTo))
 }
 
@@ -151,6 +193,9 @@ func (w *writer) create(e *trafficlog.Event, state store.State) (*row, error) {
 		headerFrom: e.HeaderFrom, subject: e.Subject, messageID: e.MessageID, size: e.Size,
 		user: e.User, client: e.Client, helo: e.Helo, tls: e.TLS, verdict: e.Verdict, reason: e.Reason,
 		stage: e.Stage, reply: e.Reply.String(), rcptsLoaded: true}
+	if state == store.StateRefused {
+		m.why = clip(e.Stage+": "+e.Reason, 60)
+	}
 	if m.id == "" {
 		m.id = fmt.Sprintf("r%016x", m.key)
 	}
@@ -167,6 +212,9 @@ func (w *writer) create(e *trafficlog.Event, state store.State) (*row, error) {
 		m.pending = true
 		w.dirty[m.key] = m
 		w.stat(e.Time, "received", m.class, "", 0)
+		ev := *e
+		ev.Event = trafficlog.Received
+		w.rcptStat(&ev, m)
 		return m, nil
 	}
 	if err := w.insertRow(m); err != nil {
@@ -333,6 +381,9 @@ func (w *writer) settle(m *row, ms int64) error {
 	if m.rcptsLoaded {
 		m.state = messageState(m.rcpts, m.state)
 	}
+	if !store.Problem(m.state) {
+		m.why = ""
+	}
 	m.updatedAt = ms
 	if !store.Pending(m.state) && m.finalAt == 0 {
 		m.finalAt = ms
@@ -437,98 +488,4 @@ func (d *storedEvent) event(kind trafficlog.Kind, t time.Time, allTo []string) t
 		e.To = allTo
 	}
 	return e
-}
-
-// applyMailjet joins a Mailjet event to its message (by CustomID, then
-// MessageID, then Message_GUID) and records it.
-func (w *writer) applyMailjet(ev *webhook.Event) error {
-	if ev.Time.IsZero() {
-		ev.Time = w.s.opts.Now()
-	}
-	ev.MessageUUID = strings.ToLower(ev.MessageUUID)
-	var m *row
-	var err error
-	if ev.CustomID != "" {
-		if m, err = w.load("byID", ev.CustomID); err != nil {
-			return err
-		}
-	}
-	if m == nil && len(w.dirty) > 0 {
-		if err := w.flushRows(); err != nil { // the joins below read rcpts
-			return err
-		}
-	}
-	for _, j := range []struct {
-		stmt string
-		arg  any
-		ok   bool
-	}{{"byMJID", ev.MessageID, ev.MessageID != 0}, {"byMJUUID", ev.MessageUUID, ev.MessageUUID != ""}} {
-		if m != nil || !j.ok {
-			continue
-		}
-		var key int64
-		switch err := w.st[j.stmt].QueryRowContext(w.ctx, j.arg).Scan(&key); {
-		case errors.Is(err, sql.ErrNoRows):
-			continue
-		case err != nil:
-			return err
-		}
-		if m, err = w.load("byKey", key); err != nil {
-			return err
-		}
-	}
-	if m == nil {
-		// Webhooks are per account: other senders' events arrive here too.
-		w.unjoined++
-		w.s.log.Debug("Mailjet event for a message the store does not know", "event", ev.Event,
-			"custom_id", ev.CustomID, "mailjet_id", ev.MessageID)
-		w.stat(ev.Time, "mj_unjoined", "", ev.Event, 0)
-		return nil
-	}
-	if err := w.loadRcpts(m); err != nil {
-		return err
-	}
-	r := m.findRcpt(ev.Email)
-	if r == nil && ev.MessageID != 0 {
-		for _, x := range m.rcpts {
-			if x.mjID == ev.MessageID {
-				r = x
-			}
-		}
-	}
-	if r == nil && len(m.rcpts) == 1 {
-		r = m.rcpts[0]
-	}
-	if r != nil {
-		if ev.MessageID != 0 && r.mjID == 0 {
-			r.mjID, r.dirty = ev.MessageID, true
-		}
-		if ev.MessageUUID != "" && r.mjUUID == "" {
-			r.mjUUID, r.dirty = ev.MessageUUID, true
-		}
-		next := mailjetState(ev.Event)
-		if next == "" && (ev.Event == "open" || ev.Event == "click") && r.state == store.StateSent {
-			next = store.StateDelivered
-		}
-		if next != "" && mailjetMayReplace(r.state, next) {
-			r.state, r.dirty = next, true
-			if rep := ev.Reply(); rep != "" {
-				r.reply = rep
-			}
-		}
-	}
-	if ev.MessageID != 0 {
-		m.addMailjetID(strconv.FormatInt(ev.MessageID, 10))
-	}
-	stored := *ev
-	stored.Event, stored.Time = "", time.Time{}
-	if stored.CustomID == m.id {
-		stored.CustomID = ""
-	}
-	data, _ := json.Marshal(stored)
-	if err := w.event(m.key, ev.Time, "mj_"+ev.Event, data); err != nil {
-		return err
-	}
-	w.stat(ev.Time, "mj_"+ev.Event, m.class, ev.Reason(), 0)
-	return w.settle(m, ev.Time.UnixMilli())
 }

@@ -58,7 +58,7 @@ func buildBenchStore(path string, n int) (int, error) {
 		return 0, err
 	}
 	defer wdb.Close()
-	if _, err := migrate(wdb); err != nil {
+	if _, err := migrate(wdb, slog.New(slog.DiscardHandler)); err != nil {
 		return 0, err
 	}
 	s := &Store{opts: Options{Now: time.Now, Retention: 24 * 365 * time.Hour}, log: slog.New(slog.DiscardHandler), wdb: wdb}
@@ -232,6 +232,10 @@ func BenchmarkStoreQuery(b *testing.B) {
 		{"q=mailjet-id", store.Filter{Q: "288230376151911744", Limit: 50}},
 		{"since/until 1h", store.Filter{Since: mid, Until: mid.Add(time.Hour), Limit: 50}},
 		{"since/until+state", store.Filter{Since: mid, Until: mid.Add(24 * time.Hour), State: "failed", Limit: 50}},
+		{"reason", store.Filter{Reason: "550 5.1.1", Limit: 50}},
+		{"reason(rare)", store.Filter{Reason: "421 4.7.0", Limit: 50}},
+		{"reason+since/until", store.Filter{Reason: "550 5.1.1", Since: mid, Until: mid.Add(24 * time.Hour), Limit: 50}},
+		{"q=upstream-id(none)", store.Filter{Q: "4XqZ9k1aB2", Limit: 50}},
 	}
 	for _, q := range queries {
 		b.Run("List/"+q.name, func(b *testing.B) {
@@ -249,6 +253,13 @@ func BenchmarkStoreQuery(b *testing.B) {
 	b.Run("Get", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := s.Get(ctx, someID); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Funnel/30d", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.Funnel(ctx, benchStart, benchStart.Add(30*24*time.Hour), time.UTC); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -29,7 +29,14 @@ func (s *Store) Get(ctx context.Context, id string) (*store.Message, error) {
 	}
 	m := &store.Message{Summary: r.summary(), ClassRule: r.classRule, Verdict: r.verdict, Stage: r.stage,
 		Helo: r.helo, TLS: r.tls, Upstream: r.upstream, UpdatedAt: time.UnixMilli(r.updatedAt).UTC(),
-		LatencyMS: r.latencyMS, Recipients: []store.Recipient{}, AttemptList: []store.Attempt{}, Events: []webhook.Event{}}
+		LatencyMS: r.latencyMS, Recipients: []store.Recipient{}, AttemptList: []store.Attempt{}, Events: []webhook.Event{},
+		UpstreamIDs: strings.Fields(r.upstreamIDs)}
+	if m.UpstreamIDs == nil {
+		m.UpstreamIDs = []string{}
+	}
+	if r.state == store.StateSandboxed {
+		m.LatencyMS = 0 // older records timed sandboxed mail too; it never reached Mailjet
+	}
 	if r.finalAt != 0 {
 		t := time.UnixMilli(r.finalAt).UTC()
 		m.FinalAt = &t
@@ -150,17 +157,14 @@ func relaySteps(r *row, e *trafficlog.Event) []store.Step {
 		}
 		st.Text += " took " + durText(e.DurationMS)
 		if e.UpstreamID != "" {
-			st.Text += "; Mailjet id " + e.UpstreamID
+			st.Text += "; upstream id " + e.UpstreamID
 		}
 	case trafficlog.Delivered:
 		st.Text = "Accepted by Mailjet for " + orDash(to)
 	case trafficlog.Sandboxed:
 		st.Text = "Sandbox: recorded, not sent, for " + orDash(to)
 	case trafficlog.Deferred:
-		st.Text = "Deferred for " + orDash(to)
-		if !e.Next.IsZero() {
-			st.Text += "; next attempt " + e.Next.UTC().Format("2006-01-02 15:04:05 UTC")
-		}
+		st.Text, st.Next = "Deferred for "+orDash(to), e.Next
 	case trafficlog.Failed:
 		st.Text, st.Bad = "Failed for "+orDash(to), true
 		if e.Reason != "" {

@@ -105,6 +105,8 @@ type entry struct {
 	flush chan struct{} // closed once everything before it is committed
 	prune bool          // prune now, then close flush
 	body  []byte        // compressed e.ev.Raw (set by the writer)
+	// attachments are e.ev.Raw's (counted by the writer).
+	attachments int
 }
 
 // Open opens (creating if needed) the store at path and starts its writer.
@@ -150,7 +152,7 @@ func Open(path string, o Options) (*Store, error) {
 			return nil, err
 		}
 		s.wdb = w
-		dropped, err := migrate(w)
+		dropped, err := migrate(w, s.log)
 		if err != nil {
 			w.Close()
 			return nil, fmt.Errorf("traffic store %s: %w", path, err)

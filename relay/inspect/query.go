@@ -15,6 +15,8 @@ var (
 	uuidRe    = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	mjIDRe    = regexp.MustCompile(`^[0-9]{6,19}$`)
 	domainRe  = regexp.MustCompile(`^@?[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z][a-z0-9-]+$`)
+	// upstreamIDRe is what an upstream's queue id may look like.
+	upstreamIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:+=/-]{5,99}$`)
 )
 
 // query collects the conditions of a SELECT being built.
@@ -48,15 +50,22 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	addrDriver := func(a string) driver {
 		return driver{"addrs a JOIN messages m ON m.key = a.key", "a.key", "a.a = ?", a}
 	}
+	// An id finds its message, and so does an upstream's id ("queued as")
+	// that looks like it: each is a branch.
+	byID := func(cond string, arg any) []driver {
+		return []driver{{"messages m", "m.key", cond, arg}, addrDriver(upstreamKey(text))}
+	}
 	switch lower := strings.ToLower(text); {
 	case queueIDRe.MatchString(lower):
-		common.add("m.id = ?", lower)
-		text = ""
+		drivers, text = byID("m.id = ?", lower), ""
 	case mjIDRe.MatchString(text):
-		common.add("m.key IN (SELECT key FROM rcpts WHERE mj_id = ?)", text)
-		text = ""
+		drivers, text = byID("m.key IN (SELECT key FROM rcpts WHERE mj_id = ?)", text), ""
 	case uuidRe.MatchString(text):
-		common.add("m.key IN (SELECT key FROM rcpts WHERE mj_uuid = ?)", lower)
+		drivers, text = byID("m.key IN (SELECT key FROM rcpts WHERE mj_uuid = ?)", lower), ""
+	case upstreamIDRe.MatchString(text) && strings.ContainsAny(text, "0123456789"):
+		// A word with a digit: the text search, or an upstream's id.
+		drivers = []driver{{"fts JOIN messages m ON m.key = fts.rowid", "fts.rowid", "fts MATCH ?", ftsQuery(text)},
+			addrDriver(upstreamKey(text))}
 		text = ""
 	case domainRe.MatchString(lower):
 		// A domain: messages from it or to it.
@@ -97,10 +106,13 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	if states := f.States(); len(states) == 1 {
 		common.add("m.state = ?", states[0])
 	} else if len(states) > 1 {
-		common.add("m.state IN ("+strings.TrimSuffix(strings.Repeat("?,", len(states)), ",")+")", anys(states)...)
+		common.add("m.state IN ("+placeholders(len(states))+")", anys(states)...)
 	}
 	if f.Class != "" {
 		common.add("m.class = ?", f.Class)
+	}
+	if f.Reason != "" {
+		common.add("m.why = ?", f.Reason)
 	}
 	feedbackFilter(&common, f.Feedback)
 	var branches []string

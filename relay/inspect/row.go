@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"database/sql"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,7 +12,7 @@ import (
 // rowColumns are the messages columns in row order.
 const rowColumns = `key, id, received_at, updated_at, final_at, state, class, class_rule, mail_from, rcpt_to,
 	header_from, subject, message_id, size, user, client, helo, tls, verdict, reason, stage, reply,
-	transport, upstream, attempts, mailjet_ids, latency_ms`
+	transport, upstream, attempts, mailjet_ids, latency_ms, why, upstream_ids, attachments`
 
 // row is one messages row.
 type row struct {
@@ -35,6 +36,9 @@ type row struct {
 	attempts             int
 	mailjetIDs           string // space-separated
 	latencyMS            float64
+	why                  string // store.Summary.Why
+	upstreamIDs          string // space-separated
+	attachments          int
 	rcpts                []*rcptRow // loaded on demand by the writer
 	rcptsLoaded, touched bool
 	// full marks a row whose envelope columns changed (the writer then
@@ -62,7 +66,7 @@ func scanRow(sc scanner) (*row, error) {
 	err := sc.Scan(&r.key, &r.id, &r.receivedAt, &r.updatedAt, &final, &r.state, &r.class, &r.classRule,
 		&r.mailFrom, &r.rcptTo, &r.headerFrom, &r.subject, &r.messageID, &r.size, &r.user, &r.client, &r.helo,
 		&r.tls, &r.verdict, &r.reason, &r.stage, &r.reply, &r.transport, &r.upstream, &r.attempts,
-		&r.mailjetIDs, &lat)
+		&r.mailjetIDs, &lat, &r.why, &r.upstreamIDs, &r.attachments)
 	r.finalAt, r.latencyMS = final.Int64, lat.Float64
 	return r, err
 }
@@ -72,7 +76,7 @@ func (r *row) values() []any {
 	return []any{r.key, r.id, r.receivedAt, r.updatedAt, nullInt(r.finalAt), r.state, r.class, r.classRule,
 		r.mailFrom, r.rcptTo, r.headerFrom, r.subject, r.messageID, r.size, r.user, r.client, r.helo,
 		r.tls, r.verdict, r.reason, r.stage, r.reply, r.transport, r.upstream, r.attempts,
-		r.mailjetIDs, nullFloat(r.latencyMS)}
+		r.mailjetIDs, nullFloat(r.latencyMS), r.why, r.upstreamIDs, r.attachments}
 }
 
 // updateValues returns the arguments of the updateMsg statement.
@@ -84,7 +88,7 @@ func (r *row) updateValues() []any {
 // stateValues returns the arguments of the updateState statement.
 func (r *row) stateValues() []any {
 	return []any{r.updatedAt, nullInt(r.finalAt), r.state, r.reason, r.reply, r.transport, r.upstream,
-		r.attempts, r.mailjetIDs, nullFloat(r.latencyMS), r.key}
+		r.attempts, r.mailjetIDs, nullFloat(r.latencyMS), r.why, r.upstreamIDs, r.key}
 }
 
 // rowCache keeps the rows the writer touched recently, so that the events
@@ -159,6 +163,25 @@ func (r *row) addMailjetID(id string) {
 	r.touched = true
 }
 
+// maxUpstreamIDs bounds the ids kept per message (one per attempt that
+// got one).
+const maxUpstreamIDs = 8
+
+// addUpstreamID notes an id the upstream gave the message and reports
+// whether it is new.
+func (r *row) addUpstreamID(id string) bool {
+	id = strings.TrimSpace(id)
+	if id == "" || len(id) > 100 || strings.ContainsAny(id, " \t\r\n") {
+		return false
+	}
+	ids := strings.Fields(r.upstreamIDs)
+	if len(ids) >= maxUpstreamIDs || slices.Contains(ids, id) {
+		return false
+	}
+	r.upstreamIDs = strings.Join(append(ids, id), " ")
+	return true
+}
+
 // summary converts the row for the API.
 func (r *row) summary() store.Summary {
 	ids := strings.Fields(r.mailjetIDs)
@@ -169,7 +192,7 @@ func (r *row) summary() store.Summary {
 		ID: r.id, ReceivedAt: time.UnixMilli(r.receivedAt).UTC(), State: r.state, Class: r.class,
 		From: r.mailFrom, HeaderFrom: r.headerFrom, To: r.to(), Subject: r.subject, MessageID: r.messageID,
 		Size: r.size, User: r.user, Client: r.client, Transport: r.transport, MailjetIDs: ids,
-		Attempts: r.attempts, Reply: r.reply, Reason: r.reason,
+		Attempts: r.attempts, Reply: r.reply, Reason: r.reason, Why: r.why, Attachments: r.attachments,
 	}
 }
 
@@ -195,8 +218,17 @@ func (r *row) addrKeys() []string {
 	for _, t := range r.to() {
 		add("t:", t)
 	}
+	for _, id := range strings.Fields(r.upstreamIDs) {
+		if k := upstreamKey(id); !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
 	return out
 }
+
+// upstreamKey is the addrs row that finds a message by an upstream id.
+func upstreamKey(id string) string { return "u:" + strings.ToLower(id) }
 
 func domainKey(prefix, addr string) string {
 	at := strings.LastIndexByte(addr, '@')

@@ -3,6 +3,7 @@ package inspect
 import (
 	"context"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/mjrelay/mjrelay/relay/store"
@@ -50,7 +51,7 @@ func (s *Store) Stats(ctx context.Context, since, until time.Time, step time.Dur
 			return nil, err
 		}
 		i := int(time.Unix(minute*60, 0).Sub(since) / step)
-		if i < 0 || i >= n {
+		if i < 0 || i >= n || strings.HasPrefix(kind, "rcpt_") { // the funnel's
 			continue
 		}
 		b := &st.Buckets[i]
@@ -62,7 +63,7 @@ func (s *Store) Stats(ctx context.Context, since, until time.Time, step time.Dur
 			st.ReceivedByClass[class] += cnt
 		case "final":
 			b.Final[class] += cnt
-		case "delivered", "sandboxed":
+		case "delivered": // sandboxed mail never reached Mailjet
 			bucketLatSum[i] += ls
 			bucketLatN[i] += cnt
 			b.LatencyMaxMS = max(b.LatencyMaxMS, lm)
@@ -70,7 +71,7 @@ func (s *Store) Stats(ctx context.Context, since, until time.Time, step time.Dur
 			latN += cnt
 			st.LatencyMaxMS = max(st.LatencyMaxMS, lm)
 		}
-		if failureKinds[kind] {
+		if failureKinds[kind] || kind == "deferred" {
 			fails[[2]string{kind, reason}] += cnt
 		}
 	}
@@ -85,15 +86,27 @@ func (s *Store) Stats(ctx context.Context, since, until time.Time, step time.Dur
 	if latN > 0 {
 		st.LatencyAvgMS = latSum / float64(latN)
 	}
+	st.Deferrals = []store.ReasonCount{}
 	for k, v := range fails {
-		st.Failures = append(st.Failures, store.ReasonCount{Kind: k[0], Reason: k[1], N: v})
+		rc := store.ReasonCount{Kind: k[0], Reason: k[1], N: v}
+		if rc.Kind == "deferred" {
+			st.Deferrals = append(st.Deferrals, rc)
+		} else {
+			st.Failures = append(st.Failures, rc)
+		}
 	}
-	sort.Slice(st.Failures, func(i, j int) bool {
-		a, b := st.Failures[i], st.Failures[j]
+	byCount(st.Failures)
+	byCount(st.Deferrals)
+	return st, nil
+}
+
+// byCount sorts reasons largest first.
+func byCount(rs []store.ReasonCount) {
+	sort.Slice(rs, func(i, j int) bool {
+		a, b := rs[i], rs[j]
 		if a.N != b.N {
 			return a.N > b.N
 		}
 		return a.Kind+a.Reason < b.Kind+b.Reason
 	})
-	return st, nil
 }

@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/mjrelay/mjrelay/relay/store/mimeview"
 )
 
 // maxBatch bounds one transaction, so that a backlog is committed in
@@ -50,13 +52,13 @@ type statVal struct {
 var statements = map[string]string{
 	"byID":      `SELECT ` + rowColumns + ` FROM messages WHERE id = ?`,
 	"byKey":     `SELECT ` + rowColumns + ` FROM messages WHERE key = ?`,
-	"insertMsg": `INSERT INTO messages (` + rowColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	"insertMsg": `INSERT INTO messages (` + rowColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 	"updateMsg": `UPDATE messages SET received_at=?, updated_at=?, final_at=?, state=?, class=?, class_rule=?,
 		mail_from=?, rcpt_to=?, header_from=?, subject=?, message_id=?, size=?, user=?, client=?, helo=?, tls=?,
-		verdict=?, reason=?, stage=?, reply=?, transport=?, upstream=?, attempts=?, mailjet_ids=?, latency_ms=?
-		WHERE key=?`,
+		verdict=?, reason=?, stage=?, reply=?, transport=?, upstream=?, attempts=?, mailjet_ids=?, latency_ms=?,
+		why=?, upstream_ids=?, attachments=? WHERE key=?`,
 	"updateState": `UPDATE messages SET updated_at=?, final_at=?, state=?, reason=?, reply=?, transport=?, upstream=?,
-		attempts=?, mailjet_ids=?, latency_ms=? WHERE key=?`,
+		attempts=?, mailjet_ids=?, latency_ms=?, why=?, upstream_ids=? WHERE key=?`,
 	"insertAddr":    `INSERT OR IGNORE INTO addrs (a, key) VALUES (?, ?)`,
 	"insertFTS":     `INSERT INTO fts (rowid, subject, addrs, ids) VALUES (?, ?, ?, ?)`,
 	"deleteFTS":     `DELETE FROM fts WHERE rowid = ?`,
@@ -278,8 +280,8 @@ func (w *writer) logErr(msg string, err error, args ...any) {
 	w.s.log.Error(msg, append(args, "err", err)...)
 }
 
-// compress deflates the batch's raw bodies, on all cores, before the
-// transaction starts.
+// compress deflates the batch's raw bodies and counts their attachments,
+// on all cores, before the transaction starts.
 func (w *writer) compress(batch []*entry) {
 	var todo []*entry
 	for _, en := range batch {
@@ -313,6 +315,7 @@ func (w *writer) compress(batch []*entry) {
 				} else {
 					en.body = bytes.Clone(buf.Bytes())
 				}
+				en.attachments = mimeview.CountAttachments(en.ev.Raw)
 			}
 		})
 	}

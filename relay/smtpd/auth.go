@@ -163,7 +163,7 @@ func (s *session) checkLogin(identity, username, password string) error {
 		if u, ok := users.check(username, password); ok {
 			turn.Succeeded(clip(username, 100))
 			s.user = &u
-			s.srv.open.touch(s.client, false)
+			s.srv.open.touch(s.slot, false)
 			return nil
 		}
 	}
