@@ -135,13 +135,22 @@ func TestRestartUnderOdooLoad(t *testing.T) {
 
 // storedStates reads the traffic store: each message's state by subject.
 func storedStates(t *testing.T, dataDir string) map[string]store.State {
+	out := map[string]store.State{}
+	for subj, m := range storedMessages(t, dataDir) {
+		out[subj] = m.State
+	}
+	return out
+}
+
+// storedMessages reads the traffic store: each message by subject.
+func storedMessages(t *testing.T, dataDir string) map[string]store.Summary {
 	t.Helper()
 	st, err := inspect.Open(inspect.Path(dataDir), inspect.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	out := map[string]store.State{}
+	out := map[string]store.Summary{}
 	f := store.Filter{Limit: 1000}
 	for {
 		p, err := st.List(context.Background(), f)
@@ -149,7 +158,7 @@ func storedStates(t *testing.T, dataDir string) map[string]store.State {
 			t.Fatal(err)
 		}
 		for _, m := range p.Messages {
-			out[m.Subject] = m.State
+			out[m.Subject] = m
 		}
 		if p.Next == "" {
 			return out
