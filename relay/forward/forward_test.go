@@ -14,17 +14,8 @@ import (
 	"github.com/mjrelay/mjrelay/relay/forward"
 	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/spool"
+	"github.com/mjrelay/mjrelay/relay/spool/spooltest"
 )
-
-func openSpool(t *testing.T, o spool.Options) *spool.Spool {
-	t.Helper()
-	sp, err := spool.Open(t.TempDir(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
-	return sp
-}
 
 // serve answers on a new unix socket from q and returns its path and the
 // server.
@@ -49,7 +40,7 @@ func envelope(id string) *queue.Envelope {
 // TestForwardedPut: a forwarded message is in the other process's queue,
 // envelope and bytes as given, durable when Put returns.
 func TestForwardedPut(t *testing.T) {
-	sp := openSpool(t, spool.Options{})
+	sp := spooltest.Open(t, "", spool.Options{})
 	path, _ := serve(t, sp)
 	c := forward.NewClient(path, sp.NewID)
 	defer c.Close()
@@ -82,7 +73,7 @@ func TestForwardedPut(t *testing.T) {
 // TestForwardedErrors: the other queue's refusals come back as the same
 // errors (a full queue is ErrFull, so the client still gets 452 4.3.1).
 func TestForwardedErrors(t *testing.T) {
-	sp := openSpool(t, spool.Options{MaxMessages: 1})
+	sp := spooltest.Open(t, "", spool.Options{MaxMessages: 1})
 	path, _ := serve(t, sp)
 	c := forward.NewClient(path, sp.NewID)
 	ctx := context.Background()

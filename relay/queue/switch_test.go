@@ -9,17 +9,8 @@ import (
 	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/queue/queuetest"
 	"github.com/mjrelay/mjrelay/relay/spool"
+	"github.com/mjrelay/mjrelay/relay/spool/spooltest"
 )
-
-func openSpool(t *testing.T, dir string, o spool.Options) *spool.Spool {
-	t.Helper()
-	sp, err := spool.Open(dir, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
-	return sp
-}
 
 // switched is a Switch over a spool, closed with it (for the suite).
 type switched struct {
@@ -35,7 +26,7 @@ func TestSwitchConformance(t *testing.T) {
 	queuetest.Run(t, queuetest.Harness{
 		Place: func(t *testing.T) string { return t.TempDir() },
 		Open: func(t *testing.T, dir string, l queuetest.Limits) queue.Queue {
-			sp := openSpool(t, dir, spool.Options{MaxMessages: l.MaxMessages, MaxBytes: l.MaxBytes})
+			sp := spooltest.Open(t, dir, spool.Options{MaxMessages: l.MaxMessages, MaxBytes: l.MaxBytes})
 			return switched{queue.NewSwitch(sp, time.Second), sp}
 		},
 		Crash: func(t *testing.T, dir string) string { t.Skip("crashes are the backend's (spool) suite's"); return "" },
@@ -52,7 +43,7 @@ var body = []byte("Subject: x\r\n\r\nx\r\n")
 // over), Put waits and goes into the backend once there is one; with none
 // within the bound, Put and Admit fail with ErrUnavailable.
 func TestSwitchWaitsForABackend(t *testing.T) {
-	sp := openSpool(t, t.TempDir(), spool.Options{})
+	sp := spooltest.Open(t, "", spool.Options{})
 	sw := queue.NewSwitch(nil, time.Minute)
 	env := envelope(sp)
 	done := make(chan error, 1)
@@ -100,8 +91,8 @@ func (g gated) Put(ctx context.Context, env *queue.Envelope, parts ...[]byte) er
 // progress on the former backend has returned, so the former backend can
 // be closed safely; the Put went to the former backend.
 func TestSetWaitsForCallsInProgress(t *testing.T) {
-	old := gated{openSpool(t, t.TempDir(), spool.Options{}), make(chan struct{}), make(chan struct{})}
-	next := openSpool(t, t.TempDir(), spool.Options{})
+	old := gated{spooltest.Open(t, "", spool.Options{}), make(chan struct{}), make(chan struct{})}
+	next := spooltest.Open(t, "", spool.Options{})
 	sw := queue.NewSwitch(old, time.Minute)
 	env := envelope(old)
 	put := make(chan error, 1)
@@ -156,7 +147,7 @@ func (v vanishing) Put(ctx context.Context, env *queue.Envelope, parts ...[]byte
 // message: it is stored once either way.
 func TestPutMadeAgainOnTheNextBackend(t *testing.T) {
 	for _, stored := range []bool{false, true} {
-		sp := openSpool(t, t.TempDir(), spool.Options{})
+		sp := spooltest.Open(t, "", spool.Options{})
 		v := vanishing{sp, stored, make(chan struct{}, 1)}
 		sw := queue.NewSwitch(v, time.Minute)
 		env := envelope(sp)
@@ -176,7 +167,7 @@ func TestPutMadeAgainOnTheNextBackend(t *testing.T) {
 // TestAdmitAskedAgainOfTheNextBackend: an Admit whose backend went away
 // is asked of the next one, not answered with the error.
 func TestAdmitAskedAgainOfTheNextBackend(t *testing.T) {
-	sp := openSpool(t, t.TempDir(), spool.Options{})
+	sp := spooltest.Open(t, "", spool.Options{})
 	gone := unreachable{sp, make(chan struct{}, 1)}
 	sw := queue.NewSwitch(gone, time.Minute)
 	admit := make(chan error, 1)
