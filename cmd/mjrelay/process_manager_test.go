@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mjrelay/mjrelay/relay/notify"
+	"github.com/mjrelay/mjrelay/relay/pid1"
 )
 
 // TestSocketActivation: systemd's socket activation, as
@@ -108,5 +110,66 @@ func TestInitAsPID1(t *testing.T) {
 		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
 			t.Errorf("relay process %d is left (running or not reaped) after the init exited", pid)
 		}
+	}
+}
+
+// TestInitIsPID1: as a container's first process (PID 1 of a new PID
+// namespace, as Docker runs it; no MJRELAY_INIT), `mjrelay serve` is the
+// init by itself: the relay runs as its child, SIGUSR2 sent to PID 1
+// restarts the relay in place (mail before and after is delivered), and
+// SIGTERM ends it all with status 0. The orphans of a restart come to PID
+// 1 here, not to a subreaper.
+func TestInitIsPID1(t *testing.T) {
+	us := needCommand(t, "unshare")
+	if err := exec.Command(us, "--pid", "--fork", "--kill-child", "--mount-proc", "true").Run(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("unshare --pid: %v (CI runs the tests as root)", err)
+		}
+		t.Skipf("cannot make a PID namespace: %v", err)
+	}
+	w := newWorld(t)
+	cmd := exec.Command(us, "--pid", "--fork", "--kill-child", "--mount-proc", binary, "serve", "--config", w.cfgPath)
+	p := spawnRelay(t, cmd, []string{pid1.Env + "="}, nil)
+	p.foreign = true
+	p.waitFor("the relay to be ready", 30*time.Second, func() bool { return len(p.readyPIDs()) == 1 })
+	if started := p.find("init: started the relay"); len(started) != 1 || started[0].PID != p.main() || p.main() == 1 {
+		t.Fatalf("PID 1 is not the init running the relay as its child:\n%s", p.log())
+	}
+	// PID 1 of the namespace, seen from here: unshare's only child.
+	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	initPID, err := strconv.Atoi(strings.TrimSpace(string(children)))
+	if err != nil {
+		t.Fatalf("unshare's children: %q", children)
+	}
+	addr := p.addr("SMTP listening")
+	send := func(tok string) {
+		t.Helper()
+		c := dial(t, addr)
+		defer c.Quit()
+		if err := sendToken(c, tok); err != nil {
+			t.Fatalf("%s: %v", tok, err)
+		}
+	}
+	send("pid1-before")
+	p.signal(initPID, syscall.SIGUSR2)
+	p.waitFor("the new relay process", time.Minute, func() bool { return len(p.readyPIDs()) == 2 })
+	send("pid1-after")
+	if dups := waitAllDelivered(t, w, map[string]bool{"pid1-before": true, "pid1-after": true}); dups != 0 {
+		t.Errorf("%d duplicates", dups)
+	}
+	p.signal(initPID, syscall.SIGTERM)
+	select {
+	case <-p.firstDone:
+	case <-time.After(time.Minute):
+		t.Fatalf("PID 1 did not exit after SIGTERM:\n%s", p.log())
+	}
+	if p.firstErr != nil {
+		t.Errorf("PID 1 (through unshare) exited with %v:\n%s", p.firstErr, p.log())
+	}
+	if n := len(p.find("init: no process left; exiting")); n != 1 {
+		t.Errorf("the init did not see every relay process end:\n%s", p.log())
 	}
 }

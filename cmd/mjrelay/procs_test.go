@@ -31,6 +31,10 @@ type relayProcs struct {
 	firstDone chan struct{}
 	firstErr  error
 
+	// foreign: the processes' PIDs are of another PID namespace (only
+	// the first process, this one's child, is killed at the end).
+	foreign bool
+
 	mu    sync.Mutex
 	lines []logLine
 	notes []notify.Message
@@ -112,7 +116,7 @@ func spawnRelay(t *testing.T, cmd *exec.Cmd, env []string, nl *notify.Listener) 
 // started by this test).
 func (p *relayProcs) kill() {
 	for _, pid := range p.pids() {
-		if !exited(pid) {
+		if !p.foreign && !exited(pid) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
