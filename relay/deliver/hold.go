@@ -117,7 +117,7 @@ func (s *Scheduler) releaseRound(ctx context.Context) {
 				released++
 			}
 		case errors.As(err, &refusal):
-			done, kept := s.refuse(ctx, it, h.lane, refusal.Reply())
+			done, kept := s.refuse(ctx, it, refusal.Reply())
 			if kept {
 				return // Final cannot keep failures now: the next round tries again
 			}
@@ -126,7 +126,7 @@ func (s *Scheduler) releaseRound(ctx context.Context) {
 			}
 		case time.Since(it.Envelope.Received) > s.opts.MaxLifetime:
 			reason := fmt.Sprintf("gave up after %s held (queue.max_lifetime): %s", s.opts.MaxLifetime, it.Envelope.Hold)
-			done, kept := s.expire(ctx, it, h.lane, reason)
+			done, kept := s.expire(ctx, it, reason)
 			if kept {
 				return
 			}
@@ -161,24 +161,21 @@ func (s *Scheduler) release(ctx context.Context, it queue.Item, l *lane) bool {
 }
 
 // refuse fails a held message for good with the reply its check gave.
-func (s *Scheduler) refuse(ctx context.Context, it queue.Item, l *lane, reply mailjet.Reply) (failed, kept bool) {
-	return s.failHeld(ctx, it, l, trafficlog.Try{To: it.Envelope.To, Reply: reply, Reason: reply.Text})
+func (s *Scheduler) refuse(ctx context.Context, it queue.Item, reply mailjet.Reply) (failed, kept bool) {
+	return s.failHeld(ctx, it, trafficlog.Try{To: it.Envelope.To, Reply: reply, Reason: reply.Text})
 }
 
 // expire fails a message held too long.
-func (s *Scheduler) expire(ctx context.Context, it queue.Item, l *lane, reason string) (failed, kept bool) {
-	return s.failHeld(ctx, it, l, trafficlog.Try{To: it.Envelope.To, Reason: reason})
+func (s *Scheduler) expire(ctx context.Context, it queue.Item, reason string) (failed, kept bool) {
+	return s.failHeld(ctx, it, trafficlog.Try{To: it.Envelope.To, Reason: reason})
 }
 
 // failHeld fails a held message for good, as attempt does a message: the
 // failure is handed to Options.Final (the Odoo feedback) before it is
 // recorded and the message leaves the queue. kept: Final could not keep
-// it, and the message stays held until the next round.
-func (s *Scheduler) failHeld(ctx context.Context, it queue.Item, l *lane, f trafficlog.Try) (failed, kept bool) {
+// it, and the message stays held (and counted so) until the next round.
+func (s *Scheduler) failHeld(ctx context.Context, it queue.Item, f trafficlog.Try) (failed, kept bool) {
 	id := it.Envelope.ID
-	if !s.unhold(id) {
-		return false, false // deleted meanwhile
-	}
 	ev := trafficlog.NewFailed(it.Envelope, f)
 	if s.opts.Final != nil {
 		body, err := s.q.Body(id)
@@ -186,15 +183,15 @@ func (s *Scheduler) failHeld(ctx context.Context, it queue.Item, l *lane, f traf
 			err = s.reportFinal(ctx, ev, body)
 		}
 		if errors.Is(err, queue.ErrNotFound) {
-			return false, false
+			s.unhold(id)
+			return false, false // deleted meanwhile
 		}
 		if err != nil {
-			s.mu.Lock()
-			s.held = append([]heldMsg{{id: id, lane: l}}, s.held...)
-			l.held++
-			s.mu.Unlock()
 			return false, true
 		}
+	}
+	if !s.unhold(id) {
+		return false, false // deleted meanwhile
 	}
 	if err := s.q.Done(ctx, id); err != nil {
 		if !errors.Is(err, queue.ErrNotFound) {
