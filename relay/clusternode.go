@@ -32,16 +32,27 @@ const putTimeout = 3 * time.Second
 
 // OpenPool connects to the cluster's database (cluster.postgres_url).
 func OpenPool(ctx context.Context, cfg *config.Config, log *slog.Logger) (*pgxpool.Pool, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	return openPool(ctx, cfg, false, 30*time.Second, log)
+}
+
+// openNodePool is a relay node's pool: a database that does not answer
+// does not stop the node's start (it starts degraded, holding mail in
+// its local spool, and joins the cluster once the database is back).
+func openNodePool(ctx context.Context, cfg *config.Config, log *slog.Logger) (*pgxpool.Pool, error) {
+	return openPool(ctx, cfg, true, 5*time.Second, log)
+}
+
+func openPool(ctx context.Context, cfg *config.Config, away bool, wait time.Duration, log *slog.Logger) (*pgxpool.Pool, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	return pg.Open(ctx, pg.Options{URL: cfg.Cluster.PostgresURL.Reveal(), Password: cfg.Cluster.Password.Reveal(),
-		AppName: "mjrelay " + cfg.Cluster.NodeName, Logger: log})
+		AppName: "mjrelay " + cfg.Cluster.NodeName, Away: away, Logger: log})
 }
 
 // pgqueueOptions are the cluster queue's options: the lanes' concurrency
 // and rate hold for the cluster as a whole.
 func pgqueueOptions(cfg *config.Config, admin bool, log *slog.Logger) pgqueue.Options {
-	o := pgqueue.Options{Node: cfg.Cluster.NodeName, Lease: cfg.Cluster.Lease.D(), Admin: admin,
+	o := pgqueue.Options{Node: cfg.Cluster.NodeName, Lease: cfg.Cluster.Lease.D(), Admin: admin, JoinLater: !admin,
 		MaxMessages: cfg.Queue.MaxMessages, MaxBytes: cfg.Queue.MaxBytes, Logger: log}
 	for _, r := range []struct {
 		class string
@@ -67,7 +78,7 @@ func openClusterQueue(ctx context.Context, cfg *config.Config, pool *pgxpool.Poo
 		return nil, fmt.Errorf("cluster queue at %s: %w", pg.Where(cfg.Cluster.PostgresURL.Reveal()), err)
 	}
 	if n := local.Stats().Messages; n > 0 {
-		log.Info("messages held in the local spool are moved into PostgreSQL", "messages", n)
+		log.Info("messages held in the local spool are moved into PostgreSQL once it answers", "messages", n)
 	}
 	return cluster.New(pq, local, pool, putTimeout, log), nil
 }

@@ -241,7 +241,7 @@ func (r *Relay) closeTraffic(context.Context) error {
 }
 
 func (r *Relay) openPool(ctx context.Context) (err error) {
-	r.pool, err = OpenPool(ctx, r.config(), r.log)
+	r.pool, err = openNodePool(ctx, r.config(), r.log)
 	return err
 }
 

@@ -23,7 +23,7 @@ func (q *Queue) mover() {
 			return
 		case <-t.C:
 		}
-		if !q.degraded.Load() && q.local.Stats().Messages == 0 {
+		if !q.degraded.Load() && q.local.Stats().Messages == 0 || !q.pg.Joined() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(q.ctx, 2*time.Second)

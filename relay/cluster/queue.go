@@ -16,6 +16,8 @@
 // timeout, a connection lost after the statement was sent) is held but
 // never delivered locally: it waits for the move, which finds out. After a
 // restart the held messages found in the spool are treated the same way.
+// A node that starts while the database is away starts degraded (see
+// pgqueue's JoinLater): the move waits until it has joined the cluster.
 //
 // Degraded is not "not ready": the node still answers every client and
 // makes each message durable before the 250, so a load balancer should
@@ -79,6 +81,9 @@ func New(pg *pgqueue.Queue, local *spool.Spool, pool *pgxpool.Pool, putTimeout t
 	for _, it := range local.List() {
 		q.doubt[it.Envelope.ID] = true
 	}
+	if !pg.Joined() {
+		q.setDegraded(pgqueue.ErrNotJoined) // started while the database is away
+	}
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	q.wg.Add(1)
 	go q.mover()
@@ -124,7 +129,7 @@ func (q *Queue) Put(ctx context.Context, env *queue.Envelope, parts ...[]byte) e
 // reached the server.
 func sureNotCommitted(err error) bool {
 	var ce *pgconn.ConnectError
-	return errors.As(err, &ce) || pgconn.SafeToRetry(err)
+	return errors.As(err, &ce) || pgconn.SafeToRetry(err) || errors.Is(err, pgqueue.ErrNotJoined)
 }
 
 func (q *Queue) setDegraded(err error) {

@@ -30,10 +30,17 @@ type Options struct {
 	MaxConns int32
 	// AppName is shown in pg_stat_activity (default "mjrelay").
 	AppName string
-	Logger  *slog.Logger
+	// Away accepts a server that does not answer now (a relay node
+	// starts while the database is down): Open returns the pool all the
+	// same, and its connections are made once the server is back. Errors
+	// that waiting does not cure (a bad URL, a refused password) still
+	// fail.
+	Away   bool
+	Logger *slog.Logger
 }
 
-// Open connects a pool and checks that the server answers.
+// Open connects a pool and checks that the server answers (or, with
+// Options.Away, that it does not refuse us for good).
 func Open(ctx context.Context, o Options) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(o.URL)
 	if err != nil {
@@ -57,6 +64,12 @@ func Open(ctx context.Context, o Options) (*pgxpool.Pool, error) {
 		return nil, err
 	}
 	if err := pool.Ping(ctx); err != nil {
+		if o.Away && Temporary(err) {
+			if o.Logger != nil {
+				o.Logger.Warn("PostgreSQL unreachable: starting without it", "server", Where(o.URL), "err", Redact(err.Error(), o.URL))
+			}
+			return pool, nil
+		}
 		pool.Close()
 		return nil, fmt.Errorf("PostgreSQL at %s: %w", Where(o.URL), err)
 	}

@@ -13,8 +13,9 @@ import (
 
 // Subscribe makes fn see the messages this node is to deliver: at once
 // those it holds and the deferred ones that nobody holds (the scheduler's
-// timer heap keeps them, see Deliverer), then each message it claims. The
-// first subscriber starts the claim loop.
+// timer heap keeps them, see Deliverer; if the node has not joined the
+// cluster yet, once it has), then each message it claims. The first
+// subscriber starts the claim loop.
 func (q *Queue) Subscribe(fn func(queue.Item)) {
 	if q.o.Admin || q.closed.Load() {
 		return
@@ -31,8 +32,10 @@ func (q *Queue) Subscribe(fn func(queue.Item)) {
 	for _, it := range mine {
 		fn(it)
 	}
-	for _, it := range q.deferred() {
-		fn(it)
+	if q.joined.Load() { // else once joined
+		for _, it := range q.deferred() {
+			fn(it)
+		}
 	}
 	if start {
 		q.wg.Add(1)

@@ -80,6 +80,14 @@ import (
 
 var errStopped = queue.ErrClosed
 
+// joinEvery is how often a node that started without the database tries
+// to join the cluster (at most: the heartbeat's period if shorter).
+const joinEvery = 500 * time.Millisecond
+
+// ErrNotJoined is a Put's error while a node that started without the
+// database has not joined the cluster yet: nothing was sent.
+var ErrNotJoined = errors.New("not joined to the cluster yet: PostgreSQL has not answered since this node started")
+
 // Lane is one delivery lane's cluster-wide limits.
 type Lane struct {
 	Class       string
@@ -101,8 +109,13 @@ type Options struct {
 	MaxBytes    int64 // 0 = no limit
 	// Admin opens the queue for administration only (mjrelay queue,
 	// migrate): no heartbeat, no claims, no listening.
-	Admin  bool
-	Logger *slog.Logger
+	Admin bool
+	// JoinLater lets a node's Open succeed while the database does not
+	// answer: the queue joins the cluster (migrations, first heartbeat)
+	// once it does. Until then Put fails with ErrNotJoined and nothing
+	// is claimed.
+	JoinLater bool
+	Logger    *slog.Logger
 }
 
 // Queue is a node's handle on the cluster's queue. Safe for concurrent use.
@@ -132,6 +145,7 @@ type Queue struct {
 	lastBeat       atomic.Int64 // unix ns when the last good heartbeat was sent
 	connectedSince atomic.Int64 // unix ns since when the heartbeats succeed
 	up             atomic.Bool
+	joined         atomic.Bool // migrated and (a node) beating: see JoinLater
 	wake           chan struct{}
 	ctx            context.Context
 	cancel         context.CancelFunc
@@ -147,7 +161,8 @@ type held struct {
 
 // Open migrates the schema and joins the cluster as a node: its heartbeat,
 // listening and (once something subscribes) claiming start. The pool
-// stays the caller's.
+// stays the caller's. With Options.JoinLater, a database that does not
+// answer does not fail Open: the queue joins once it does (see Joined).
 func Open(ctx context.Context, pool *pgxpool.Pool, o Options) (*Queue, error) {
 	if o.Lease <= 0 {
 		o.Lease = time.Minute
@@ -158,9 +173,6 @@ func Open(ctx context.Context, pool *pgxpool.Pool, o Options) (*Queue, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := pg.Migrate(ctx, pool, component, migrations, o.Logger); err != nil {
-		return nil, err
-	}
 	q := &Queue{pool: pool, o: o, log: o.Logger, held: map[string]*held{}, fedHeld: map[string]bool{}, pending: map[string]*queue.State{},
 		wake: make(chan struct{}, 1)}
 	var r [4]byte
@@ -170,24 +182,96 @@ func Open(ctx context.Context, pool *pgxpool.Pool, o Options) (*Queue, error) {
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	q.puts = newBatcher(2, 256, q.insert)
 	q.dones = newBatcher(1, 256, q.complete)
-	if err := q.tot.refresh(ctx, pool); err != nil {
+	err := q.join(ctx)
+	switch {
+	case err == nil:
+	case o.JoinLater && !o.Admin && pg.Temporary(err):
+		q.log.Warn("PostgreSQL unreachable: this node joins the cluster when it answers", "err", err)
+		q.wg.Add(1)
+		go q.joinLater()
+		return q, nil
+	default:
 		q.stopWorkers()
 		return nil, err
 	}
-	if o.Admin {
-		return q, nil
+	if !o.Admin {
+		q.run()
 	}
-	now := time.Now()
-	if err := q.beat(ctx); err != nil {
-		q.stopWorkers()
-		return nil, fmt.Errorf("joining the cluster: %w", err)
+	return q, nil
+}
+
+// join applies the schema's migrations, reads the cluster's totals and,
+// for a node, sends its first heartbeat.
+func (q *Queue) join(ctx context.Context) error {
+	if err := pg.Migrate(ctx, q.pool, component, migrations, q.log); err != nil {
+		return err
 	}
-	q.connectedSince.Store(now.UnixNano())
+	if err := q.tot.refresh(ctx, q.pool); err != nil {
+		return err
+	}
+	if !q.o.Admin {
+		now := time.Now()
+		if err := q.beat(ctx); err != nil {
+			return fmt.Errorf("joining the cluster: %w", err)
+		}
+		q.connectedSince.Store(now.UnixNano())
+	}
+	q.joined.Store(true)
+	return nil
+}
+
+// run starts a joined node's heartbeat and listening.
+func (q *Queue) run() {
 	q.wg.Add(2)
 	go q.heartbeat()
 	go q.listen()
-	return q, nil
 }
+
+// joinLater tries to join until it succeeds (or the queue closes), then
+// runs as a node opened with the database up: the subscribers are fed the
+// deferred messages and the claim loop runs.
+func (q *Queue) joinLater() {
+	defer q.wg.Done()
+	last := ""
+	for {
+		select {
+		case <-q.ctx.Done():
+			return
+		case <-time.After(min(q.beatEvery(), joinEvery)):
+		}
+		ctx, cancel := context.WithTimeout(q.ctx, max(q.o.Lease/3, time.Second))
+		err := q.join(ctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		if q.ctx.Err() != nil {
+			return
+		}
+		if msg := err.Error(); !pg.Temporary(err) && msg != last {
+			q.log.Error("joining the cluster", "err", err)
+			last = msg
+		}
+	}
+	q.log.Info("PostgreSQL reachable: this node joined the cluster", "instance", q.instance)
+	q.run()
+	q.mu.Lock()
+	fns := q.subs
+	q.mu.Unlock()
+	if len(fns) > 0 {
+		for _, it := range q.deferred() {
+			for _, fn := range fns {
+				fn(it)
+			}
+		}
+	}
+	q.poke()
+}
+
+// Joined reports whether the queue has joined the cluster: always once
+// Open returned, unless Options.JoinLater let it start without the
+// database.
+func (q *Queue) Joined() bool { return q.joined.Load() }
 
 // Instance is this process's id in the cluster (node/random).
 func (q *Queue) Instance() string { return q.instance }
@@ -209,7 +293,7 @@ func (q *Queue) Close() error {
 	q.cancel()
 	q.wg.Wait()
 	q.stopWorkers()
-	if q.o.Admin {
+	if q.o.Admin || !q.joined.Load() {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -259,6 +343,9 @@ type putOp struct {
 func (q *Queue) Put(ctx context.Context, env *queue.Envelope, parts ...[]byte) error {
 	if q.closed.Load() {
 		return queue.ErrClosed
+	}
+	if !q.joined.Load() {
+		return ErrNotJoined
 	}
 	size := 0
 	for _, p := range parts {
