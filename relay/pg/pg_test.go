@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mjrelay/mjrelay/relay/pg"
 	"github.com/mjrelay/mjrelay/relay/pg/pgtest"
@@ -69,5 +70,49 @@ func TestRedact(t *testing.T) {
 	got := pg.Redact(`cannot parse "postgres://u:s3cret@db/x"`, "postgres://u:s3cret@db/x")
 	if strings.Contains(got, "s3cret") || pg.Where("postgres://u:s3cret@db:5432/x") != "db:5432/x" {
 		t.Fatalf("redact %q, where %q", got, pg.Where("postgres://u:s3cret@db:5432/x"))
+	}
+}
+
+// TestSchemaLater: a component opened while the server is down gets its
+// schema once the server answers, without being asked (the background
+// retry), and Ready reports the server's absence until then; with the
+// server up, a failing migration still fails the open.
+func TestSchemaLater(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	ms := []pg.Migration{{1, "t", `CREATE TABLE later (id int)`}}
+	if err := db.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pg.Open(ctx, pg.Options{URL: db.URL("postgres"), Away: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	s, err := pg.NewSchema(ctx, pool, "later", ms, nil)
+	if err != nil {
+		t.Fatalf("NewSchema with the server stopped: %v", err)
+	}
+	if err := s.Ready(ctx); err == nil || !pg.Temporary(err) {
+		t.Fatalf("Ready with the server stopped: %v", err)
+	}
+	if err := db.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var n int
+		if pool.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE tablename = 'later'`).Scan(&n) == nil && n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the schema was not migrated once the server answered")
+		}
+	}
+	if err := s.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bad := []pg.Migration{{1, "bad", `CREATE TABLE later (id int)`}}
+	if _, err := pg.NewSchema(ctx, pool, "bad", bad, nil); err == nil {
+		t.Fatal("a failing migration with the server up did not fail")
 	}
 }
