@@ -23,10 +23,17 @@ import (
 // say degraded; `mjrelay restart` succeeds meanwhile. Once PostgreSQL is
 // back the node joins the cluster (it creates the schema then: the
 // database was empty), and the mail still held locally is moved into the
-// cluster's queue and delivered from there: each message once.
+// cluster's queue and delivered from there: each message once. The
+// sender check is on (Mailjet's API answers): the parts of the node that
+// keep their state in the database (the account snapshot, the traffic
+// store) wait for it too.
 func TestClusterStartWithoutPostgres(t *testing.T) {
 	db := pgtest.New(t)
-	cw := newClusterWorld(t, db.URL("postgres"), 1, "60s")
+	api := mjtest.NewAPI(apiKey, secretKey)
+	defer api.Close()
+	api.AddSender("*@example.com", "Active", "transactional")
+	cw := newClusterWorld(t, db.URL("postgres"), 1, "60s", `sender_check = "off"`, `sender_check = "enforce"`,
+		`timeout = "5s"`, fmt.Sprintf("timeout = \"5s\"\napi_url = %q", api.URL()))
 	if err := db.Stop(); err != nil {
 		t.Fatal(err)
 	}
