@@ -53,7 +53,17 @@ func (c *controlSocket) run(ctx context.Context) error {
 	}
 }
 
-func (c *controlSocket) stop(context.Context) error { return c.srv.Close() }
+// stop lets the requests in progress end, for a few seconds at most, then
+// closes: a `mjrelay restart` gets its answer although this process exits
+// as soon as the new one is ready.
+func (c *controlSocket) stop(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := c.srv.Shutdown(ctx); err != nil {
+		return c.srv.Close()
+	}
+	return nil
+}
 
 // answers tells whether the socket's name leads to a server (this one:
 // the process that took it over has failed, so no other answers).
