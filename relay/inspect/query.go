@@ -3,18 +3,10 @@ package inspect
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/mjrelay/mjrelay/relay/store"
-)
-
-var (
-	queueIDRe = regexp.MustCompile(`^(?:[0-9a-f]{20}|r[0-9a-f]{16})$`)
-	uuidRe    = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-	mjIDRe    = regexp.MustCompile(`^[0-9]{6,19}$`)
-	domainRe  = regexp.MustCompile(`^@?[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z][a-z0-9-]+$`)
 )
 
 // query collects the conditions of a SELECT being built.
@@ -43,28 +35,23 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	}
 	drivers := []driver{{from: "messages m", keyCol: "m.key"}}
 	var common query
-	from, to := addrFilter("f:", f.From), addrFilter("t:", f.To)
-	text := strings.TrimSpace(f.Q)
+	from, to := store.AddrFilter("f:", f.From), store.AddrFilter("t:", f.To)
 	addrDriver := func(a string) driver {
 		return driver{"addrs a JOIN messages m ON m.key = a.key", "a.key", "a.a = ?", a}
 	}
-	switch lower := strings.ToLower(text); {
-	case queueIDRe.MatchString(lower):
-		common.add("m.id = ?", lower)
-		text = ""
-	case mjIDRe.MatchString(text):
-		common.add("m.key IN (SELECT key FROM rcpts WHERE mj_id = ?)", text)
-		text = ""
-	case uuidRe.MatchString(text):
-		common.add("m.key IN (SELECT key FROM rcpts WHERE mj_uuid = ?)", lower)
-		text = ""
-	case domainRe.MatchString(lower):
+	search := store.ParseSearch(f.Q)
+	switch {
+	case search.QueueID != "":
+		common.add("m.id = ?", search.QueueID)
+	case search.MailjetID != "":
+		common.add("m.key IN (SELECT key FROM rcpts WHERE mj_id = ?)", search.MailjetID)
+	case search.UUID != "":
+		common.add("m.key IN (SELECT key FROM rcpts WHERE mj_uuid = ?)", search.UUID)
+	case search.Domain != "":
 		// A domain: messages from it or to it.
-		d := strings.TrimPrefix(lower, "@")
-		drivers = []driver{addrDriver("F:" + d), addrDriver("T:" + d)}
-		text = ""
+		drivers = []driver{addrDriver(store.DomainKey("f:", search.Domain)), addrDriver(store.DomainKey("t:", search.Domain))}
 	}
-	match := ftsQuery(text)
+	match := ftsQuery(search.Words)
 	switch {
 	case len(drivers) > 1:
 	case match != "":
@@ -89,10 +76,10 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 		keyConds, keyArgs = append(keyConds, " < ?"), append(keyArgs, c)
 	}
 	if !f.Since.IsZero() {
-		keyConds, keyArgs = append(keyConds, " >= ?"), append(keyArgs, keyAt(f.Since))
+		keyConds, keyArgs = append(keyConds, " >= ?"), append(keyArgs, store.KeyAt(f.Since))
 	}
 	if !f.Until.IsZero() {
-		keyConds, keyArgs = append(keyConds, " < ?"), append(keyArgs, keyAt(f.Until))
+		keyConds, keyArgs = append(keyConds, " < ?"), append(keyArgs, store.KeyAt(f.Until))
 	}
 	if states := f.States(); len(states) == 1 {
 		common.add("m.state = ?", states[0])
@@ -141,38 +128,20 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 			p.Next = strconv.FormatInt(last, 10)
 			break
 		}
-		p.Messages = append(p.Messages, r.summary())
-		last = r.key
+		p.Messages = append(p.Messages, r.Summary())
+		last = r.Key
 	}
 	return p, rows.Err()
 }
 
-// addrFilter turns a From/To filter into an addrs key ("" = none).
-func addrFilter(prefix, v string) string {
-	v = strings.ToLower(strings.Trim(strings.TrimSpace(v), "<>"))
-	switch {
-	case v == "":
-		return ""
-	case strings.HasPrefix(v, "@"):
-		return strings.ToUpper(prefix) + v[1:]
-	case !strings.Contains(v, "@"):
-		return strings.ToUpper(prefix) + v
-	}
-	return prefix + v
-}
-
-// ftsQuery turns what an admin types into an FTS5 query: every word must
-// match, as a prefix when it has three characters or more; quotes keep
-// FTS5's syntax out of the user's hands.
-func ftsQuery(text string) string {
+// ftsQuery turns a search's words into an FTS5 query: every word must
+// match, as a prefix when it says so; quotes keep FTS5's syntax out of the
+// user's hands.
+func ftsQuery(words []store.Word) string {
 	var terms []string
-	for _, w := range strings.Fields(text) {
-		w = strings.ReplaceAll(w, `"`, `""`)
-		if strings.Trim(w, `"*^:()+-.,;@<>'`) == "" {
-			continue
-		}
-		t := `"` + w + `"`
-		if len([]rune(w)) >= 3 {
+	for _, w := range words {
+		t := `"` + strings.ReplaceAll(w.Text, `"`, `""`) + `"`
+		if w.Prefix {
 			t += "*"
 		}
 		terms = append(terms, t)

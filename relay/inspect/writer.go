@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/mjrelay/mjrelay/relay/store"
 )
 
 // maxBatch bounds one transaction, so that a backlog is committed in
@@ -24,22 +26,12 @@ type writer struct {
 
 	lastKey int64
 	seq     int64
-	stats   map[statKey]*statVal
+	stats   store.StatCounts
 	cache   rowCache
 	dirty   map[int64]*row // rows to write at the end of the batch
 
 	lastErrLog time.Time
 	unjoined   uint64
-}
-
-type statKey struct {
-	minute              int64
-	kind, class, reason string
-}
-
-type statVal struct {
-	n              int64
-	latSum, latMax float64
 }
 
 // statements are prepared once on the writer's connection.
@@ -73,7 +65,7 @@ func newWriter(s *Store) (*writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &writer{s: s, ctx: ctx, conn: conn, st: map[string]*sql.Stmt{}, stats: map[statKey]*statVal{},
+	w := &writer{s: s, ctx: ctx, conn: conn, st: map[string]*sql.Stmt{}, stats: store.StatCounts{},
 		dirty: map[int64]*row{}}
 	for name, q := range statements {
 		st, err := conn.PrepareContext(ctx, q)
@@ -288,28 +280,9 @@ func (w *writer) compress(batch []*entry) {
 	wg.Wait()
 }
 
-func (w *writer) stat(t time.Time, kind, class, reason string, lat float64) {
-	w.statN(t, kind, class, reason, lat, 1)
-}
-
-// statN counts n of a kind at once (a refused event that stands for n).
-func (w *writer) statN(t time.Time, kind, class, reason string, lat float64, n int) {
-	k := statKey{minute: t.Unix() / 60, kind: kind, class: class, reason: reason}
-	v := w.stats[k]
-	if v == nil {
-		v = &statVal{}
-		w.stats[k] = v
-	}
-	v.n += int64(n)
-	if lat > 0 {
-		v.latSum += lat
-		v.latMax = max(v.latMax, lat)
-	}
-}
-
 func (w *writer) flushStats() error {
 	for k, v := range w.stats {
-		if _, err := w.st["stat"].ExecContext(w.ctx, k.minute, k.kind, k.class, k.reason, v.n, v.latSum, v.latMax); err != nil {
+		if _, err := w.st["stat"].ExecContext(w.ctx, k.Minute, k.Kind, k.Class, k.Reason, v.N, v.LatSum, v.LatMax); err != nil {
 			return err
 		}
 	}
@@ -319,15 +292,10 @@ func (w *writer) flushStats() error {
 
 // newKey returns a fresh message key for a message received at ms.
 func (w *writer) newKey(ms int64) int64 {
-	k := ms * keyPerMS
+	k := ms * store.KeyPerMS
 	if k <= w.lastKey {
 		k = w.lastKey + 1
 	}
 	w.lastKey = k
 	return k
 }
-
-// keyPerMS: a key is unix milliseconds × keyPerMS + a sequence number.
-const keyPerMS = 1_000_000
-
-func keyAt(t time.Time) int64 { return t.UnixMilli() * keyPerMS }
