@@ -1,8 +1,6 @@
 package inspect
 
 import (
-	"bytes"
-	"compress/flate"
 	"context"
 	"database/sql"
 	"errors"
@@ -84,5 +82,5 @@ func (s *Store) Raw(ctx context.Context, id string) (io.Reader, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	return flate.NewReader(bytes.NewReader(data)), size, nil
+	return store.Inflate(data), size, nil
 }

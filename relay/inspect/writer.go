@@ -1,13 +1,9 @@
 package inspect
 
 import (
-	"bytes"
-	"compress/flate"
 	"context"
 	"database/sql"
 	"fmt"
-	"runtime"
-	"sync"
 	"time"
 
 	"github.com/mjrelay/mjrelay/relay/store"
@@ -238,46 +234,13 @@ func (w *writer) logErr(msg string, err error, args ...any) {
 // compress deflates the batch's raw bodies, on all cores, before the
 // transaction starts.
 func (w *writer) compress(batch []*entry) {
-	var todo []*entry
-	for _, en := range batch {
-		if len(en.ev.Raw) > 0 {
-			todo = append(todo, en)
-		}
+	raw := make([][]byte, len(batch))
+	for i, en := range batch {
+		raw[i] = en.ev.Raw
 	}
-	if len(todo) == 0 {
-		return
+	for i, body := range store.Deflate(raw) {
+		batch[i].body = body
 	}
-	work := make(chan *entry)
-	var wg sync.WaitGroup
-	for range min(len(todo), runtime.GOMAXPROCS(0)) {
-		wg.Go(func() {
-			var buf bytes.Buffer
-			fw, _ := flate.NewWriter(&buf, flate.BestSpeed)
-			for en := range work {
-				large := len(en.ev.Raw) > 1<<20
-				if large {
-					// Sized for attachments (base64 deflates to about
-					// 3/4), and handed over rather than copied.
-					buf = bytes.Buffer{}
-					buf.Grow(len(en.ev.Raw) * 3 / 4)
-				}
-				buf.Reset()
-				fw.Reset(&buf)
-				fw.Write(en.ev.Raw)
-				fw.Close()
-				if large {
-					en.body, buf = buf.Bytes(), bytes.Buffer{}
-				} else {
-					en.body = bytes.Clone(buf.Bytes())
-				}
-			}
-		})
-	}
-	for _, en := range todo {
-		work <- en
-	}
-	close(work)
-	wg.Wait()
 }
 
 func (w *writer) flushStats() error {
