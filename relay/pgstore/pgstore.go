@@ -76,7 +76,7 @@ type Store struct {
 	in       chan *entry
 	quit     chan struct{}
 	done     chan struct{}
-	stop     context.CancelFunc // ends the writer's database work at once
+	w        *writer
 	inFlight atomic.Int64 // entries taken by the writer, not yet stored
 
 	closed        atomic.Bool
@@ -140,9 +140,8 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err := pg.Migrate(ctx, o.Pool, Component, migrations, s.log); err != nil {
 		return nil, fmt.Errorf("traffic store: %w", err)
 	}
-	w := newWriter(s)
-	s.stop = w.cancel
-	go w.run()
+	s.w = newWriter(s)
+	go s.w.run()
 	return s, nil
 }
 
@@ -261,7 +260,9 @@ func (s *Store) Close() error {
 		}
 		s.closed.Store(true)
 		close(s.quit)
+		giveUp := time.AfterFunc(s.opts.CloseWait, s.w.cancel)
 		<-s.done
+		giveUp.Stop()
 	})
 	return nil
 }

@@ -69,7 +69,10 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 		// A domain: messages from it or to it.
 		drivers = []driver{addrDriver(store.DomainKey("f:", search.Domain)), addrDriver(store.DomainKey("t:", search.Domain))}
 	}
-	match := tsquery(search.Words)
+	match, none := tsquery(search.Words)
+	if none {
+		return store.Page{Messages: []store.Summary{}}, nil
+	}
 	switch {
 	case len(drivers) > 1:
 	case match != "":

@@ -116,14 +116,15 @@ func tsvector(parts ...string) string {
 	return b.String()
 }
 
-// tsquery is a search's words as a tsquery literal ("" when none has a
-// letter or digit).
-func tsquery(ws []store.Word) string {
+// tsquery is a search's words as a tsquery literal ("" for no words);
+// none reports a word without a letter or a digit, which (as in FTS5)
+// nothing matches.
+func tsquery(ws []store.Word) (q string, none bool) {
 	var terms []string
 	for _, w := range ws {
 		pieces := words(w.Text)
 		if len(pieces) == 0 {
-			continue
+			return "", true
 		}
 		var b strings.Builder
 		if len(pieces) > 1 {
@@ -143,7 +144,7 @@ func tsquery(ws []store.Word) string {
 		}
 		terms = append(terms, b.String())
 	}
-	return strings.Join(terms, " & ")
+	return strings.Join(terms, " & "), false
 }
 
 // quote writes a lexeme in quotes, its quotes and backslashes doubled.

@@ -48,8 +48,6 @@ func (w *writer) run() {
 		case en := <-w.s.in:
 			w.process(w.gather(append(batch[:0], en)))
 		case <-w.s.quit:
-			giveUp := time.AfterFunc(w.s.opts.CloseWait, w.cancel)
-			defer giveUp.Stop()
 			for {
 				batch = w.collect(batch[:0])
 				if len(batch) == 0 {
