@@ -13,8 +13,8 @@ import (
 
 	"github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/mailjet/webhook"
-	"github.com/mjrelay/mjrelay/relay/pgstore"
 	"github.com/mjrelay/mjrelay/relay/pg/pgtest"
+	"github.com/mjrelay/mjrelay/relay/pgstore"
 	"github.com/mjrelay/mjrelay/relay/store"
 	"github.com/mjrelay/mjrelay/relay/store/storetest"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"

@@ -27,13 +27,13 @@ func scanRow(sc pgx.Row) (*store.Row, error) {
 
 // rowArrays are rows as the columns of an unnest(): one array a column.
 type rowArrays struct {
-	key, receivedAt, updatedAt, finalAt, size                         []int64
-	id, state, class, classRule, mailFrom, rcptTo, headerFrom         []string
-	subject, messageID, login, client, helo, verdict, reason, stage   []string
-	reply, transport, upstream, mailjetIDs                            []string
-	tls                                                               []bool
-	attempts                                                          []int32
-	latency                                                           []float64
+	key, receivedAt, updatedAt, finalAt, size                       []int64
+	id, state, class, classRule, mailFrom, rcptTo, headerFrom       []string
+	subject, messageID, login, client, helo, verdict, reason, stage []string
+	reply, transport, upstream, mailjetIDs                          []string
+	tls                                                             []bool
+	attempts                                                        []int32
+	latency                                                         []float64
 }
 
 func (a *rowArrays) add(r *store.Row) {

@@ -3,8 +3,8 @@ package pgstore_test
 import (
 	"bytes"
 	"context"
-	"io"
 	"fmt"
+	"io"
 	"path/filepath"
 	"slices"
 	"testing"
