@@ -41,8 +41,9 @@ import (
 
 // Options configure a Store. Zero values get the defaults noted.
 type Options struct {
-	// Pool is the connection pool; the store does not close it.
-	Pool *pgxpool.Pool
+	// Pool is the connection pool; Close closes it with ClosePool.
+	Pool      *pgxpool.Pool
+	ClosePool bool
 	// Retention is how long message records are kept (default 720h).
 	Retention time.Duration
 	// KeepBodies is how long raw messages are kept after the message left
@@ -251,18 +252,20 @@ func (s *Store) Health() store.Health {
 }
 
 // Close stores what is buffered (retrying for at most Options.CloseWait
-// while the database does not answer) and stops the writer. Record calls
-// after Close are dropped. The pool is the caller's.
+// while the database does not answer) and stops the writer, then closes
+// the pool with Options.ClosePool. Record calls after Close are dropped.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		if s.opts.ReadOnly {
-			return
+		if !s.opts.ReadOnly {
+			s.closed.Store(true)
+			close(s.quit)
+			giveUp := time.AfterFunc(s.opts.CloseWait, s.w.cancel)
+			<-s.done
+			giveUp.Stop()
 		}
-		s.closed.Store(true)
-		close(s.quit)
-		giveUp := time.AfterFunc(s.opts.CloseWait, s.w.cancel)
-		<-s.done
-		giveUp.Stop()
+		if s.opts.ClosePool {
+			s.db.Close()
+		}
 	})
 	return nil
 }

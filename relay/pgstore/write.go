@@ -83,24 +83,9 @@ func (b *batch) write(ps []*plan) (redo []*plan, err error) {
 			news.add(p.row)
 		}
 	}
-	inserted := map[string]bool{}
-	if len(news.key) > 0 {
-		rows, err := b.tx.Query(ctx, insertRows, news.args()...)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			inserted[id] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
+	inserted, err := insertNew(ctx, b.tx, &news)
+	if err != nil {
+		return nil, err
 	}
 	var w writes
 	for _, p := range ps {
@@ -118,7 +103,24 @@ func (b *batch) write(ps []*plan) (redo []*plan, err error) {
 			w.add(p)
 		}
 	}
-	return redo, w.send(b)
+	return redo, w.send(ctx, b.tx)
+}
+
+// insertNew inserts rows (in id order, so that two nodes' batches never
+// wait on each other in a circle), but none whose id or key is stored
+// already; it returns the ids inserted.
+func insertNew(ctx context.Context, tx pgx.Tx, rows *rowArrays) (map[string]bool, error) {
+	inserted := map[string]bool{}
+	if len(rows.key) == 0 {
+		return inserted, nil
+	}
+	r, err := tx.Query(ctx, insertRows, rows.args()...)
+	if err != nil {
+		return nil, err
+	}
+	var id string
+	_, err = pgx.ForEachRow(r, []any{&id}, func() error { inserted[id] = true; return nil })
+	return inserted, err
 }
 
 // writes are what a batch's plans changed, as the columns of unnest()s.
@@ -174,7 +176,7 @@ func (w *writes) add(p *plan) {
 }
 
 // send writes it all in one round trip.
-func (w *writes) send(b *batch) error {
+func (w *writes) send(ctx context.Context, tx pgx.Tx) error {
 	var q pgx.Batch
 	if len(w.updates.key) > 0 {
 		q.Queue(updateRows, w.updates.args()...)
@@ -217,7 +219,7 @@ func (w *writes) send(b *batch) error {
 	if q.Len() == 0 {
 		return nil
 	}
-	return b.tx.SendBatch(b.w.ctx, &q).Close()
+	return tx.SendBatch(ctx, &q).Close()
 }
 
 // writeStats adds the batch's counts to the per-minute counters, in key
