@@ -122,4 +122,3 @@ func (s *Store) ExportStats(ctx context.Context) (store.StatCounts, error) {
 	}
 	return c, rows.Err()
 }
-
