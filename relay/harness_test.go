@@ -119,7 +119,8 @@ func (e *env) start() {
 }
 
 func (e *env) tryStart() error {
-	r, err := relay.Start(e.cfg, relay.Options{Traffic: trafficlog.Multi{e.traffic, e.lat}, UpstreamRoots: e.up.CAPool()})
+	r, err := relay.Start(e.cfg, relay.Options{Traffic: trafficlog.Multi{e.traffic, e.lat}, UpstreamRoots: e.up.CAPool(),
+		FeedbackRetryMin: 50 * time.Millisecond})
 	if err != nil {
 		return err
 	}

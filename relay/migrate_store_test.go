@@ -47,7 +47,11 @@ func TestMigrateStore(t *testing.T) {
 		evs = append(evs, storetest.NewFlow(at, storetest.QueueID(at, uint32(100+i)), "s@acme.example", []string{ok.Rcpt}, "bulk "+fmt.Sprint(i)).
 			Received([]byte(fmt.Sprintf("Subject: bulk %d\r\n\r\nbody\r\n", i))).Attempt("api", "250 OK", ok).Delivered().Events()...)
 	}
-	feed(t, emb, evs, sample.Mailjet)
+	evs[0].Unsubscribe = "https://erp.example.com/mailing/3/unsubscribe_oneclick?hash_token=secret"
+	note := trafficlog.NewFeedback(sample.IDs["newsletter"], trafficlog.FeedbackNote{Rcpt: "old@gone.example", Action: "bounce",
+		Result: trafficlog.FeedbackQueued, Reason: "mailjet bounce: user unknown"})
+	note.Time = t0.Add(time.Minute)
+	feed(t, emb, append(evs, note), sample.Mailjet)
 	emb.Close()
 
 	url := pgtest.DB(t)
@@ -91,7 +95,8 @@ func TestMigrateStore(t *testing.T) {
 	if m.State != store.StateSent || !slices.Equal(kinds(m), []string{"received", "policy", "attempt", "deferred", "attempt", "delivered"}) {
 		t.Errorf("the message the cluster delivered: %s, %v", m.State, kinds(m))
 	}
-	for _, f := range []store.Filter{{Limit: 1000}, {Q: "bulk", Limit: 1000}, {To: "x.example", Limit: 1000}, {State: "refused"}} {
+	for _, f := range []store.Filter{{Limit: 1000}, {Q: "bulk", Limit: 1000}, {To: "x.example", Limit: 1000}, {State: "refused"},
+		{Feedback: "any"}} {
 		if got, want := list(t, node, f), list(t, emb, f); !slices.Equal(got, want) {
 			t.Errorf("List(%+v): %d in the cluster, %d embedded", f, len(got), len(want))
 		}
@@ -212,6 +217,7 @@ func tables(t *testing.T, url string) string {
 		`SELECT count(*), md5(string_agg(m.id || s.words::text, ',' ORDER BY m.id)) FROM store_search s JOIN store_messages m USING (key)`,
 		`SELECT count(*), md5(string_agg(m.id || a.a, ',' ORDER BY m.id, a.a)) FROM store_addrs a JOIN store_messages m USING (key)`,
 		`SELECT count(*), md5(string_agg(row(s.*)::text, ',' ORDER BY minute, kind, class, reason, origin)) FROM store_stats s`,
+		`SELECT count(*), md5(string_agg(m.id || f.unsubscribe || f.pending || f.state, ',' ORDER BY m.id)) FROM store_feedback f JOIN store_messages m USING (key)`,
 	} {
 		var n int
 		var sum string

@@ -3,26 +3,17 @@ package relay_test
 import (
 	"bytes"
 	"encoding/json"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
+	"github.com/mjrelay/mjrelay/relay/odoo/odootest"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
 // python3 finds the interpreter; CI installs it, so there it is required.
-func python3(t *testing.T) string {
-	p, err := exec.LookPath("python3")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("python3 is required in CI (.ci/run installs it)")
-		}
-		t.Skip("python3 not installed")
-	}
-	return p
-}
+func python3(t *testing.T) string { return odootest.Python3(t) }
 
 func replay(t *testing.T, args ...string) map[string]any {
 	t.Helper()

@@ -26,6 +26,7 @@ import (
 	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/control"
 	"github.com/mjrelay/mjrelay/relay/deliver"
+	"github.com/mjrelay/mjrelay/relay/feedback"
 	"github.com/mjrelay/mjrelay/relay/intake"
 	"github.com/mjrelay/mjrelay/relay/lanes"
 	"github.com/mjrelay/mjrelay/relay/metrics"
@@ -59,6 +60,9 @@ type Options struct {
 	Target mailjet.Target
 	// UpstreamRoots replaces the system roots for the upstream's certificate.
 	UpstreamRoots *x509.CertPool
+	// FeedbackRetryMin is the Odoo feedback's first retry delay (default
+	// 10 s).
+	FeedbackRetryMin time.Duration
 }
 
 // Relay is a running relay.
@@ -73,15 +77,18 @@ type Relay struct {
 	Account *account.Cache
 	// Store is the traffic inspection store (it observes; it is not in
 	// the mail's path).
-	Store   store.Store
-	traffic *trafficlog.JSONLines
-	metrics *metrics.Metrics
-	lanes   []lanes.Lane
-	targets []mailjet.Target
-	smtp    *smtpd.Server
-	web     *web.Server
-	http    *http.Server
-	httpLn  net.Listener
+	Store store.Store
+	// Feedback reports to Odoo ([odoo]); nil when it is off.
+	Feedback *feedback.Reporter
+	outbox   feedback.Outbox
+	traffic  *trafficlog.JSONLines
+	metrics  *metrics.Metrics
+	lanes    []lanes.Lane
+	targets  []mailjet.Target
+	smtp     *smtpd.Server
+	web      *web.Server
+	http     *http.Server
+	httpLn   net.Listener
 
 	sup       *supervise.Group
 	listening atomic.Bool // SMTP
@@ -124,6 +131,9 @@ func (r *Relay) components() []supervise.Component {
 		{Name: "traffic store", Start: r.openStore, Stop: func(context.Context) error { return r.Store.Close() }},
 		{Name: "upstream", Start: r.openUpstream, Stop: r.closeUpstream},
 	}
+	if r.cfg.Odoo.Enabled() {
+		cs = append(cs, supervise.Component{Name: "feedback outbox", Start: r.openOutbox, Stop: r.closeOutbox})
+	}
 	if r.o.Policy == nil && r.cfg.Policy.SenderCheck != "off" && r.cfg.HasKeys() {
 		cs = append(cs, supervise.Component{Name: "mailjet account", Start: r.startAccount,
 			Run: func(ctx context.Context) error { return r.Account.Run(ctx) }})
@@ -133,6 +143,9 @@ func (r *Relay) components() []supervise.Component {
 		supervise.Component{Name: "control socket", Run: func(ctx context.Context) error {
 			return control.Serve(ctx, r.cfg.ControlSocket(), control.Live{Queue: r.Queue, Sched: r.Sched})
 		}})
+	if r.cfg.Odoo.Enabled() {
+		cs = append(cs, supervise.Component{Name: "odoo feedback", Run: func(ctx context.Context) error { return r.Feedback.Run(ctx) }})
+	}
 	if r.cfg.HTTP.Listen != "" {
 		cs = append(cs, supervise.Component{Name: "http", Start: r.listenHTTP,
 			Run:  func(context.Context) error { return r.http.Serve(r.httpLn) },
@@ -219,10 +232,17 @@ func (r *Relay) startAccount(ctx context.Context) error {
 func (r *Relay) build(context.Context) (err error) {
 	cfg, log := r.cfg, r.log
 	traffic := recorders{log: r.traffic, test: r.o.Traffic, store: r.Store, metrics: r.metrics.Recorder()}.multi()
-	r.Sched = deliver.New(r.Queue, deliver.Options{
+	dopts := deliver.Options{
 		Lanes: r.lanes, RetryMin: cfg.Queue.RetryMin.D(), RetryMax: cfg.Queue.RetryMax.D(),
 		MaxLifetime: cfg.Queue.MaxLifetime.D(), Traffic: traffic, Logger: log,
-	})
+	}
+	var fb web.Feedback
+	var fstate func() metrics.Feedback
+	if cfg.Odoo.Enabled() {
+		r.newReporter(traffic)
+		dopts.Final, fb, fstate = r.Feedback.Failed, r.Feedback, r.feedbackState
+	}
+	r.Sched = deliver.New(r.Queue, dopts)
 	r.Queue.Subscribe(r.Sched.Enqueue)
 	if st := r.Queue.Stats(); st.Messages > 0 {
 		log.Info("resuming the queue", "messages", st.Messages)
@@ -234,7 +254,7 @@ func (r *Relay) build(context.Context) (err error) {
 	if r.Account != nil {
 		acct, acctState = r.Account, r.Account
 	}
-	r.metrics.Observe(metrics.State{QueueDepth: r.queueDepth, Account: acctState, Store: r.Store})
+	r.metrics.Observe(metrics.State{QueueDepth: r.queueDepth, Account: acctState, Store: r.Store, Feedback: fstate})
 	checker := r.o.Policy
 	if checker == nil {
 		if checker, err = policy.New(policyOptions(cfg), acct, log); err != nil {
@@ -248,7 +268,7 @@ func (r *Relay) build(context.Context) (err error) {
 	}
 	if cfg.HTTP.Listen != "" {
 		r.web, err = web.New(webOptions(cfg), web.Deps{Store: r.Store, Queue: control.Live{Queue: r.Queue, Sched: r.Sched},
-			Account: acctState, QueueDepth: r.queueDepth, Ready: r.ready, Metrics: r.metrics, Logger: log})
+			Account: acctState, QueueDepth: r.queueDepth, Ready: r.ready, Metrics: r.metrics, Logger: log, Feedback: fb})
 	}
 	return err
 }

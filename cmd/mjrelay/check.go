@@ -24,6 +24,9 @@ type checkReport struct {
 	API     dnscheck.Result         `json:"api"`
 	Senders []account.Sender        `json:"senders"`
 	Domains []dnscheck.DomainReport `json:"domains"`
+	// Odoo are the [odoo] checks (none when the feedback is off).
+	Odoo []dnscheck.Result `json:"odoo,omitempty"`
+	cfg  *config.Config
 }
 
 type domainFlags []string
@@ -94,7 +97,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 func buildCheckReport(ctx context.Context, cfg *config.Config, domains []string, dns dnscheck.Checker) *checkReport {
 	rep := &checkReport{API: dnscheck.Result{Check: "mailjet-api", Record: cfg.Mailjet.APIURL},
-		Senders: []account.Sender{}, Domains: []dnscheck.DomainReport{}}
+		Senders: []account.Sender{}, Domains: []dnscheck.DomainReport{}, cfg: cfg}
 	var snap *account.Snapshot
 	if !cfg.HasKeys() {
 		rep.API.Status, rep.API.Detail = dnscheck.Fail, "no Mailjet keys configured"
@@ -131,13 +134,14 @@ func buildCheckReport(ctx context.Context, cfg *config.Config, domains []string,
 	for _, name := range slices.Compact(domains) {
 		rep.Domains = append(rep.Domains, ready.Domain(ctx, dns, snap, name))
 	}
+	rep.Odoo = checkOdoo(ctx, cfg)
 	rep.OK = checkFailures(rep) == 0
 	return rep
 }
 
 // checkFailures counts the failed checks of the report.
 func checkFailures(rep *checkReport) int {
-	n := dnscheck.Failures([]dnscheck.Result{rep.API})
+	n := dnscheck.Failures(append([]dnscheck.Result{rep.API}, rep.Odoo...))
 	for _, d := range rep.Domains {
 		n += dnscheck.Failures(d.Checks)
 	}
@@ -182,6 +186,7 @@ func printCheckReport(w io.Writer, rep *checkReport) {
 		fmt.Fprintf(w, "\n%s\n", title)
 		printResults(w, d.Checks, true)
 	}
+	printOdooCheck(w, rep.cfg, rep.Odoo)
 	if rep.OK {
 		fmt.Fprintln(w, "\nResult: OK")
 	} else {

@@ -29,6 +29,7 @@ const (
 type checkFixture struct {
 	api   *mjtest.API
 	zones map[string]mockdns.Zone
+	extra string // more configuration
 }
 
 func newCheckFixture() *checkFixture {
@@ -60,7 +61,7 @@ func (f *checkFixture) run(t *testing.T, secret string, args ...string) (int, st
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "mjrelay.toml")
 	err = os.WriteFile(conf, []byte(fmt.Sprintf("data_dir = %q\n[mailjet]\napi_key = %q\nsecret_key = %q\napi_url = %q\n",
-		dir, checkKey, secret, f.api.URL())), 0o600)
+		dir, checkKey, secret, f.api.URL())+f.extra), 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,7 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, path := configFlag("log", args, stderr)
 	state := fs.String("state", "", "`STATES`, comma-separated: "+strings.Join(store.StateNames(), ", "))
 	class := fs.String("class", "", "lane: transactional or bulk")
+	feedback := fs.String("feedback", "", "`STATE` of the reports to Odoo: any, "+strings.Join(store.FeedbackStates, ", "))
 	from := fs.String("from", "", "sender `ADDRESS` or domain (envelope or header From)")
 	to := fs.String("to", "", "recipient `ADDRESS` or domain")
 	q := fs.String("q", "", "search `TEXT`: subject, addresses, queue id, Message-Id, login, Mailjet id")
@@ -71,13 +72,16 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	now := time.Now()
-	f := store.Filter{State: *state, Class: *class, From: *from, To: *to, Q: *q, Limit: *limit, Cursor: *cursor}
+	f := store.Filter{State: *state, Class: *class, From: *from, To: *to, Q: *q, Limit: *limit, Cursor: *cursor, Feedback: *feedback}
 	var err error
 	if f.Since, err = store.ParseTime(*since, now, time.Local); err == nil {
 		f.Until, err = store.ParseTime(*until, now, time.Local)
 	}
 	if err == nil {
 		err = store.CheckStates(f.State)
+	}
+	if err == nil {
+		err = store.CheckFeedback(f.Feedback)
 	}
 	if err == nil && (f.Limit < 1 || f.Limit > 1000) {
 		err = fmt.Errorf("--limit %d is not 1-1000", f.Limit)
@@ -210,6 +214,7 @@ func printMessage(w io.Writer, m *store.Message) {
 	line("Transport:", strings.TrimSpace(m.Transport+" "+m.Upstream))
 	line("Mailjet ids:", strings.Join(m.MailjetIDs, ", "))
 	line("Reason:", m.Reason)
+	line("Odoo feedback:", m.Feedback)
 	if m.HasRaw {
 		line("Raw message:", fmt.Sprintf("%d bytes (mjrelay log --raw %s)", m.RawSize, m.ID))
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mjrelay/mjrelay/relay/inspect"
 	"github.com/mjrelay/mjrelay/relay/store/storetest"
+	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
 // TestLog runs `mjrelay log` against the store of a "running" relay (the
@@ -38,6 +39,12 @@ func TestLog(t *testing.T) {
 	if err := store.RecordMailjet(context.Background(), smp.Mailjet); err != nil {
 		t.Fatal(err)
 	}
+	for _, res := range []string{trafficlog.FeedbackQueued, trafficlog.FeedbackReported} {
+		e := trafficlog.NewFeedback(smp.IDs["invoice"], trafficlog.FeedbackNote{Rcpt: "mr.x@client.example", Action: "bounce",
+			Result: res, Reason: "mailjet bounce: user unknown", Answer: "message_process returned false"})
+		e.Time = t0.Add(time.Minute)
+		store.Record(e)
+	}
 	if err := store.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -63,6 +70,10 @@ func TestLog(t *testing.T) {
 			"sent (250 2.0.0 OK", "288230376151711744", "mjrelay log --raw"}, nil},
 		{"flags after the id", []string{ids["invoice"], "--json"}, 0, []string{`"timeline"`, `"mailjet_id": "288230376151711744"`}, nil},
 		{"raw", []string{"--raw", ids["invoice"]}, 0, []string{"Subject: Invoice INV/2026/0042\r\n\r\nHello Mr. X"}, nil},
+		{"by feedback", []string{"--feedback", "reported"}, 0, []string{"Invoice INV/2026/0042"}, []string{"Spring newsletter"}},
+		{"feedback in the detail", []string{ids["invoice"]}, 0, []string{"Odoo feedback:  reported", "Reported to Odoo: bounce (DSN) for mr.x@client.example",
+			"message_process returned false"}, nil},
+		{"bad feedback", []string{"--feedback", "sent"}, 2, nil, nil},
 		{"unknown id", []string{"nope"}, 1, nil, nil},
 		{"no raw", []string{"--raw", ids["newsletter"]}, 1, nil, nil},
 		{"bad state", []string{"--state", "gone"}, 2, nil, nil},

@@ -27,7 +27,7 @@ const usage = `usage:
   mjrelay serve --config FILE
   mjrelay check --config FILE [--domain D ...] [--dns HOST:PORT] [--json]
   mjrelay queue [--config FILE] list | retry ID | retry --all | delete ID
-  mjrelay log --config FILE [--state S] [--class C] [--from A] [--to A] [-q TEXT]
+  mjrelay log --config FILE [--state S] [--class C] [--feedback F] [--from A] [--to A] [-q TEXT]
               [--since T] [--until T] [--limit N] [--cursor C] [--json] [ID] [--raw ID]
   mjrelay hash-password   (asks twice without echo on a terminal; else reads a line on stdin)
   mjrelay version         (or --version)

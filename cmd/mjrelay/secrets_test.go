@@ -15,17 +15,23 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
+	"github.com/mjrelay/mjrelay/relay/odoo/odootest"
 )
 
 // TestSecretsNeverWritten runs the relay with real keys and a sender check
 // against the REST emulator, logs in badly and well, delivers, then greps
 // everything the relay wrote — its log and every file in data_dir — for
-// the Mailjet secret key, the passwords and the password hash.
+// the Mailjet secret key, the Odoo API key, the passwords and the password
+// hash. Odoo first refuses the key (its errors are logged and shown), then
+// takes a report.
 func TestSecretsNeverWritten(t *testing.T) {
 	api := mjtest.NewAPI(apiKey, secretKey)
 	defer api.Close()
 	api.AddSender("*@example.com", "Active", "transactional")
-	w := newWorld(t, `sender_check = "off"`, `sender_check = "enforce"`, "[mailjet]\n", "[mailjet]\napi_url = \""+api.URL()+"\"\n")
+	od := odootest.Start("prod", "relay", "not-the-key-yet")
+	defer od.Close()
+	old, repl := withOdoo(od)
+	w := newWorld(t, `sender_check = "off"`, `sender_check = "enforce"`, "[mailjet]\n", "[mailjet]\napi_url = \""+api.URL()+"\"\n", old, repl)
 	cfg, _ := os.ReadFile(w.cfgPath)
 	hashLine := string(cfg[bytes.Index(cfg, []byte("$2a$")):])
 	hash := hashLine[:strings.IndexByte(hashLine, '"')]
@@ -46,9 +52,25 @@ func TestSecretsNeverWritten(t *testing.T) {
 	}
 	c.Quit()
 	waitUntil(t, "delivery", 20*time.Second, func() bool { return len(w.up.Received()) == 1 })
+	// A bounce for it, reported to Odoo: refused, then taken.
+	web := p.web(t)
+	var qid string
+	waitUntil(t, "the message in the store", 10*time.Second, func() bool {
+		var list struct{ Messages []struct{ ID string } }
+		if getJSON(t, "http://"+web+"/api/messages", &list); len(list.Messages) > 0 {
+			qid = list.Messages[0].ID
+		}
+		return qid != ""
+	})
+	if code := postEvents(t, web, hardBounce(qid, "client@example.org")); code != http.StatusOK {
+		t.Fatalf("webhook: %d", code)
+	}
+	waitUntil(t, "Odoo's refusal in the log", 20*time.Second, func() bool { return strings.Contains(p.log(), "Odoo refuses the relay") })
+	od.SetKey(odooAPIKey)
+	waitUntil(t, "the report", 60*time.Second, func() bool { return len(od.Bounces())+len(od.Rejected()) == 1 })
 	time.Sleep(300 * time.Millisecond) // the traffic log flushes every 200 ms
 
-	secrets := map[string]string{"Mailjet secret key": secretKey, "SMTP password": odooPass, "bad password": badPassword, "password hash": hash}
+	secrets := map[string]string{"Odoo API key": odooAPIKey, "Mailjet secret key": secretKey, "SMTP password": odooPass, "bad password": badPassword, "password hash": hash}
 	check := func(where string, data []byte) {
 		for name, s := range secrets {
 			if bytes.Contains(data, []byte(s)) {
@@ -57,17 +79,10 @@ func TestSecretsNeverWritten(t *testing.T) {
 		}
 	}
 	// Everything the web UI and API show, raw download included.
-	web := p.web(t)
-	var id string
-	waitUntil(t, "the message in the store", 10*time.Second, func() bool {
-		var list struct{ Messages []struct{ ID string } }
-		if getJSON(t, "http://"+web+"/api/messages", &list); len(list.Messages) > 0 {
-			id = list.Messages[0].ID
-		}
-		return id != ""
-	})
+	id := qid
 	for _, path := range []string{"/", "/messages", "/messages/" + id, "/queue", "/senders", "/api/messages",
-		"/api/messages/" + id, "/api/messages/" + id + "/raw", "/api/queue", "/api/senders", "/api/stats", "/metrics"} {
+		"/api/messages/" + id, "/api/messages/" + id + "/raw", "/api/queue", "/api/senders", "/api/stats", "/metrics",
+		"/api/feedback", "/readyz"} {
 		check("GET "+path, get(t, "http://"+web+path))
 	}
 	check("the process log", []byte(p.log()))

@@ -33,6 +33,7 @@ type Config struct {
 	Store    Store    `toml:"store"`
 	Webhooks Webhooks `toml:"webhooks"`
 	Log      Log      `toml:"log"`
+	Odoo     Odoo     `toml:"odoo"`
 }
 
 // SMTP configures the listeners that Odoo connects to.
@@ -211,6 +212,7 @@ func Default() *Config {
 		HTTP:   HTTP{Listen: "127.0.0.1:8025"},
 		Policy: Policy{SenderCheck: "enforce", Refresh: Duration(5 * time.Minute)},
 		Log:    Log{Level: "info"},
+		Odoo:   defaultOdoo(),
 	}
 }
 
@@ -248,6 +250,7 @@ func Parse(data []byte) (*Config, error) {
 	if c.Mailjet.SecretKey == "" {
 		c.Mailjet.SecretKey = Secret(os.Getenv("MJ_APIKEY_PRIVATE"))
 	}
+	c.Odoo.applyEnv()
 	if c.Mailjet.Transport == "" {
 		c.Mailjet.Transport = TransportSMTP
 		if !c.HasKeys() {
@@ -452,6 +455,7 @@ func (c *Config) validate() error {
 	default:
 		bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
 	}
+	c.Odoo.validate(bad)
 	return errors.Join(errs...)
 }
 

@@ -66,25 +66,34 @@ func (s *Scheduler) attempt(id string, l *lane) {
 	s.mu.Lock()
 	deleted := s.deleted[id]
 	s.mu.Unlock()
-	final := func(reason string) {
+	// final fails the remaining recipients for good; false: the failure
+	// could not be handed to Options.Final, the message stays queued.
+	final := func(reason string, report bool) bool {
 		f := trafficlog.Try{Attempt: attemptNo, To: remaining, Transport: lastTransport, Upstream: lastUpstream, Reason: reason}
 		if len(temp) > 0 {
 			f.Reply = temp[0].Reply
 		}
-		s.opts.Traffic.Record(trafficlog.NewFailed(it.Envelope, f))
+		ev := trafficlog.NewFailed(it.Envelope, f)
+		if report && s.reportFinal(ctx, ev, body) != nil {
+			return false
+		}
+		s.opts.Traffic.Record(ev)
 		s.finish(ctx, it)
+		return true
 	}
 	switch {
 	case deleted:
-		final("deleted by an administrator during delivery")
+		final("deleted by an administrator during delivery", false)
 		return
 	case tried > 0 && len(temp) == 0:
 		// Every transport tried said it cannot carry this message.
-		final("no transport of the " + string(l.Class) + " lane can carry this message: " + unsupported)
-		return
+		if final("no transport of the "+string(l.Class)+" lane can carry this message: "+unsupported, true) {
+			return
+		}
 	case time.Since(it.Envelope.Received) > s.opts.MaxLifetime:
-		final(fmt.Sprintf("gave up after %d attempts over %s (queue.max_lifetime)", attemptNo, s.opts.MaxLifetime))
-		return
+		if final(fmt.Sprintf("gave up after %d attempts over %s (queue.max_lifetime)", attemptNo, s.opts.MaxLifetime), true) {
+			return
+		}
 	}
 
 	st := queue.State{ID: id, Attempts: attemptNo, Pending: remaining}
@@ -134,22 +143,48 @@ func (s *Scheduler) deliverOnce(ctx context.Context, t mailjet.Target, h *health
 	}
 	s.opts.Traffic.Record(trafficlog.NewAttempt(it.Envelope, a))
 
-	outcome := func(event func(queue.Envelope, trafficlog.Try) trafficlog.Event, rs []mailjet.RcptResult, reason string) {
-		if len(rs) == 0 {
-			return
-		}
+	build := func(event func(queue.Envelope, trafficlog.Try) trafficlog.Event, rs []mailjet.RcptResult, reason string) trafficlog.Event {
 		o := try
 		o.To, o.Reply, o.Reason, o.Rcpts = rcptsOf(rs), rs[0].Reply, reason, trafficlog.RcptResults(rs)
 		o.Duration = time.Since(it.Envelope.Received)
-		s.opts.Traffic.Record(event(it.Envelope, o))
+		return event(it.Envelope, o)
 	}
-	if t.Name() == "sandbox" {
-		outcome(trafficlog.NewSandboxed, ok, "sandbox mode: recorded, not sent")
-	} else {
-		outcome(trafficlog.NewDelivered, ok, "")
+	switch {
+	case len(ok) == 0:
+	case t.Name() == "sandbox":
+		s.opts.Traffic.Record(build(trafficlog.NewSandboxed, ok, "sandbox mode: recorded, not sent"))
+	default:
+		s.opts.Traffic.Record(build(trafficlog.NewDelivered, ok, ""))
 	}
-	outcome(trafficlog.NewFailed, perm, "permanent error from the upstream")
+	if len(perm) > 0 {
+		ev := build(trafficlog.NewFailed, perm, "permanent error from the upstream")
+		if err := s.reportFinal(ctx, ev, m.Body); err != nil {
+			// Kept queued as temporary failures until it can be reported.
+			for i, r := range res.Rcpts {
+				if r.Status == mailjet.PermFail {
+					res.Rcpts[i].Status = mailjet.TempFail
+				}
+			}
+		} else {
+			s.opts.Traffic.Record(ev)
+		}
+	}
 	return res
+}
+
+// reportFinal hands a permanent failure to Options.Final, if set.
+func (s *Scheduler) reportFinal(ctx context.Context, ev trafficlog.Event, body []byte) error {
+	if s.opts.Final == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	err := s.opts.Final(ctx, ev, body)
+	if err != nil {
+		s.log.Error("a permanent failure could not be kept for the Odoo feedback; the message stays queued and is tried again",
+			"id", ev.ID, "err", err)
+	}
+	return err
 }
 
 func (s *Scheduler) finish(ctx context.Context, it queue.Item) {

@@ -50,6 +50,13 @@ type Options struct {
 	AttemptTimeout time.Duration
 	Traffic        trafficlog.Recorder
 	Logger         *slog.Logger
+	// Final, when set, is told of each permanent failure (the failed event
+	// and the message's bytes) before it is recorded and before the message
+	// leaves the queue, and must return only once what it keeps of it is
+	// durable (the Odoo feedback's outbox). An error keeps the recipients
+	// queued as if the failure were temporary, so that nothing is lost.
+	// It is not told of a message an administrator deleted.
+	Final func(ctx context.Context, ev trafficlog.Event, body []byte) error
 }
 
 // Scheduler delivers queued messages. Enqueue is its input (wire it to the

@@ -15,6 +15,8 @@ func (w *writer) apply(en *entry) error {
 	switch e.Event {
 	case trafficlog.Aborted:
 		return nil // nothing was queued: counted by the metrics, not stored
+	case trafficlog.Feedback:
+		return w.applyFeedback(e)
 	case trafficlog.Refused:
 		return w.applyRefused(e)
 	}
@@ -40,6 +42,11 @@ func (w *writer) apply(en *entry) error {
 	}
 	if err := w.settle(m, e.Time.UnixMilli()); err != nil {
 		return err
+	}
+	if e.Event == trafficlog.Received && e.Unsubscribe != "" {
+		if _, err := w.st["feedbackURL"].ExecContext(w.ctx, m.Key, e.Unsubscribe); err != nil {
+			return err
+		}
 	}
 	if en.body != nil && e.Event == trafficlog.Received {
 		_, err = w.st["putBody"].ExecContext(w.ctx, m.Key, nullInt(m.FinalAt), len(e.Raw), en.body)

@@ -46,6 +46,9 @@ func (s *Store) Get(ctx context.Context, id string) (*store.Message, error) {
 	}
 	m := r.Message(events)
 	m.HasRaw, m.RawSize = hasRaw, size
+	if err := s.feedbackOf(ctx, r.Key, m); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 

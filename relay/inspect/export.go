@@ -101,6 +101,20 @@ func (s *Store) exportFrom(ctx context.Context, after int64, n int) ([]store.Dum
 			return nil
 		})
 	}
+	if err == nil {
+		err = each(`SELECT key, unsubscribe, pending, reported, failed, alerts FROM feedback WHERE key BETWEEN ? AND ?`, func(rows *sql.Rows) error {
+			var key int64
+			var url string
+			var c store.FeedbackCounts
+			if err := rows.Scan(&key, &url, &c.Pending, &c.Reported, &c.Failed, &c.Alerts); err != nil {
+				return err
+			}
+			if d := byKey[key]; d != nil {
+				d.Unsubscribe, d.Feedback = url, c
+			}
+			return nil
+		})
+	}
 	return ds, err
 }
 

@@ -95,7 +95,8 @@ func (w *writer) pruneMessages(cut, hardCut int64) (int, error) {
 				}
 			}
 			for _, q := range []string{`DELETE FROM fts WHERE rowid = ?`, `DELETE FROM events WHERE key = ?`,
-				`DELETE FROM rcpts WHERE key = ?`, `DELETE FROM bodies WHERE key = ?`, `DELETE FROM messages WHERE key = ?`} {
+				`DELETE FROM rcpts WHERE key = ?`, `DELETE FROM bodies WHERE key = ?`, `DELETE FROM feedback WHERE key = ?`,
+				`DELETE FROM messages WHERE key = ?`} {
 				if _, err := w.conn.ExecContext(w.ctx, q, r.Key); err != nil {
 					return err
 				}

@@ -89,6 +89,7 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	if f.Class != "" {
 		common.add("m.class = ?", f.Class)
 	}
+	feedbackFilter(&common, f.Feedback)
 	var branches []string
 	var args []any
 	for _, d := range drivers {

@@ -98,7 +98,7 @@ var schema = []string{
 		tokenize="unicode61 remove_diacritics 2 tokenchars '.@-_+'")`,
 }
 
-var tables = []string{"meta", "messages", "addrs", "rcpts", "events", "bodies", "stats", "fts"}
+var tables = []string{"meta", "messages", "addrs", "rcpts", "events", "bodies", "stats", "fts", "feedback"}
 
 // migrate creates the schema, or rebuilds it when it is of another version
 // (dropped tells the caller to log it).
@@ -106,7 +106,7 @@ func migrate(db *sql.DB) (dropped int, err error) {
 	var v int
 	err = db.QueryRow(`SELECT v FROM meta WHERE k='schema'`).Scan(&v)
 	if err == nil && v == schemaVersion {
-		return 0, nil
+		return 0, addTables(db)
 	}
 	if err == nil {
 		dropped = v
@@ -140,5 +140,8 @@ func migrate(db *sql.DB) (dropped int, err error) {
 	if _, err := tx.Exec(`INSERT INTO meta (k, v) VALUES ('schema', ?)`, schemaVersion); err != nil {
 		return 0, err
 	}
-	return dropped, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return 0, err
+	}
+	return dropped, addTables(db)
 }

@@ -63,7 +63,7 @@ func (in *Intake) Accept(ctx context.Context, sub Submission) (Receipt, *Refusal
 		ID: in.queue.NewID(), Received: now, From: sub.From, To: append([]string(nil), sub.To...),
 		User: sub.Login, Client: sub.Client, Helo: sub.Helo, UTF8: sub.UTF8 || !isASCII(sub.From, sub.To),
 		HeaderFrom: info.From, Subject: info.Subject, MessageID: info.MessageID,
-		Class: string(cl.Class), ClassRule: cl.Rule,
+		Class: string(cl.Class), ClassRule: cl.Rule, Unsubscribe: info.OneClick,
 	}
 	if in.opts.CampaignFromMailing {
 		env.Campaign = lanes.MailingCampaign(info.ListUnsubscribe)

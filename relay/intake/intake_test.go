@@ -143,7 +143,8 @@ func TestRefusals(t *testing.T) {
 		{name: "header From not allowed", from: "bounce@example.com", message: other, reply: "550 5.7.1",
 			want: intake.Refusal{Code: 550, Enhanced: [3]int{5, 7, 1}, Stage: "data", Reason: "not_allowed_for_login", From: "bounce@example.com",
 				Header: intake.Header{From: "news@other.example", Subject: "Offre spéciale", MessageID: "<42@odoo>",
-					ListUnsubscribe: "<https://erp.example.com/mailing/12/unsubscribe_oneclick?x=1>", ListUnsubscribePost: true},
+					ListUnsubscribe: "<https://erp.example.com/mailing/12/unsubscribe_oneclick?x=1>", ListUnsubscribePost: true,
+					OneClick: "https://erp.example.com/mailing/12/unsubscribe_oneclick?x=1"},
 				Size: int64(len(other))}},
 	}
 	for _, tc := range tests {

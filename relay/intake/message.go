@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-message/charset"
+
+	"github.com/mjrelay/mjrelay/relay/lanes"
 )
 
 // Header is what the relay reads from a message's header.
@@ -21,8 +23,10 @@ type Header struct {
 	// For classification and Mailjet hints.
 	ListUnsubscribe     string
 	ListUnsubscribePost bool
-	Precedence          string
-	MailjetPrio         string
+	// OneClick is an Odoo mass mailing's one-click unsubscribe URL.
+	OneClick    string
+	Precedence  string
+	MailjetPrio string
 }
 
 // ParseHeader reads the fields the relay logs and checks. It never fails:
@@ -50,6 +54,7 @@ func ParseHeader(msg []byte) Header {
 	info.MessageID = clip(strings.TrimSpace(h.Get("Message-Id")), 250)
 	info.ListUnsubscribe = h.Get("List-Unsubscribe")
 	_, info.ListUnsubscribePost = h["List-Unsubscribe-Post"]
+	info.OneClick = lanes.OneClickURL(info.ListUnsubscribe, h.Get("List-Unsubscribe-Post"))
 	info.Precedence = h.Get("Precedence")
 	info.MailjetPrio = h.Get("X-Mailjet-Prio")
 	return info

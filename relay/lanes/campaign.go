@@ -49,6 +49,31 @@ func MailingCampaign(listUnsubscribe string) string {
 	return ""
 }
 
+// odooOneClick is the path of Odoo's one-click unsubscribe route.
+var odooOneClick = regexp.MustCompile(`^/mailing/\d+/unsubscribe_oneclick$`)
+
+// OneClickURL returns the one-click unsubscribe URL of an Odoo mass
+// mailing: the http(s) URL in List-Unsubscribe whose path is Odoo's
+// /mailing/<id>/unsubscribe_oneclick route, when List-Unsubscribe-Post is
+// "List-Unsubscribe=One-Click" (RFC 8058); else "". The value may be RFC
+// 2047-encoded and folded, as Odoo writes it (see MailingCampaign). Only
+// Odoo's route is taken: the relay POSTs to this URL when the recipient
+// unsubscribes at Mailjet, and must not POST to anything a message names.
+func OneClickURL(listUnsubscribe, listUnsubscribePost string) string {
+	if !strings.EqualFold(strings.TrimSpace(decodeHeader(listUnsubscribePost)), "List-Unsubscribe=One-Click") {
+		return ""
+	}
+	for _, part := range strings.Split(decodeHeader(listUnsubscribe), ",") {
+		raw := strings.Trim(strings.TrimSpace(part), "<>")
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || !odooOneClick.MatchString(u.Path) {
+			continue
+		}
+		return u.String()
+	}
+	return ""
+}
+
 // decodeHeader unfolds a header field value (RFC 5322 2.2.3) and decodes
 // its RFC 2047 encoded-words (whitespace between adjacent words goes, as the
 // RFC says). A value that does not decode is returned unfolded.

@@ -94,3 +94,25 @@ func TestMailingCampaign(t *testing.T) {
 		}
 	}
 }
+
+func TestOneClickURL(t *testing.T) {
+	const u = "https://erp.example.com/mailing/12/unsubscribe_oneclick?document_id=3&email=jane%40example.org&hash_token=abc"
+	// Odoo's Python email library encodes and folds the long value.
+	encoded := "=?utf-8?q?=3Chttps=3A//erp=2Eexample=2Ecom/mailing/12/unsubscribe=5Foneclick=3Fdocume?=\r\n =?utf-8?q?nt=5Fid=3D3=26email=3Djane=2540example=2Eorg=26hash=5Ftoken=3Dabc=3E?="
+	tests := []struct {
+		lu, post, want string
+	}{
+		{"<" + u + ">", "List-Unsubscribe=One-Click", u},
+		{encoded, "List-Unsubscribe=One-Click", u},
+		{"<mailto:x@example.com>, <" + u + ">", "List-Unsubscribe=One-Click", u},
+		{"<" + u + ">", "", ""}, // no RFC 8058 header: not one-click
+		{"<https://evil.example/mailing/12/other>", "List-Unsubscribe=One-Click", ""},
+		{"<https://evil.example/unsubscribe?x=1>", "List-Unsubscribe=One-Click", ""},
+		{"<ftp://erp.example.com/mailing/12/unsubscribe_oneclick>", "List-Unsubscribe=One-Click", ""},
+	}
+	for _, tc := range tests {
+		if got := lanes.OneClickURL(tc.lu, tc.post); got != tc.want {
+			t.Errorf("OneClickURL(%q, %q) = %q, want %q", tc.lu, tc.post, got, tc.want)
+		}
+	}
+}

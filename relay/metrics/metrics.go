@@ -30,6 +30,8 @@ type metrics struct {
 	attemptDur *prometheus.HistogramVec
 	webhook    *prometheus.CounterVec
 	webhookReq *prometheus.CounterVec
+	feedback   *prometheus.CounterVec
+	notBounced *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -49,6 +51,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		replies:    f("upstream_replies_total", "Upstream reply codes per recipient, by transport and code (none: no reply).", "transport", "code"),
 		webhook:    f("webhook_events_total", "Mailjet webhook events, by event and result (accepted, malformed, unknown_event, no_id, dropped).", "event", "result"),
 		webhookReq: f("webhook_requests_total", "Mailjet webhook requests, by HTTP status.", "code"),
+		feedback: f("odoo_feedback_total", "Reports to Odoo, by action (bounce, blacklist, unsubscribe) and result (queued, retrying, reported, failed, skipped).",
+			"action", "result"),
+		notBounced: f("mailjet_blocks_not_reported_total",
+			"Mailjet blocks not reported to Odoo as bounces because they are not the recipient's fault, by error_related_to (content, spam, system, mailjet...).", "family"),
 	}
 	m.aborted = prometheus.NewCounter(prometheus.CounterOpts{Name: "mjrelay_messages_aborted_total",
 		Help: "SMTP transactions that ended during DATA (nothing queued)."})
@@ -96,6 +102,8 @@ func (m *metrics) Record(e trafficlog.Event) {
 		m.failed.WithLabelValues(class, tr).Inc()
 	case trafficlog.Deleted:
 		m.deleted.Inc()
+	case trafficlog.Feedback:
+		m.recordFeedback(e)
 	}
 }
 

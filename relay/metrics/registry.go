@@ -46,11 +46,18 @@ type State struct {
 	Account interface{ State() account.State }
 	// Store is the traffic store, for its health counters.
 	Store interface{ Health() store.Health }
+	// Feedback returns the Odoo feedback's state (nil: it is off).
+	Feedback func() Feedback
 }
 
 // Observe adds the series read from s at scrape time; call it once, when
 // the scheduler (whose depths it reads) is built.
-func (m *Metrics) Observe(s State) { m.reg.MustRegister(&stateCollector{d: s}) }
+func (m *Metrics) Observe(s State) {
+	m.reg.MustRegister(&stateCollector{d: s})
+	if s.Feedback != nil {
+		m.reg.MustRegister(feedbackCollector(s.Feedback))
+	}
+}
 
 // ServeHTTP serves the registry in Prometheus' text format.
 func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.handler.ServeHTTP(w, r) }

@@ -25,8 +25,9 @@ type plan struct {
 	refusal *trafficlog.Event // a refusal: a message of its own
 	items   []item
 
-	base *store.Row     // the message as stored (locked), or nil
-	have map[int64]bool // the keys of its stored events
+	base   *store.Row     // the message as stored (locked), or nil
+	have   map[int64]bool // the keys of its stored events
+	baseFB store.FeedbackCounts
 
 	row    *store.Row
 	isNew  bool
@@ -35,6 +36,11 @@ type plan struct {
 	size   int
 	final  bool // left the queue in this batch
 	stats  store.StatCounts
+	// the reports to Odoo: their counts (when changed), the message's
+	// one-click unsubscribe URL (when received)
+	fb          store.FeedbackCounts
+	fbChanged   bool
+	unsubscribe string
 }
 
 // item is one event of a plan.
@@ -230,6 +236,7 @@ func eventKey(v any) int64 {
 // apply applies the plan's events to the message as loaded.
 func (b *batch) apply(p *plan) {
 	p.stats, p.events, p.body, p.size, p.final, p.isNew = store.StatCounts{}, nil, nil, 0, false, false
+	p.fb, p.fbChanged, p.unsubscribe = p.baseFB, false, ""
 	if p.refusal != nil {
 		e := p.refusal
 		r, ev := store.NewRefusal(e, b.w.newKey(store.ReceivedMS(e.ID, e.Time)), p.stats)
@@ -245,7 +252,15 @@ func (b *batch) apply(p *plan) {
 		seen[it.evkey] = true
 		var ev store.StoredEvent
 		var ms int64
-		if e := it.ev; e != nil {
+		if e := it.ev; e != nil && e.Event == trafficlog.Feedback {
+			if r == nil {
+				continue // a message the store does not know: nothing to attach it to
+			}
+			ev, changed := r.ApplyFeedback(e, &p.fb, p.stats)
+			p.fbChanged = p.fbChanged || changed
+			p.events = append(p.events, keyedEvent{it.evkey, ev})
+			continue
+		} else if e != nil {
 			if r == nil {
 				r, p.isNew = store.NewRow(e, b.w.newKey(store.ReceivedMS(e.ID, e.Time)), p.stats), true
 			}
@@ -256,6 +271,9 @@ func (b *batch) apply(p *plan) {
 			}
 			if e.Event == trafficlog.Received && it.body != nil {
 				p.body, p.size = it.body, len(e.Raw)
+			}
+			if e.Event == trafficlog.Received && e.Unsubscribe != "" {
+				p.unsubscribe = e.Unsubscribe
 			}
 			ms = e.Time.UnixMilli()
 		} else {

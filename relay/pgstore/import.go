@@ -89,7 +89,7 @@ func (s *Store) Import(ctx context.Context, ds []store.Dump) (added int, err err
 }
 
 // addImported adds what a new imported message brings besides its row and
-// events: its recipients, words, addresses and raw body.
+// events: its recipients, words, addresses, raw body and reports to Odoo.
 func (w *writes) addImported(d *store.Dump) {
 	r := &d.Row
 	for _, rc := range r.Rcpts {
@@ -99,6 +99,12 @@ func (w *writes) addImported(d *store.Dump) {
 	if d.Body != nil {
 		w.bKey, w.bFinal, w.bSize, w.bData = append(w.bKey, r.Key), append(w.bFinal, d.BodyFinal),
 			append(w.bSize, d.BodySize), append(w.bData, d.Body)
+	}
+	if d.Unsubscribe != "" {
+		w.uKey, w.uURL = append(w.uKey, r.Key), append(w.uURL, clean(d.Unsubscribe))
+	}
+	if d.Feedback != (store.FeedbackCounts{}) {
+		w.feedback(r.Key, d.Feedback)
 	}
 }
 

@@ -131,7 +131,7 @@ func pruneMessages(ctx context.Context, conn *pgx.Conn, cut, hardCut int64) (int
 	var q pgx.Batch
 	q.Queue(`DELETE FROM store_addrs a USING unnest($1::text[], $2::bigint[]) AS u(a, key) WHERE a.a = u.a AND a.key = u.key`,
 		addrs, aKeys)
-	for _, t := range []string{"store_search", "store_events", "store_rcpts", "store_bodies"} {
+	for _, t := range []string{"store_search", "store_events", "store_rcpts", "store_bodies", "store_feedback"} {
 		q.Queue(`DELETE FROM `+t+` WHERE key = ANY($1)`, keys)
 	}
 	if err := tx.SendBatch(ctx, &q).Close(); err != nil {

@@ -95,6 +95,13 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	if f.Class != "" {
 		common.add("m.class = " + common.arg(f.Class))
 	}
+	switch f.Feedback {
+	case "":
+	case "any":
+		common.add("m.key IN (SELECT key FROM store_feedback WHERE state <> '')")
+	default:
+		common.add("m.key IN (SELECT key FROM store_feedback WHERE state = " + common.arg(f.Feedback) + ")")
+	}
 	var keyConds []string
 	if f.Cursor != "" {
 		keyConds = append(keyConds, " < "+common.arg(cursor))
@@ -155,8 +162,17 @@ func (s *Store) Get(ctx context.Context, id string) (*store.Message, error) {
 	}
 	var events []store.StoredEvent
 	var size int64
+	var feedback, unsubscribe string
 	hasRaw := false
 	var q pgx.Batch
+	q.Queue(`SELECT state, unsubscribe FROM store_feedback WHERE key = $1`, r.Key).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			if err := rows.Scan(&feedback, &unsubscribe); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
 	q.Queue(`SELECT rcpt, state, reply, coalesce(mj_id, 0), coalesce(mj_uuid, '') FROM store_rcpts WHERE key = $1 ORDER BY rcpt`,
 		r.Key).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
@@ -196,7 +212,7 @@ func (s *Store) Get(ctx context.Context, id string) (*store.Message, error) {
 		return nil, err
 	}
 	m := r.Message(events)
-	m.HasRaw, m.RawSize = hasRaw, size
+	m.HasRaw, m.RawSize, m.Feedback, m.Unsubscribe = hasRaw, size, feedback, unsubscribe
 	return m, nil
 }
 

@@ -21,6 +21,8 @@ const Component = "store"
 //     (evkey), which makes recording idempotent: an event recorded twice
 //     (by two nodes, a retried batch, a migration run again) is kept and
 //     counted once. seq orders events of the same millisecond.
+//   - store_feedback keeps a message's reports to Odoo (counts by where
+//     they stand, store.FeedbackCounts) and its one-click unsubscribe URL.
 //   - store_stats are per-minute counters; origin is "" for what the
 //     nodes count and the source of a migrated store for what it brought.
 var migrations = []pg.Migration{{Version: 1, Name: "traffic store", SQL: `
@@ -82,6 +84,16 @@ CREATE TABLE store_events (
 CREATE TABLE store_bodies (key bigint PRIMARY KEY, final_at bigint, size bigint NOT NULL, data bytea NOT NULL);
 ALTER TABLE store_bodies ALTER COLUMN data SET STORAGE EXTERNAL; -- deflated already
 CREATE INDEX store_bodies_final ON store_bodies (final_at) WHERE final_at IS NOT NULL;
+CREATE TABLE store_feedback (
+	key         bigint PRIMARY KEY,
+	unsubscribe text NOT NULL DEFAULT '',
+	pending     integer NOT NULL DEFAULT 0,
+	reported    integer NOT NULL DEFAULT 0,
+	failed      integer NOT NULL DEFAULT 0,
+	alerts      integer NOT NULL DEFAULT 0,
+	state       text NOT NULL DEFAULT ''
+);
+CREATE INDEX store_feedback_state ON store_feedback (state, key) WHERE state <> '';
 CREATE TABLE store_stats (
 	minute  bigint NOT NULL,
 	kind    text NOT NULL,

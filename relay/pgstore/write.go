@@ -15,7 +15,7 @@ import (
 // them with their recipients and the keys of their events.
 func (b *batch) load(ps []*plan) error {
 	for _, p := range ps {
-		p.base, p.have = nil, nil
+		p.base, p.have, p.baseFB = nil, nil, store.FeedbackCounts{}
 	}
 	ids := sortedIDs(ps)
 	if len(ids) == 0 {
@@ -56,6 +56,17 @@ func (b *batch) load(ps []*plan) error {
 			rc.State = store.State(state)
 			r := byKey[key].base
 			r.Rcpts = append(r.Rcpts, rc)
+		}
+		return rows.Err()
+	})
+	q.Queue(`SELECT key, pending, reported, failed, alerts FROM store_feedback WHERE key = ANY($1)`, keys).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var key int64
+			var c store.FeedbackCounts
+			if err := rows.Scan(&key, &c.Pending, &c.Reported, &c.Failed, &c.Alerts); err != nil {
+				return err
+			}
+			byKey[key].baseFB = c
 		}
 		return rows.Err()
 	})
@@ -141,6 +152,11 @@ type writes struct {
 	bKey, bFinal, bSize []int64
 	bData               [][]byte
 	fKey, fAt           []int64
+	// reports to Odoo: counts, unsubscribe URLs
+	cKey, cPending, cReported, cFailed, cAlerts []int64
+	cState                                      []string
+	uKey                                        []int64
+	uURL                                        []string
 }
 
 func (w *writes) add(p *plan) {
@@ -169,10 +185,23 @@ func (w *writes) add(p *plan) {
 	if p.final {
 		w.fKey, w.fAt = append(w.fKey, r.Key), append(w.fAt, r.FinalAt)
 	}
+	if p.fbChanged {
+		w.feedback(r.Key, p.fb)
+	}
+	if p.unsubscribe != "" {
+		w.uKey, w.uURL = append(w.uKey, r.Key), append(w.uURL, clean(p.unsubscribe))
+	}
 	if p.body != nil {
 		w.bKey, w.bFinal, w.bSize, w.bData = append(w.bKey, r.Key), append(w.bFinal, r.FinalAt),
 			append(w.bSize, int64(p.size)), append(w.bData, p.body)
 	}
+}
+
+// feedback sets a message's report counts.
+func (w *writes) feedback(key int64, c store.FeedbackCounts) {
+	w.cKey, w.cState = append(w.cKey, key), append(w.cState, c.State())
+	w.cPending, w.cReported = append(w.cPending, int64(c.Pending)), append(w.cReported, int64(c.Reported))
+	w.cFailed, w.cAlerts = append(w.cFailed, int64(c.Failed)), append(w.cAlerts, int64(c.Alerts))
 }
 
 // send writes it all in one round trip.
@@ -215,6 +244,17 @@ func (w *writes) send(ctx context.Context, tx pgx.Tx) error {
 			FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[]) AS u(key, final_at, size, data)
 			ON CONFLICT (key) DO UPDATE SET final_at = excluded.final_at, size = excluded.size, data = excluded.data`,
 			w.bKey, w.bFinal, w.bSize, w.bData)
+	}
+	if len(w.uKey) > 0 {
+		q.Queue(`INSERT INTO store_feedback (key, unsubscribe) SELECT * FROM unnest($1::bigint[], $2::text[])
+			ON CONFLICT (key) DO UPDATE SET unsubscribe = excluded.unsubscribe`, w.uKey, w.uURL)
+	}
+	if len(w.cKey) > 0 {
+		q.Queue(`INSERT INTO store_feedback (key, pending, reported, failed, alerts, state)
+			SELECT * FROM unnest($1::bigint[], $2::int[], $3::int[], $4::int[], $5::int[], $6::text[])
+			ON CONFLICT (key) DO UPDATE SET pending = excluded.pending, reported = excluded.reported,
+				failed = excluded.failed, alerts = excluded.alerts, state = excluded.state`,
+			w.cKey, w.cPending, w.cReported, w.cFailed, w.cAlerts, w.cState)
 	}
 	if q.Len() == 0 {
 		return nil

@@ -37,6 +37,10 @@ type Envelope struct {
 	Class     string `json:"class,omitempty"`
 	ClassRule string `json:"class_rule,omitempty"`
 	Campaign  string `json:"campaign,omitempty"`
+	// Unsubscribe is the one-click unsubscribe URL of an Odoo mass
+	// mailing (List-Unsubscribe with List-Unsubscribe-Post: RFC 8058),
+	// kept so that Mailjet's unsub event can be reported to Odoo.
+	Unsubscribe string `json:"unsubscribe,omitempty"`
 }
 
 // State is a message's delivery progress.

@@ -130,18 +130,8 @@ func Open(dir string, opts Options) (*Spool, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+	lock, err := LockDir(dir)
 	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, ErrLocked
-		}
 		return nil, err
 	}
 	key, newKey, err := loadKey(dir)
@@ -170,6 +160,28 @@ func Open(dir string, opts Options) (*Spool, error) {
 	go s.committer()
 	go s.maintain()
 	return s, nil
+}
+
+// LockDir creates dir (0700) if needed and takes the lock file in it
+// (dir/LOCK, an exclusive flock held until the file is closed), or returns
+// ErrLocked when another process holds it. The feedback outbox, which
+// lives beside the queue, locks its directory the same way.
+func LockDir(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, ErrLocked
+		}
+		return nil, err
+	}
+	return lock, nil
 }
 
 // Subscribe makes fn see every message: at once for those already queued,
@@ -408,6 +420,10 @@ func (s *Spool) Stats() queue.Stats {
 func segPath(dir string, seq uint64) string {
 	return filepath.Join(dir, fmt.Sprintf("seg-%012d.log", seq))
 }
+
+// SyncDir fsyncs a directory so that a file created or renamed in it is
+// durable (the feedback outbox beside the queue needs it too).
+func SyncDir(dir string) error { return syncDir(dir) }
 
 // syncDir fsyncs a directory so that creations, renames and removals in it
 // are durable.

@@ -12,4 +12,8 @@ type Dump struct {
 	// BodyFinal is when the body's keep time started (unix ms; 0 while
 	// the message is queued).
 	BodyFinal int64
+	// Unsubscribe is the message's one-click unsubscribe URL, Feedback
+	// its reports to Odoo.
+	Unsubscribe string
+	Feedback    FeedbackCounts
 }

@@ -19,6 +19,9 @@ type Filter struct {
 	// Q searches subject, addresses, queue id, Message-Id and login; a
 	// queue id, a Mailjet message id or UUID finds that message directly.
 	Q string
+	// Feedback selects messages by their reports to Odoo: one of
+	// FeedbackStates, or "any" for every message with one.
+	Feedback string
 	// Since and Until bound the receive time (Until exclusive).
 	Since, Until time.Time
 	// Limit is the page size (default 50, at most 1000).
@@ -48,6 +51,9 @@ type Summary struct {
 	Attempts   int      `json:"attempt_count"`
 	Reply      string   `json:"reply,omitempty"`
 	Reason     string   `json:"reason,omitempty"`
+	// Feedback is where the message's reports to Odoo stand (one of
+	// FeedbackStates; "" when there is none).
+	Feedback string `json:"feedback,omitempty"`
 }
 
 // Page is a list of messages, newest first.
@@ -80,6 +86,10 @@ type Message struct {
 	Timeline []Step `json:"timeline"`
 	HasRaw   bool   `json:"has_raw"`
 	RawSize  int64  `json:"raw_size,omitempty"`
+	// Unsubscribe is the one-click unsubscribe URL the message carried
+	// (for the Odoo feedback; it holds a per-recipient token, so it is
+	// not shown).
+	Unsubscribe string `json:"-"`
 }
 
 // Recipient is one envelope recipient's outcome.

@@ -35,11 +35,15 @@ type storedEvent struct {
 	Rcpts      []trafficlog.RcptResult `json:"rcpts,omitempty"`
 	DurationMS float64                 `json:"duration_ms,omitempty"`
 	Next       time.Time               `json:"next,omitzero"`
+	Action     string                  `json:"action,omitempty"` // feedback
+	Result     string                  `json:"result,omitempty"`
+	Answer     string                  `json:"answer,omitempty"`
 }
 
 func eventData(e *trafficlog.Event, allTo string) []byte {
 	d := storedEvent{Verdict: e.Verdict, Reply: e.Reply, Reason: e.Reason, Transport: e.Transport, Upstream: e.Upstream,
-		UpstreamID: e.UpstreamID, Attempt: e.Attempt, Rcpts: e.Rcpts, DurationMS: e.DurationMS, Next: e.Next}
+		UpstreamID: e.UpstreamID, Attempt: e.Attempt, Rcpts: e.Rcpts, DurationMS: e.DurationMS, Next: e.Next,
+		Action: e.Action, Result: e.Result, Answer: e.Answer}
 	switch e.Event {
 	case trafficlog.Received, trafficlog.Refused:
 		d.Client, d.User, d.Helo, d.TLS, d.Class, d.ClassRule = e.Client, e.User, e.Helo, e.TLS, e.Class, e.ClassRule
@@ -61,7 +65,8 @@ func (d *storedEvent) event(kind trafficlog.Kind, t time.Time, allTo []string) t
 	e := trafficlog.Event{Time: t, Event: kind, Client: d.Client, User: d.User, Helo: d.Helo, TLS: d.TLS,
 		Class: d.Class, ClassRule: d.ClassRule, Verdict: d.Verdict, Stage: d.Stage, Size: d.Size, To: d.To,
 		Reply: d.Reply, Count: d.Count, Reason: d.Reason, Transport: d.Transport, Upstream: d.Upstream, UpstreamID: d.UpstreamID,
-		Attempt: d.Attempt, Rcpts: d.Rcpts, DurationMS: d.DurationMS, Next: d.Next}
+		Attempt: d.Attempt, Rcpts: d.Rcpts, DurationMS: d.DurationMS, Next: d.Next,
+		Action: d.Action, Result: d.Result, Answer: d.Answer}
 	if e.To == nil && kind != trafficlog.Attempt {
 		e.To = allTo
 	}
@@ -86,7 +91,7 @@ func (r *Row) Message(events []StoredEvent) *Message {
 		}
 		m.Recipients = append(m.Recipients, x)
 	}
-	var relay, mj []Step
+	var relay, mj, fb []Step
 	for _, se := range events {
 		t := se.At.UTC()
 		if ev, ok := strings.CutPrefix(se.Kind, "mj_"); ok {
@@ -104,6 +109,10 @@ func (r *Row) Message(events []StoredEvent) *Message {
 			continue
 		}
 		e := d.event(trafficlog.Kind(se.Kind), t, r.To())
+		if e.Event == trafficlog.Feedback {
+			fb = append(fb, feedbackStep(&e)) // after what caused it
+			continue
+		}
 		if e.Event == trafficlog.Attempt {
 			m.AttemptList = append(m.AttemptList, Attempt{Time: t, Attempt: e.Attempt, Transport: e.Transport,
 				Upstream: e.Upstream, UpstreamID: e.UpstreamID, Reply: e.Reply.String(), DurationMS: e.DurationMS, Rcpts: e.Rcpts})
@@ -115,7 +124,7 @@ func (r *Row) Message(events []StoredEvent) *Message {
 			relay = append(relay, steps...)
 		}
 	}
-	m.Timeline = append(relay, mj...)
+	m.Timeline = append(append(relay, mj...), fb...)
 	return m
 }
 

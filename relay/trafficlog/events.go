@@ -64,6 +64,7 @@ func ofMessage(kind Kind, env queue.Envelope) Event {
 func NewReceived(env queue.Envelope, tls bool, verdict string, raw []byte) Event {
 	e := ofMessage(Received, env)
 	e.TLS, e.Verdict, e.Raw = tls, verdict, raw
+	e.Unsubscribe = env.Unsubscribe
 	return e
 }
 

@@ -1,6 +1,6 @@
 // Package trafficlog is what happened to each message: one Event per step
 // (received, refused, aborted, attempt, delivered, deferred, failed,
-// sandboxed, deleted), handed to every Recorder: the JSON-lines traffic log
+// sandboxed, deleted, and feedback: a report to Odoo), handed to every Recorder: the JSON-lines traffic log
 // (JSONLines), the inspection store and the metrics. Recorders observe the
 // relay; they never decide anything, and a slow or failing recorder must
 // not hold up mail.
@@ -30,6 +30,8 @@ const (
 	Failed    Kind = "failed"
 	Sandboxed Kind = "sandboxed"
 	Deleted   Kind = "deleted"
+	// Feedback is a report to Odoo about one recipient (feedback.go).
+	Feedback Kind = "feedback"
 )
 
 // Event is one line of the traffic log. Empty fields are left out. Build
@@ -75,6 +77,15 @@ type Event struct {
 	Rcpts      []RcptResult `json:"rcpts,omitempty"`
 	DurationMS float64      `json:"duration_ms,omitempty"`
 	Next       time.Time    `json:"next,omitzero"`
+	// Action, Result and Answer describe a feedback event (feedback.go).
+	Action string `json:"action,omitempty"`
+	Result string `json:"result,omitempty"`
+	Answer string `json:"answer,omitempty"`
+
+	// Unsubscribe is the one-click List-Unsubscribe URL of a received
+	// message, for the store (the feedback reporter reads it back); it
+	// holds a per-recipient token, so it is never written to the log.
+	Unsubscribe string `json:"-"`
 
 	// Raw is the stored message (received events only, and only when a
 	// recorder asked for bodies); never written to the log.

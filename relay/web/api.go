@@ -24,6 +24,9 @@ func parseFilter(v url.Values, now time.Time) (store.Filter, error) {
 	if err := store.CheckStates(f.State); err != nil {
 		return f, err
 	}
+	if f.Feedback = v.Get("feedback"); store.CheckFeedback(f.Feedback) != nil {
+		return f, store.CheckFeedback(f.Feedback)
+	}
 	loc := time.UTC
 	if tz := v.Get("tz"); tz != "" {
 		m, err := strconv.Atoi(tz)

@@ -91,7 +91,7 @@ func humanBytes(n int64) string {
 func parsePages() (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
 	for _, name := range pageNames {
-		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templatesFS, "templates/layout.html", "templates/"+name+".html")
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templatesFS, "templates/layout.html", "templates/feedback.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("web: template %s: %w", name, err)
 		}
@@ -107,12 +107,14 @@ type page struct {
 	Flash   string
 	Sandbox bool
 	Dropped uint64
+	Odoo    string // the Odoo feedback's standing fault
 	Data    any
 }
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name, title string, data any) {
 	p := page{Title: title, Nav: name, Flash: flashText(r.URL.Query().Get("done")), Sandbox: s.o.Sandbox, Data: data}
 	p.Dropped = s.d.Store.Health().DroppedEvents
+	p.Odoo = s.feedbackProblem(r.Context())
 	var buf bytes.Buffer
 	if err := s.pages[name].Execute(&buf, p); err != nil {
 		s.log.Error("rendering a page failed", "page", name, "err", err)
@@ -143,6 +145,7 @@ type dashboardData struct {
 	Charts   []lineChart
 	Failures []failureBar
 	Senders  SendersReport
+	Feedback feedbackCard
 }
 
 // card is one figure at the top of the dashboard.
@@ -211,7 +214,8 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	}
 	snd := s.senders.report(false)
 	s.render(w, r, http.StatusOK, "dashboard", "Dashboard", dashboardData{Window: window, Windows: names, Stats: rep,
-		Cards: dashboardCards(rep, snd, window), Charts: dashboardCharts(rep), Failures: failureBars(rep.Failures, 10), Senders: snd})
+		Cards: dashboardCards(rep, snd, window), Charts: dashboardCharts(rep), Failures: failureBars(rep.Failures, 10), Senders: snd,
+		Feedback: s.feedbackCard(r.Context(), rep, window)})
 }
 
 type messagesData struct {

@@ -84,6 +84,8 @@ type Deps struct {
 	Resolver dnscheck.Resolver
 	// Now is the clock (tests). Default time.Now.
 	Now func() time.Time
+	// Feedback is the Odoo feedback; nil when it is off.
+	Feedback Feedback
 }
 
 // Server serves the UI, the API, the webhook, metrics and health.
@@ -175,6 +177,7 @@ func (s *Server) routes() http.Handler {
 	app.HandleFunc("GET /api/senders", s.apiSenders)
 	app.HandleFunc("POST /api/senders/check", s.apiSendersCheck)
 	app.HandleFunc("GET /api/stats", s.apiStats)
+	app.HandleFunc("GET /api/feedback", s.apiFeedback)
 
 	guarded := s.guard(http.NewCrossOriginProtection().Handler(app))
 	open.Handle("/", guarded)
@@ -232,7 +235,7 @@ func loopbackHost(host string) bool {
 	return err == nil && a.Unmap().IsLoopback()
 }
 
-func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if s.d.Ready != nil {
 		if err := s.d.Ready(); err != nil {
@@ -242,6 +245,9 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		}
 	}
 	fmt.Fprintln(w, "ready")
+	if note := s.readyNote(r.Context()); note != "" {
+		fmt.Fprintln(w, note)
+	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

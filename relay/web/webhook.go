@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -64,11 +65,18 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) int {
 		if err == nil {
 			err = s.d.Store.Flush(ctx) // written before more is read
 		}
+		if err == nil && s.d.Feedback != nil {
+			// What the events ask of Odoo is durable in the outbox before
+			// the 200 (looked up in the store, which has them now).
+			if ferr := s.d.Feedback.Mailjet(ctx, batch); ferr != nil {
+				err = fmt.Errorf("the Odoo feedback outbox: %w", ferr)
+			}
+		}
 		if err != nil {
 			for _, e := range batch {
 				s.d.Metrics.WebhookEvent(eventLabel(e.Event), "dropped")
 			}
-			s.log.Error("Mailjet webhook: the traffic store cannot take the events; answering 503 so that Mailjet retries",
+			s.log.Error("Mailjet webhook: the traffic store or the Odoo feedback outbox cannot take the events; answering 503 so that Mailjet retries",
 				"err", err, "events", len(batch), "recorded_before", accepted)
 			return err
 		}

@@ -46,7 +46,7 @@ func Run(t *testing.T, h Harness) {
 		testStates, testRefusedGetsAnID, testAggregatedRefusal, testMailjetJoin, testReceivedAfterAttempt,
 		testListFilters, testPaging, testDetail, testNotFound, testRawBodies, testRetention, testStats,
 		testStatsBuckets, testHealth, testClosed, testFlushedSurvives, testConcurrentRecordAndQuery,
-		testConcurrentMailjetEvents,
+		testConcurrentMailjetEvents, testFeedback,
 	)
 }
 
