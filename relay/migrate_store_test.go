@@ -51,7 +51,7 @@ func TestMigrateStore(t *testing.T) {
 	note := trafficlog.NewFeedback(sample.IDs["newsletter"], trafficlog.FeedbackNote{Rcpt: "old@gone.example", Action: "bounce",
 		Result: trafficlog.FeedbackQueued, Reason: "mailjet bounce: user unknown"})
 	note.Time = t0.Add(time.Minute)
-	feed(t, emb, append(evs, note), sample.Mailjet)
+	storetest.Feed(t, emb, append(evs, note), sample.Mailjet...)
 	emb.Close()
 
 	url := pgtest.DB(t)
@@ -65,7 +65,7 @@ func TestMigrateStore(t *testing.T) {
 	ok := trafficlog.RcptResult{Rcpt: "buyer@slow.example", Status: "delivered", Reply: mailjet.ParseReply("250 OK")}
 	later := storetest.NewFlow(t0.Add(20*time.Second), retry, "sales@acme.example", []string{ok.Rcpt}, "Quotation S00017").
 		Attempt("smtp", "451", ok).Attempt("smtp", "250 OK", ok).Delivered().Events()[1:]
-	feed(t, node, later, nil)
+	storetest.Feed(t, node, later)
 
 	ctx := context.Background()
 	if err := relay.MigrateStoreTo(ctx, cfg, url, "", "node1", nil); err != nil {
@@ -76,7 +76,7 @@ func TestMigrateStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer emb.Close()
-	all := list(t, emb, store.Filter{Limit: 1000})
+	all := storetest.List(t, emb, store.Filter{Limit: 1000})
 	if len(all) != 306 {
 		t.Fatalf("the embedded store holds %d messages, want 306", len(all))
 	}
@@ -92,12 +92,12 @@ func TestMigrateStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.State != store.StateSent || !slices.Equal(kinds(m), []string{"received", "policy", "attempt", "deferred", "attempt", "delivered"}) {
-		t.Errorf("the message the cluster delivered: %s, %v", m.State, kinds(m))
+	if m.State != store.StateSent || !slices.Equal(storetest.Kinds(m), []string{"received", "policy", "attempt", "deferred", "attempt", "delivered"}) {
+		t.Errorf("the message the cluster delivered: %s, %v", m.State, storetest.Kinds(m))
 	}
 	for _, f := range []store.Filter{{Limit: 1000}, {Q: "bulk", Limit: 1000}, {To: "x.example", Limit: 1000}, {State: "refused"},
 		{Feedback: "any"}} {
-		if got, want := list(t, node, f), list(t, emb, f); !slices.Equal(got, want) {
+		if got, want := storetest.List(t, node, f), storetest.List(t, emb, f); !slices.Equal(got, want) {
 			t.Errorf("List(%+v): %d in the cluster, %d embedded", f, len(got), len(want))
 		}
 	}
@@ -123,52 +123,12 @@ func TestMigrateStore(t *testing.T) {
 	first, second := storetest.QueueID(t0, 100), storetest.QueueID(t0.Add(time.Second), 101)
 	mj := []webhook.Event{storetest.Mailjet(t0.Add(time.Hour), "bounce", first, "r0@x.example", 1e15),
 		storetest.Mailjet(t0.Add(time.Hour), "spam", "", "r1@x.example", 1e15+1)}
-	feed(t, node, nil, mj)
+	storetest.Feed(t, node, nil, mj...)
 	for id, want := range map[string]store.State{first: store.StateBounced, second: store.StateSpam} {
 		if m, err := node.Get(ctx, id); err != nil || m.State != want {
 			t.Errorf("%s after Mailjet's event: %v %v, want %s", id, m.State, err, want)
 		}
 	}
-}
-
-func feed(t *testing.T, s store.Store, evs []trafficlog.Event, mj []webhook.Event) {
-	t.Helper()
-	for _, e := range evs {
-		s.Record(e)
-	}
-	ctx := context.Background()
-	if err := s.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if len(mj) > 0 {
-		if err := s.RecordMailjet(ctx, mj); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func list(t *testing.T, s store.Store, f store.Filter) []string {
-	t.Helper()
-	p, err := s.List(context.Background(), f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, m := range p.Messages {
-		ids = append(ids, m.ID)
-	}
-	return ids
-}
-
-func kinds(m *store.Message) []string {
-	var out []string
-	for _, st := range m.Timeline {
-		out = append(out, st.Kind)
-	}
-	return out
 }
 
 // detail describes a message as Get and Raw show it.

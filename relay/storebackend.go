@@ -28,9 +28,9 @@ func storeDB(cfg *config.Config) (url, password string) { return "", "" }
 // openStore opens the traffic store at url (the embedded store when
 // url is ""); read-only for queries alone (mjrelay log).
 func openStore(cfg *config.Config, url, password string, readOnly bool, log *slog.Logger) (store.Store, error) {
+	o := store.Options{ReadOnly: readOnly, Retention: cfg.Store.Retention.D(), KeepBodies: cfg.Store.KeepBodies.D(), Logger: log}
 	if url == "" {
-		st, err := inspect.Open(inspect.Path(cfg.DataDir), inspect.Options{ReadOnly: readOnly,
-			Retention: cfg.Store.Retention.D(), KeepBodies: cfg.Store.KeepBodies.D(), Logger: log})
+		st, err := inspect.Open(inspect.Path(cfg.DataDir), o)
 		if err != nil {
 			return nil, err
 		}
@@ -42,8 +42,7 @@ func openStore(cfg *config.Config, url, password string, readOnly bool, log *slo
 	if err != nil {
 		return nil, err
 	}
-	st, err := pgstore.Open(ctx, pgstore.Options{Pool: pool, ClosePool: true, ReadOnly: readOnly,
-		Retention: cfg.Store.Retention.D(), KeepBodies: cfg.Store.KeepBodies.D(), Logger: log})
+	st, err := pgstore.Open(ctx, pgstore.Options{Options: o, Pool: pool, ClosePool: true})
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("%w (PostgreSQL at %s)", err, pg.Where(url))

@@ -10,8 +10,8 @@ import (
 )
 
 // apply records one relay event; the rules are store.Row's.
-func (w *writer) apply(en *entry) error {
-	e := &en.ev
+func (w *writer) apply(en *store.Entry) error {
+	e := &en.Ev
 	switch e.Event {
 	case trafficlog.Aborted:
 		return nil // nothing was queued: counted by the metrics, not stored
@@ -48,8 +48,8 @@ func (w *writer) apply(en *entry) error {
 			return err
 		}
 	}
-	if en.body != nil && e.Event == trafficlog.Received {
-		_, err = w.st["putBody"].ExecContext(w.ctx, m.Key, nullInt(m.FinalAt), len(e.Raw), en.body)
+	if en.Body != nil && e.Event == trafficlog.Received {
+		_, err = w.st["putBody"].ExecContext(w.ctx, m.Key, nullInt(m.FinalAt), len(e.Raw), en.Body)
 	}
 	return err
 }

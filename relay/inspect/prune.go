@@ -27,8 +27,8 @@ func (w *writer) prune(now time.Time) {
 		if n < pruneChunk {
 			break
 		}
-		if len(w.s.in) > 0 {
-			w.process(w.collect(nil), false)
+		if len(w.s.C) > 0 {
+			w.process(w.s.Collect(nil, maxBatch), false)
 		}
 	}
 	bodyCut := now.Add(-w.s.opts.KeepBodies).UnixMilli()

@@ -2,8 +2,6 @@ package inspect
 
 import (
 	"context"
-	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/mjrelay/mjrelay/relay/store"
@@ -22,74 +20,58 @@ func (q *query) add(cond string, args ...any) {
 
 // List returns one page of messages matching f, newest first.
 func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 50
+	p, err := store.PlanList(f)
+	if err != nil {
+		return store.Page{}, err
 	}
-	limit = min(limit, 1000)
-	// The driver is what the scan runs over in key order; with several
-	// (a domain searched on both sides), each is a branch of a UNION.
+	// The driver is what the scan runs over in key order; with several,
+	// each is a branch of a UNION.
 	type driver struct {
 		from, keyCol, cond string
 		arg                any
 	}
-	drivers := []driver{{from: "messages m", keyCol: "m.key"}}
-	var common query
-	from, to := store.AddrFilter("f:", f.From), store.AddrFilter("t:", f.To)
-	addrDriver := func(a string) driver {
-		return driver{"addrs a JOIN messages m ON m.key = a.key", "a.key", "a.a = ?", a}
-	}
-	search := store.ParseSearch(f.Q)
-	switch {
-	case search.QueueID != "":
-		common.add("m.id = ?", search.QueueID)
-	case search.MailjetID != "":
-		common.add("m.key IN (SELECT key FROM rcpts WHERE mj_id = ?)", search.MailjetID)
-	case search.UUID != "":
-		common.add("m.key IN (SELECT key FROM rcpts WHERE mj_uuid = ?)", search.UUID)
-	case search.Domain != "":
-		// A domain: messages from it or to it.
-		drivers = []driver{addrDriver(store.DomainKey("f:", search.Domain)), addrDriver(store.DomainKey("t:", search.Domain))}
-	}
-	match := ftsQuery(search.Words)
-	switch {
-	case len(drivers) > 1:
-	case match != "":
-		drivers[0] = driver{"fts JOIN messages m ON m.key = fts.rowid", "fts.rowid", "fts MATCH ?", match}
-	case to != "":
-		drivers[0], to = addrDriver(to), ""
-	case from != "":
-		drivers[0], from = addrDriver(from), ""
-	}
-	for _, a := range []string{from, to} {
-		if a != "" {
-			common.add("EXISTS (SELECT 1 FROM addrs x WHERE x.a = ? AND x.key = m.key)", a)
+	var drivers []driver
+	for _, sc := range p.Scans {
+		switch {
+		case sc.Addr != "":
+			drivers = append(drivers, driver{"addrs a JOIN messages m ON m.key = a.key", "a.key", "a.a = ?", sc.Addr})
+		case len(sc.Words) > 0:
+			drivers = append(drivers, driver{"fts JOIN messages m ON m.key = fts.rowid", "fts.rowid", "fts MATCH ?", ftsQuery(sc.Words)})
+		default:
+			drivers = append(drivers, driver{from: "messages m", keyCol: "m.key"})
 		}
+	}
+	var common query
+	switch {
+	case p.QueueID != "":
+		common.add("m.id = ?", p.QueueID)
+	case p.MailjetID != "":
+		common.add("m.key IN (SELECT key FROM rcpts WHERE mj_id = ?)", p.MailjetID)
+	case p.UUID != "":
+		common.add("m.key IN (SELECT key FROM rcpts WHERE mj_uuid = ?)", p.UUID)
+	}
+	for _, a := range p.Addrs {
+		common.add("EXISTS (SELECT 1 FROM addrs x WHERE x.a = ? AND x.key = m.key)", a)
 	}
 	var keyConds []string
 	var keyArgs []any
-	if f.Cursor != "" {
-		c, err := strconv.ParseInt(f.Cursor, 10, 64)
-		if err != nil {
-			return store.Page{}, fmt.Errorf("%w: cursor %q", store.ErrBadFilter, f.Cursor)
+	for _, b := range []struct {
+		op  string
+		key int64
+	}{{" < ?", p.Below}, {" >= ?", p.AtLeast}, {" < ?", p.Under}} {
+		if b.key != 0 {
+			keyConds, keyArgs = append(keyConds, b.op), append(keyArgs, b.key)
 		}
-		keyConds, keyArgs = append(keyConds, " < ?"), append(keyArgs, c)
 	}
-	if !f.Since.IsZero() {
-		keyConds, keyArgs = append(keyConds, " >= ?"), append(keyArgs, store.KeyAt(f.Since))
+	if len(p.States) == 1 {
+		common.add("m.state = ?", p.States[0])
+	} else if len(p.States) > 1 {
+		common.add("m.state IN ("+strings.TrimSuffix(strings.Repeat("?,", len(p.States)), ",")+")", anys(p.States)...)
 	}
-	if !f.Until.IsZero() {
-		keyConds, keyArgs = append(keyConds, " < ?"), append(keyArgs, store.KeyAt(f.Until))
+	if p.Class != "" {
+		common.add("m.class = ?", p.Class)
 	}
-	if states := f.States(); len(states) == 1 {
-		common.add("m.state = ?", states[0])
-	} else if len(states) > 1 {
-		common.add("m.state IN ("+strings.TrimSuffix(strings.Repeat("?,", len(states)), ",")+")", anys(states)...)
-	}
-	if f.Class != "" {
-		common.add("m.class = ?", f.Class)
-	}
-	feedbackFilter(&common, f.Feedback)
+	feedbackFilter(&common, p.Feedback)
 	var branches []string
 	var args []any
 	for _, d := range drivers {
@@ -103,7 +85,7 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 		q.add(strings.Join(append([]string{"1"}, common.where...), " AND "), common.args...)
 		branches = append(branches, "SELECT "+prefixed("m.", rowColumns)+" FROM "+d.from+" WHERE "+
 			strings.Join(q.where, " AND ")+" ORDER BY "+d.keyCol+" DESC LIMIT ?")
-		args = append(append(args, q.args...), limit+1)
+		args = append(append(args, q.args...), p.Limit+1)
 	}
 	sqlText := branches[0]
 	if len(branches) > 1 {
@@ -111,28 +93,20 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 			branches[i] = "SELECT * FROM (" + b + ")"
 		}
 		sqlText = strings.Join(branches, " UNION ") + " ORDER BY 1 DESC LIMIT ?"
-		args = append(args, limit+1)
+		args = append(args, p.Limit+1)
 	}
 	rows, err := s.rdb.QueryContext(ctx, sqlText, args...)
 	if err != nil {
 		return store.Page{}, err
 	}
 	defer rows.Close()
-	p := store.Page{Messages: []store.Summary{}}
-	var last int64 // the key of the last message listed: the next page's cursor
-	for rows.Next() {
+	return store.ReadPage(rows, p.Limit, func(rows store.Rows) (*store.Row, error) {
 		r, err := scanRow(rows)
 		if err != nil {
-			return store.Page{}, err
+			return nil, err
 		}
-		if len(p.Messages) == limit {
-			p.Next = strconv.FormatInt(last, 10)
-			break
-		}
-		p.Messages = append(p.Messages, r.Summary())
-		last = r.Key
-	}
-	return p, rows.Err()
+		return &r.Row, nil
+	})
 }
 
 // ftsQuery turns a search's words into an FTS5 query: every word must

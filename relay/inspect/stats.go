@@ -18,15 +18,7 @@ func (s *Store) Stats(ctx context.Context, since, until time.Time, step time.Dur
 		return nil, err
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var k store.StatKey
-		var v store.StatVal
-		if err := rows.Scan(&k.Minute, &k.Kind, &k.Class, &k.Reason, &v.N, &v.LatSum, &v.LatMax); err != nil {
-			return nil, err
-		}
-		b.Add(k, v)
-	}
-	if err := rows.Err(); err != nil {
+	if err := b.AddRows(rows); err != nil {
 		return nil, err
 	}
 	return b.Stats(), nil

@@ -83,7 +83,7 @@ func newWriter(s *Store) (*writer, error) {
 }
 
 func (w *writer) run() {
-	defer close(w.s.done)
+	defer close(w.s.Done)
 	defer func() {
 		for _, st := range w.st {
 			st.Close()
@@ -92,18 +92,18 @@ func (w *writer) run() {
 	}()
 	prune := time.NewTimer(time.Minute)
 	defer prune.Stop()
-	batch := make([]*entry, 0, maxBatch)
+	batch := make([]*store.Entry, 0, maxBatch)
 	for {
 		select {
-		case en := <-w.s.in:
-			batch = w.gather(append(batch[:0], en))
+		case en := <-w.s.C:
+			batch = w.s.Gather(append(batch[:0], en), maxBatch, gatherFor)
 			w.process(batch, true)
 		case <-prune.C:
 			w.prune(w.s.opts.Now())
 			prune.Reset(w.s.opts.PruneEvery)
-		case <-w.s.quit:
+		case <-w.s.Quit:
 			for {
-				batch = w.collect(batch[:0])
+				batch = w.s.Collect(batch[:0], maxBatch)
 				if len(batch) == 0 {
 					return
 				}
@@ -115,16 +115,17 @@ func (w *writer) run() {
 
 // process commits a batch and answers its Prune requests (pruning once if
 // allowed).
-func (w *writer) process(batch []*entry, allowPrune bool) {
+func (w *writer) process(batch []*store.Entry, allowPrune bool) {
+	w.s.InFlight.Store(int64(len(batch)))
 	w.commit(batch)
 	pruned := false
 	for _, en := range batch {
-		if en.prune {
+		if en.Prune {
 			if allowPrune && !pruned {
 				w.prune(w.s.opts.Now())
 				pruned = true
 			}
-			close(en.flush)
+			close(en.Flush)
 		}
 	}
 }
@@ -135,56 +136,22 @@ func (w *writer) process(batch []*entry, allowPrune bool) {
 // under load the writer takes little CPU from the relay itself.
 const gatherFor = 100 * time.Millisecond
 
-// gather collects events for up to gatherFor (or maxBatch events, or until
-// the store closes).
-func (w *writer) gather(batch []*entry) []*entry {
-	t := time.NewTimer(gatherFor)
-	defer t.Stop()
-	for len(batch) < maxBatch {
-		select {
-		case en := <-w.s.in:
-			batch = append(batch, en)
-			if en.flush != nil {
-				return w.collect(batch) // someone waits for this
-			}
-		case <-t.C:
-			return batch
-		case <-w.s.quit:
-			return batch
-		}
-	}
-	return batch
-}
-
-// collect adds what is waiting, without blocking, up to maxBatch.
-func (w *writer) collect(batch []*entry) []*entry {
-	for len(batch) < maxBatch {
-		select {
-		case en := <-w.s.in:
-			batch = append(batch, en)
-		default:
-			return batch
-		}
-	}
-	return batch
-}
-
 // commit applies a batch in one transaction.
-func (w *writer) commit(batch []*entry) {
-	w.compress(batch)
+func (w *writer) commit(batch []*store.Entry) {
+	w.s.Deflate(batch)
 	err := w.tx(func() error {
 		for _, en := range batch {
-			if en.flush != nil {
+			if en.Flush != nil {
 				continue
 			}
 			var err error
-			if en.mj != nil {
-				err = w.applyMailjet(en.mj)
+			if en.MJ != nil {
+				err = w.applyMailjet(en.MJ)
 			} else {
 				err = w.apply(en)
 			}
 			if err != nil {
-				w.logErr("cannot record an event in the traffic store", err, "event", en.ev.Event, "id", en.ev.ID)
+				w.logErr("cannot record an event in the traffic store", err, "event", en.Ev.Event, "id", en.Ev.ID)
 			}
 		}
 		if err := w.flushRows(); err != nil {
@@ -193,16 +160,13 @@ func (w *writer) commit(batch []*entry) {
 		return w.flushStats()
 	})
 	if err != nil {
-		w.s.writeErrors.Add(1)
+		w.s.WriteError()
 		w.logErr("traffic store commit failed: these events are missing from the inspection record", err, "events", len(batch))
 	}
+	w.s.Release(batch)
 	for _, en := range batch {
-		if n := len(en.ev.Raw); n > 0 {
-			w.s.pendingBody.Add(-int64(n))
-		}
-		en.ev.Raw, en.body = nil, nil
-		if en.flush != nil && !en.prune {
-			close(en.flush)
+		if en.Flush != nil && !en.Prune {
+			close(en.Flush)
 		}
 	}
 }
@@ -232,18 +196,6 @@ func (w *writer) logErr(msg string, err error, args ...any) {
 	}
 	w.lastErrLog = now
 	w.s.log.Error(msg, append(args, "err", err)...)
-}
-
-// compress deflates the batch's raw bodies, on all cores, before the
-// transaction starts.
-func (w *writer) compress(batch []*entry) {
-	raw := make([][]byte, len(batch))
-	for i, en := range batch {
-		raw[i] = en.ev.Raw
-	}
-	for i, body := range store.Deflate(raw) {
-		batch[i].body = body
-	}
 }
 
 func (w *writer) flushStats() error {

@@ -70,7 +70,7 @@ type batch struct {
 // locks the messages (in id order) and applies their events, inserting
 // the messages that are new; a message another node inserted meanwhile is
 // locked and applied to again, in the same transaction.
-func (w *writer) commit(records []*entry) error {
+func (w *writer) commit(records []*store.Entry) error {
 	tx, err := w.s.db.Begin(w.ctx)
 	if err != nil {
 		return err
@@ -107,13 +107,13 @@ func (w *writer) commit(records []*entry) error {
 // group makes the plans: the relay's events by queue id, Mailjet's joined
 // to their message (by CustomID, then MessageID, then MessageUUID, among
 // the messages stored and those of the batch), refusals each a plan.
-func (b *batch) group(records []*entry) error {
-	var ask []*entry // Mailjet's events and refusals with an id: asked about the stored messages
+func (b *batch) group(records []*store.Entry) error {
+	var ask []*store.Entry // Mailjet's events and refusals with an id: asked about the stored messages
 	for _, en := range records {
-		if en.mj != nil {
-			store.PrepareMailjet(en.mj, b.w.s.opts.Now())
+		if en.MJ != nil {
+			store.PrepareMailjet(en.MJ, b.w.s.opts.Now())
 			ask = append(ask, en)
-		} else if en.ev.Event == trafficlog.Refused && en.ev.ID != "" {
+		} else if en.Ev.Event == trafficlog.Refused && en.Ev.ID != "" {
 			ask = append(ask, en)
 		}
 	}
@@ -123,16 +123,16 @@ func (b *batch) group(records []*entry) error {
 	}
 	byMJID, byUUID := map[int64]string{}, map[string]string{}
 	for _, en := range records {
-		e := &en.ev
+		e := &en.Ev
 		switch {
-		case en.mj != nil:
-			id := b.join(en.mj, known[en], byMJID, byUUID)
+		case en.MJ != nil:
+			id := b.join(en.MJ, known[en], byMJID, byUUID)
 			if id == "" {
-				store.CountUnjoined(en.mj, b.unjoined)
+				store.CountUnjoined(en.MJ, b.unjoined)
 				continue
 			}
 			p := b.plan(id)
-			p.items = append(p.items, item{mj: en.mj, evkey: eventKey(en.mj)})
+			p.items = append(p.items, item{mj: en.MJ, evkey: eventKey(en.MJ)})
 		case e.Event == trafficlog.Aborted:
 		case e.Event == trafficlog.Refused:
 			ev := *e
@@ -142,7 +142,7 @@ func (b *batch) group(records []*entry) error {
 			b.order = append(b.order, &plan{refusal: &ev})
 		case e.ID != "":
 			p := b.plan(e.ID)
-			p.items = append(p.items, item{ev: e, body: en.body, evkey: eventKey(e)})
+			p.items = append(p.items, item{ev: e, body: en.Body, evkey: eventKey(e)})
 			for _, r := range e.Rcpts {
 				if r.MessageID != 0 {
 					byMJID[r.MessageID] = e.ID
@@ -173,17 +173,17 @@ type answer struct {
 }
 
 // resolve asks the stored messages about the events to join, in one query.
-func (b *batch) resolve(ask []*entry) (map[*entry]answer, error) {
-	out := map[*entry]answer{}
+func (b *batch) resolve(ask []*store.Entry) (map[*store.Entry]answer, error) {
+	out := map[*store.Entry]answer{}
 	if len(ask) == 0 {
 		return out, nil
 	}
 	ids, mjIDs, uuids := make([]string, len(ask)), make([]int64, len(ask)), make([]string, len(ask))
 	for i, en := range ask {
-		if en.mj != nil {
-			ids[i], mjIDs[i], uuids[i] = en.mj.CustomID, en.mj.MessageID, en.mj.MessageUUID
+		if en.MJ != nil {
+			ids[i], mjIDs[i], uuids[i] = en.MJ.CustomID, en.MJ.MessageID, en.MJ.MessageUUID
 		} else {
-			ids[i] = en.ev.ID
+			ids[i] = en.Ev.ID
 		}
 	}
 	rows, err := b.tx.Query(b.w.ctx, `SELECT c.i,

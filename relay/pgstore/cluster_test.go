@@ -32,8 +32,8 @@ func later() time.Time { return t0.Add(time.Hour) }
 // and each event counted once.
 func TestTwoNodes(t *testing.T) {
 	url := pgtest.DB(t)
-	a := openStore(t, url, pgstore.Options{Now: later})
-	b := openStore(t, url, pgstore.Options{Now: later})
+	a := openStore(t, url, pgstore.Options{Options: store.Options{Now: later}})
+	b := openStore(t, url, pgstore.Options{Options: store.Options{Now: later}})
 	const n = 400
 	flows := make([][]trafficlog.Event, n)
 	var mj []webhook.Event
@@ -85,7 +85,7 @@ func TestTwoNodes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got, want := kinds(m), []string{"received", "policy", "attempt", "delivered", "mailjet:sent"}; !slices.Equal(got, want) ||
+			if got, want := storetest.Kinds(m), []string{"received", "policy", "attempt", "delivered", "mailjet:sent"}; !slices.Equal(got, want) ||
 				m.Subject != fmt.Sprintf("Invoice %d", i) || m.Client == "" || len(m.Recipients) != 1 {
 				t.Errorf("message %d: timeline %v, %+v", i, got, m.Summary)
 			}
@@ -134,7 +134,7 @@ func TestNewMessageRace(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			url := pgtest.DB(t)
-			s := openStore(t, url, pgstore.Options{Now: later})
+			s := openStore(t, url, pgstore.Options{Options: store.Options{Now: later}})
 			ctx := context.Background()
 			conn, err := pgx.Connect(ctx, url)
 			if err != nil {
@@ -188,8 +188,8 @@ func TestNewMessageRace(t *testing.T) {
 // twice) are stored and counted once.
 func TestRecordTwice(t *testing.T) {
 	url := pgtest.DB(t)
-	a := openStore(t, url, pgstore.Options{Now: later, KeepBodies: time.Hour})
-	b := openStore(t, url, pgstore.Options{Now: later, KeepBodies: time.Hour})
+	a := openStore(t, url, pgstore.Options{Options: store.Options{Now: later, KeepBodies: time.Hour}})
+	b := openStore(t, url, pgstore.Options{Options: store.Options{Now: later, KeepBodies: time.Hour}})
 	sample := storetest.NewSample(t0)
 	var evs []trafficlog.Event
 	for _, e := range sample.Events {
@@ -227,7 +227,7 @@ func snapshot(t *testing.T, s store.Store, sample *storetest.Sample) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out += fmt.Sprintf("%s %s %v %d attempts %v\n", name, m.State, kinds(m), len(m.AttemptList), m.Recipients)
+		out += fmt.Sprintf("%s %s %v %d attempts %v\n", name, m.State, storetest.Kinds(m), len(m.AttemptList), m.Recipients)
 	}
 	st, err := s.Stats(ctx, t0.Add(-time.Hour), t0.Add(time.Hour), time.Hour)
 	if err != nil {
@@ -249,14 +249,6 @@ func flush(t *testing.T, ss ...*pgstore.Store) {
 	}
 }
 
-func kinds(m *store.Message) []string {
-	var out []string
-	for _, st := range m.Timeline {
-		out = append(out, st.Kind)
-	}
-	return out
-}
-
 // waitFor waits until cond holds (a minute at most).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -274,7 +266,7 @@ func TestPruneOneNodeAtATime(t *testing.T) {
 	url := pgtest.DB(t)
 	var now atomic.Int64
 	now.Store(t0.UnixNano())
-	s := openStore(t, url, pgstore.Options{Retention: 24 * time.Hour, Now: func() time.Time { return time.Unix(0, now.Load()) }})
+	s := openStore(t, url, pgstore.Options{Options: store.Options{Retention: 24 * time.Hour, Now: func() time.Time { return time.Unix(0, now.Load()) }}})
 	ok := trafficlog.RcptResult{Rcpt: "b@b.example", Status: "delivered", Reply: mailjet.ParseReply("250 OK")}
 	for _, e := range storetest.NewFlow(t0, storetest.QueueID(t0, 1), "a@acme.example", []string{ok.Rcpt}, "old").
 		Received(nil).Attempt("smtp", "250 OK", ok).Delivered().Events() {

@@ -27,7 +27,7 @@ func harness() storetest.Harness {
 	return storetest.Harness{
 		Place: func(t *testing.T) string { return pgtest.DB(t) },
 		Open: func(t *testing.T, url string, o storetest.Options) store.Store {
-			s := openStore(t, url, pgstore.Options{Now: o.Now, Retention: o.Retention, KeepBodies: o.KeepBodies})
+			s := openStore(t, url, pgstore.Options{Options: store.Options{Now: o.Now, Retention: o.Retention, KeepBodies: o.KeepBodies}})
 			mu.Lock()
 			open[url] = append(open[url], s)
 			mu.Unlock()

@@ -4,10 +4,7 @@ import "context"
 
 // Kill stops the store as the death of its process would: what is
 // buffered is lost, nothing more is written.
-func (s *Store) Kill() {
-	s.closed.Store(true)
-	s.w.cancel()
-}
+func (s *Store) Kill() { s.w.cancel() }
 
 // SetKeyN sets the number the next new key adds to its millisecond (call
 // it before recording).
@@ -19,3 +16,7 @@ func (s *Store) PruneIfFree(ctx context.Context) error { return s.pruneNow(ctx, 
 
 // PruneLock is the advisory lock of the node that prunes.
 const PruneLock = pruneLock
+
+// SetFewWords sets how many messages a search may match for List to take
+// them from the full-text index.
+func (s *Store) SetFewWords(n int) { s.fewWords = n }

@@ -21,7 +21,7 @@ import (
 func TestOutage(t *testing.T) {
 	c := pgtest.New(t)
 	url := c.DB(t)
-	s := openStore(t, url, pgstore.Options{Now: later, Buffer: 64, CloseWait: time.Second})
+	s := openStore(t, url, pgstore.Options{Options: store.Options{Now: later, Buffer: 64}, CloseWait: time.Second})
 	ctx := context.Background()
 	if err := c.Stop(); err != nil {
 		t.Fatal(err)

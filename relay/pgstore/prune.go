@@ -26,7 +26,7 @@ func (s *Store) pruneEvery(ctx context.Context, done chan<- struct{}) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-s.quit:
+		case <-s.Quit:
 			return
 		case <-t.C:
 		}

@@ -3,7 +3,6 @@ package pgstore
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -30,89 +29,82 @@ func (q *query) add(cond string) { q.where = append(q.where, cond) }
 
 // List returns one page of messages matching f, newest first.
 func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 50
+	p, err := store.PlanList(f)
+	if err != nil {
+		return store.Page{}, err
 	}
-	limit = min(limit, 1000)
-	var cursor int64
-	if f.Cursor != "" {
-		c, err := strconv.ParseInt(f.Cursor, 10, 64)
-		if err != nil {
-			return store.Page{}, fmt.Errorf("%w: cursor %q", store.ErrBadFilter, f.Cursor)
-		}
-		cursor = c
-	}
-	// The driver is what the scan runs over in key order; with several
-	// (a domain searched on both sides), each is a branch of a UNION.
-	type driver struct{ from, keyCol, cond string }
+	none := store.Page{Messages: []store.Summary{}}
 	var args []any
 	common := query{args: &args}
-	addrDriver := func(a string) driver {
-		return driver{"store_addrs a JOIN store_messages m ON m.key = a.key", "a.key", "a.a = " + common.arg(a)}
+	// The driver is what the scan runs over in key order; with several,
+	// each is a branch of a UNION.
+	type driver struct{ from, keyCol, cond string }
+	var drivers []driver
+	for _, sc := range p.Scans {
+		switch {
+		case sc.Addr != "":
+			drivers = append(drivers, driver{"store_addrs a JOIN store_messages m ON m.key = a.key", "a.key", "a.a = " + common.arg(sc.Addr)})
+		case len(sc.Words) > 0:
+			match, nothing := tsquery(sc.Words)
+			if nothing {
+				return none, nil
+			}
+			keys, all, err := s.matching(ctx, match)
+			switch {
+			case err != nil:
+				return store.Page{}, err
+			case all:
+				// Few messages match: those.
+				drivers = append(drivers, driver{"store_messages m", "m.key", "m.key = ANY(" + common.arg(keys) + ")"})
+			default:
+				// Many do: the newest of them come soon in key order.
+				drivers = append(drivers, driver{"store_search s JOIN store_messages m ON m.key = s.key", "s.key",
+					"s.words @@ " + common.arg(match) + "::tsquery"})
+			}
+		default:
+			drivers = append(drivers, driver{from: "store_messages m", keyCol: "m.key"})
+		}
 	}
-	drivers := []driver{{from: "store_messages m", keyCol: "m.key"}}
-	from, to := store.AddrFilter("f:", f.From), store.AddrFilter("t:", f.To)
-	search := store.ParseSearch(f.Q)
 	switch {
-	case search.QueueID != "":
-		common.add("m.id = " + common.arg(search.QueueID))
-	case search.MailjetID != "":
-		id, err := strconv.ParseInt(search.MailjetID, 10, 64)
+	case p.QueueID != "":
+		common.add("m.id = " + common.arg(p.QueueID))
+	case p.MailjetID != "":
+		id, err := strconv.ParseInt(p.MailjetID, 10, 64)
 		if err != nil {
-			return store.Page{Messages: []store.Summary{}}, nil // not an id Mailjet gives
+			return none, nil // not an id Mailjet gives
 		}
 		common.add("m.key IN (SELECT key FROM store_rcpts WHERE mj_id = " + common.arg(id) + ")")
-	case search.UUID != "":
-		common.add("m.key IN (SELECT key FROM store_rcpts WHERE mj_uuid = " + common.arg(search.UUID) + ")")
-	case search.Domain != "":
-		// A domain: messages from it or to it.
-		drivers = []driver{addrDriver(store.DomainKey("f:", search.Domain)), addrDriver(store.DomainKey("t:", search.Domain))}
+	case p.UUID != "":
+		common.add("m.key IN (SELECT key FROM store_rcpts WHERE mj_uuid = " + common.arg(p.UUID) + ")")
 	}
-	match, none := tsquery(search.Words)
-	if none {
-		return store.Page{Messages: []store.Summary{}}, nil
+	for _, a := range p.Addrs {
+		common.add("EXISTS (SELECT 1 FROM store_addrs x WHERE x.a = " + common.arg(a) + " AND x.key = m.key)")
 	}
-	switch {
-	case len(drivers) > 1:
-	case match != "":
-		drivers[0] = driver{"store_search s JOIN store_messages m ON m.key = s.key", "s.key", "s.words @@ " + common.arg(match) + "::tsquery"}
-	case to != "":
-		drivers[0], to = addrDriver(to), ""
-	case from != "":
-		drivers[0], from = addrDriver(from), ""
+	if len(p.States) == 1 {
+		common.add("m.state = " + common.arg(p.States[0]))
+	} else if len(p.States) > 1 {
+		common.add("m.state = ANY(" + common.arg(p.States) + ")")
 	}
-	for _, a := range []string{from, to} {
-		if a != "" {
-			common.add("EXISTS (SELECT 1 FROM store_addrs x WHERE x.a = " + common.arg(a) + " AND x.key = m.key)")
-		}
+	if p.Class != "" {
+		common.add("m.class = " + common.arg(p.Class))
 	}
-	if states := f.States(); len(states) == 1 {
-		common.add("m.state = " + common.arg(states[0]))
-	} else if len(states) > 1 {
-		common.add("m.state = ANY(" + common.arg(states) + ")")
-	}
-	if f.Class != "" {
-		common.add("m.class = " + common.arg(f.Class))
-	}
-	switch f.Feedback {
+	switch p.Feedback {
 	case "":
 	case "any":
 		common.add("m.key IN (SELECT key FROM store_feedback WHERE state <> '')")
 	default:
-		common.add("m.key IN (SELECT key FROM store_feedback WHERE state = " + common.arg(f.Feedback) + ")")
+		common.add("m.key IN (SELECT key FROM store_feedback WHERE state = " + common.arg(p.Feedback) + ")")
 	}
 	var keyConds []string
-	if f.Cursor != "" {
-		keyConds = append(keyConds, " < "+common.arg(cursor))
+	for _, b := range []struct {
+		op  string
+		key int64
+	}{{" < ", p.Below}, {" >= ", p.AtLeast}, {" < ", p.Under}} {
+		if b.key != 0 {
+			keyConds = append(keyConds, b.op+common.arg(b.key))
+		}
 	}
-	if !f.Since.IsZero() {
-		keyConds = append(keyConds, " >= "+common.arg(store.KeyAt(f.Since)))
-	}
-	if !f.Until.IsZero() {
-		keyConds = append(keyConds, " < "+common.arg(store.KeyAt(f.Until)))
-	}
-	lim := common.arg(limit + 1)
+	lim := common.arg(p.Limit + 1)
 	var branches []string
 	for _, d := range drivers {
 		where := append([]string{"true"}, common.where...)
@@ -134,21 +126,37 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 		return store.Page{}, err
 	}
 	defer rows.Close()
-	p := store.Page{Messages: []store.Summary{}}
-	var last int64 // the key of the last message listed: the next page's cursor
-	for rows.Next() {
-		r, err := scanRow(rows)
-		if err != nil {
-			return store.Page{}, err
-		}
-		if len(p.Messages) == limit {
-			p.Next = strconv.FormatInt(last, 10)
-			break
-		}
-		p.Messages = append(p.Messages, r.Summary())
-		last = r.Key
+	return store.ReadPage(rows, p.Limit, func(rows store.Rows) (*store.Row, error) { return scanRow(rows) })
+}
+
+// fewWords is how many messages a search's words may match for List to
+// take them from the full-text index rather than scan in key order.
+const fewWords = 2000
+
+// matching returns the keys of the messages whose words match, when they
+// are fewer than fewWords (all). The full-text index cannot give them in
+// key order: for words that match few messages, List takes them all from
+// it; for words that match many, it scans in key order, where the newest
+// matching come soon. PostgreSQL cannot tell which from its statistics
+// (a prefix, a word it has never counted), so this asks the index.
+func (s *Store) matching(ctx context.Context, match string) (keys []int64, all bool, err error) {
+	tx, err := s.db.Begin(ctx)
+	if err != nil {
+		return nil, false, err
 	}
-	return p, rows.Err()
+	defer tx.Rollback(ctx)
+	var q pgx.Batch
+	q.Queue(`SELECT set_config('enable_seqscan', 'off', true), set_config('enable_indexscan', 'off', true),
+		set_config('enable_indexonlyscan', 'off', true)`)
+	q.Queue(`SELECT key FROM store_search WHERE words @@ $1::tsquery LIMIT $2`, match, s.fewWords).Query(func(rows pgx.Rows) error {
+		var key int64
+		_, err := pgx.ForEachRow(rows, []any{&key}, func() error { keys = append(keys, key); return nil })
+		return err
+	})
+	if err := tx.SendBatch(ctx, &q).Close(); err != nil {
+		return nil, false, err
+	}
+	return keys, len(keys) < s.fewWords, nil
 }
 
 // Get returns a message with its timeline.
@@ -243,15 +251,7 @@ func (s *Store) Stats(ctx context.Context, since, until time.Time, step time.Dur
 		return nil, err
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var k store.StatKey
-		var v store.StatVal
-		if err := rows.Scan(&k.Minute, &k.Kind, &k.Class, &k.Reason, &v.N, &v.LatSum, &v.LatMax); err != nil {
-			return nil, err
-		}
-		b.Add(k, v)
-	}
-	if err := rows.Err(); err != nil {
+	if err := b.AddRows(rows); err != nil {
 		return nil, err
 	}
 	return b.Stats(), nil

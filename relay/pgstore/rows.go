@@ -5,8 +5,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/mjrelay/mjrelay/relay/store"
 )
 
@@ -15,7 +13,7 @@ const rowColumns = `m.key, m.id, m.received_at, m.updated_at, coalesce(m.final_a
 	m.mail_from, m.rcpt_to, m.header_from, m.subject, m.message_id, m.size, m.login, m.client, m.helo, m.tls,
 	m.verdict, m.reason, m.stage, m.reply, m.transport, m.upstream, m.attempts, m.mailjet_ids, coalesce(m.latency_ms, 0)`
 
-func scanRow(sc pgx.Row) (*store.Row, error) {
+func scanRow(sc interface{ Scan(...any) error }) (*store.Row, error) {
 	r := &store.Row{}
 	var state string
 	err := sc.Scan(&r.Key, &r.ID, &r.ReceivedAt, &r.UpdatedAt, &r.FinalAt, &state, &r.Class, &r.ClassRule,

@@ -37,19 +37,19 @@ func newWriter(s *Store) *writer {
 }
 
 func (w *writer) run() {
-	defer close(w.s.done)
+	defer close(w.s.Done)
 	defer w.cancel()
 	pruned := make(chan struct{})
 	go w.s.pruneEvery(w.ctx, pruned)
 	defer func() { <-pruned }()
-	batch := make([]*entry, 0, maxBatch)
+	batch := make([]*store.Entry, 0, maxBatch)
 	for {
 		select {
-		case en := <-w.s.in:
-			w.process(w.gather(append(batch[:0], en)))
-		case <-w.s.quit:
+		case en := <-w.s.C:
+			w.process(w.s.Gather(append(batch[:0], en), maxBatch, gatherFor))
+		case <-w.s.Quit:
 			for {
-				batch = w.collect(batch[:0])
+				batch = w.s.Collect(batch[:0], maxBatch)
 				if len(batch) == 0 {
 					return
 				}
@@ -59,81 +59,33 @@ func (w *writer) run() {
 	}
 }
 
-// gather collects entries for up to gatherFor (or maxBatch, or until the
-// store closes, or a Flush waits).
-func (w *writer) gather(batch []*entry) []*entry {
-	if batch[0].flush != nil {
-		return w.collect(batch)
-	}
-	t := time.NewTimer(gatherFor)
-	defer t.Stop()
-	for len(batch) < maxBatch {
-		select {
-		case en := <-w.s.in:
-			batch = append(batch, en)
-			if en.flush != nil {
-				return w.collect(batch) // someone waits for this
-			}
-		case <-t.C:
-			return batch
-		case <-w.s.quit:
-			return batch
-		}
-	}
-	return batch
-}
-
-// collect adds what is waiting, without blocking, up to maxBatch.
-func (w *writer) collect(batch []*entry) []*entry {
-	for len(batch) < maxBatch {
-		select {
-		case en := <-w.s.in:
-			batch = append(batch, en)
-		default:
-			return batch
-		}
-	}
-	return batch
-}
-
 // process stores a batch, then answers its barriers (a Prune barrier
 // prunes first, beside the writer).
-func (w *writer) process(batch []*entry) {
-	w.s.inFlight.Store(int64(len(batch)))
-	var records, raws = make([]*entry, 0, len(batch)), make([][]byte, 0)
+func (w *writer) process(batch []*store.Entry) {
+	w.s.InFlight.Store(int64(len(batch)))
+	records := make([]*store.Entry, 0, len(batch))
 	for _, en := range batch {
-		if en.flush == nil {
+		if en.Flush == nil {
 			records = append(records, en)
 		}
 	}
-	for _, en := range records {
-		raws = append(raws, en.ev.Raw)
-	}
-	for i, body := range store.Deflate(raws) {
-		records[i].body = body
-	}
+	w.s.Deflate(records)
 	if len(records) > 0 {
 		w.store(records)
 	}
-	for _, en := range records {
-		if n := len(en.ev.Raw); n > 0 {
-			w.s.pendingBody.Add(-int64(n))
-		}
-		en.ev.Raw, en.body = nil, nil
-	}
-	w.s.inFlight.Store(0)
+	w.s.Release(records)
 	for _, en := range batch {
 		switch {
-		case en.flush == nil:
-		case en.prune:
+		case en.Flush == nil:
+		case en.Prune:
 			go func() {
 				if err := w.s.pruneNow(w.ctx, true); err != nil {
 					w.logErr("pruning the traffic store failed", err)
 				}
-				close(en.flush)
+				close(en.Flush)
 			}()
 		default:
-			close(en.flush)
+			close(en.Flush)
 		}
 	}
 }
@@ -142,7 +94,7 @@ func (w *writer) process(batch []*entry) {
 // two nodes' batches deadlocked), until Close gives up; a batch the
 // database refuses is split to find the event it refuses, which is lost
 // and counted.
-func (w *writer) store(records []*entry) {
+func (w *writer) store(records []*store.Entry) {
 	backoff := 100 * time.Millisecond
 	for {
 		err := w.commit(records)
@@ -150,7 +102,7 @@ func (w *writer) store(records []*entry) {
 		case err == nil:
 			return
 		case w.ctx.Err() != nil:
-			w.s.drop(uint64(len(records)))
+			w.s.Drop(uint64(len(records)))
 			w.logErr("traffic store closed while PostgreSQL did not answer: events dropped", err, "events", len(records))
 			return
 		case pg.Temporary(err) || errors.Is(err, errRetry):
@@ -167,9 +119,9 @@ func (w *writer) store(records []*entry) {
 			w.store(records[half:])
 			return
 		default:
-			w.s.writeErrors.Add(1)
+			w.s.WriteError()
 			w.logErr("cannot record an event in the traffic store: it is missing from the inspection record", err,
-				"event", records[0].ev.Event, "id", records[0].ev.ID)
+				"event", records[0].Ev.Event, "id", records[0].Ev.ID)
 			return
 		}
 	}

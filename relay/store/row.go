@@ -356,3 +356,24 @@ func (r *Row) Summary() Summary {
 		Attempts: r.Attempts, Reply: r.Reply, Reason: r.Reason,
 	}
 }
+
+// ReadPage reads a page of at most limit messages, newest first, from rows
+// of up to limit+1 (each read by scan): Next is the key of the last one
+// listed when there are more.
+func ReadPage(rows Rows, limit int, scan func(Rows) (*Row, error)) (Page, error) {
+	p := Page{Messages: []Summary{}}
+	var last int64
+	for rows.Next() {
+		r, err := scan(rows)
+		if err != nil {
+			return Page{}, err
+		}
+		if len(p.Messages) == limit {
+			p.Next = strconv.FormatInt(last, 10)
+			break
+		}
+		p.Messages = append(p.Messages, r.Summary())
+		last = r.Key
+	}
+	return p, rows.Err()
+}

@@ -126,3 +126,24 @@ func (b *StatsBuilder) Stats() *Stats {
 	})
 	return st
 }
+
+// Rows are a query's rows (database/sql's or pgx's).
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// AddRows adds the counters rows hold: minute, kind, class, reason, n,
+// lat_sum, lat_max.
+func (b *StatsBuilder) AddRows(rows Rows) error {
+	for rows.Next() {
+		var k StatKey
+		var v StatVal
+		if err := rows.Scan(&k.Minute, &k.Kind, &k.Class, &k.Reason, &v.N, &v.LatSum, &v.LatMax); err != nil {
+			return err
+		}
+		b.Add(k, v)
+	}
+	return rows.Err()
+}

@@ -73,9 +73,9 @@ func open(t *testing.T, h Harness, o Options) *handle {
 	return &handle{i.B, i}
 }
 
-// feed records the relay's events, then Mailjet's, each followed by a
+// Feed records the relay's events, then Mailjet's, each followed by a
 // Flush.
-func feed(t testing.TB, s store.Store, evs []trafficlog.Event, mj ...webhook.Event) {
+func Feed(t testing.TB, s store.Store, evs []trafficlog.Event, mj ...webhook.Event) {
 	t.Helper()
 	for _, e := range evs {
 		s.Record(e)
@@ -102,7 +102,8 @@ func get(t testing.TB, s store.Store, id string) *store.Message {
 	return m
 }
 
-func list(t testing.TB, s store.Store, f store.Filter) []string {
+// List returns the ids of the messages s lists for f.
+func List(t testing.TB, s store.Store, f store.Filter) []string {
 	t.Helper()
 	p, err := s.List(context.Background(), f)
 	if err != nil {
@@ -115,7 +116,8 @@ func list(t testing.TB, s store.Store, f store.Filter) []string {
 	return ids
 }
 
-func kinds(m *store.Message) []string {
+// Kinds are the kinds of the steps of m's timeline.
+func Kinds(m *store.Message) []string {
 	var out []string
 	for _, st := range m.Timeline {
 		out = append(out, st.Kind)
@@ -149,19 +151,19 @@ func checkSample(t *testing.T, s store.Store, sample *Sample, states map[string]
 			t.Errorf("%s: state %q, want %q", name, m.State, want)
 		}
 	}
-	if ids := list(t, s, store.Filter{State: store.StateRefused}); len(ids) != 1 {
+	if ids := List(t, s, store.Filter{State: store.StateRefused}); len(ids) != 1 {
 		t.Errorf("refusals: %v, want one", ids)
 	}
 	inv := get(t, s, sample.IDs["invoice"])
-	if want := []string{"received", "policy", "attempt", "delivered", "mailjet:sent"}; !slices.Equal(kinds(inv), want) {
-		t.Errorf("invoice timeline = %v, want %v", kinds(inv), want)
+	if want := []string{"received", "policy", "attempt", "delivered", "mailjet:sent"}; !slices.Equal(Kinds(inv), want) {
+		t.Errorf("invoice timeline = %v, want %v", Kinds(inv), want)
 	}
 	if r, n, err := s.Raw(context.Background(), inv.ID); err != nil || n == 0 {
 		t.Errorf("invoice raw body: %v, %d bytes", err, n)
 	} else if b, _ := io.ReadAll(r); !strings.Contains(string(b), "Hello Mr. X") {
 		t.Errorf("invoice raw body = %q", b)
 	}
-	if ids := list(t, s, store.Filter{Q: "288230376151711744"}); !slices.Equal(ids, []string{sample.IDs["invoice"]}) {
+	if ids := List(t, s, store.Filter{Q: "288230376151711744"}); !slices.Equal(ids, []string{sample.IDs["invoice"]}) {
 		t.Errorf("search by Mailjet id: %v", ids)
 	}
 }
