@@ -212,8 +212,12 @@ func (r *Relay) closeUpstream(context.Context) error {
 // startAccount reads the Mailjet account state the sender check uses (when
 // keys are set and policy.sender_check is not "off"). Bad keys (401) stop
 // the start; an unreachable API does not (the last saved snapshot is used).
-func (r *Relay) startAccount(ctx context.Context) error {
-	cache, err := account.New(accountOptions(r.cfg, r.log))
+func (r *Relay) startAccount(ctx context.Context) (err error) {
+	o := accountOptions(r.cfg, r.log)
+	if o.Snapshots, err = accountSnapshots(ctx, r.Store, r.log); err != nil {
+		return fmt.Errorf("Mailjet account snapshot: %w", err)
+	}
+	cache, err := account.New(o)
 	if err != nil {
 		return err
 	}

@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/mjrelay/mjrelay/mailjet/account"
 	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/inspect"
@@ -50,8 +48,13 @@ func openStore(cfg *config.Config, url, password string, readOnly bool, log *slo
 	return st, nil
 }
 
-// accountSnapshots keeps the Mailjet account snapshot in the cluster's
-// database, where every node finds the newest any node fetched.
-func accountSnapshots(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (account.Snapshots, error) {
-	return pgaccount.New(ctx, pool, log)
+// accountSnapshots is where the Mailjet account snapshot is kept: with
+// the traffic store in the cluster's database, there too (every node finds
+// the newest any node fetched); else nil, the file in data_dir.
+func accountSnapshots(ctx context.Context, st store.Store, log *slog.Logger) (account.Snapshots, error) {
+	ps, ok := st.(*pgstore.Store)
+	if !ok {
+		return nil, nil
+	}
+	return pgaccount.New(ctx, ps.Pool(), log)
 }

@@ -3,6 +3,7 @@ package account
 import (
 	"context"
 	"errors"
+	"fmt"
 	"github.com/mjrelay/mjrelay/mailjet"
 	"log/slog"
 	"path/filepath"
@@ -45,9 +46,10 @@ type CacheOptions struct {
 
 // Source tells where the current snapshot came from.
 const (
-	SourceNone = ""     // no snapshot: the account state is unknown
-	SourceAPI  = "api"  // fetched by this process
-	SourceDisk = "disk" // read from the saved snapshot (Snapshots) at startup
+	SourceNone   = ""       // no snapshot: the account state is unknown
+	SourceAPI    = "api"    // fetched by this process
+	SourceDisk   = "disk"   // read from the saved snapshot (Snapshots) at startup
+	SourceShared = "shared" // saved by the cluster's node that refreshes it (Follow)
 )
 
 // State is what the cache knows, for the policy and the web UI.
@@ -187,6 +189,46 @@ func (c *Cache) Run(ctx context.Context) error {
 		}
 		_, _ = c.refresh(ctx, "scheduled", false)
 		t.Reset(c.nextDelay())
+	}
+}
+
+// Follow is Run for a node of a cluster whose account refresh another
+// node runs: it adopts the snapshot that node saves (Snapshots) whenever
+// it is newer than the one this node has, checking every Refresh (at most
+// 30 s), until ctx is done. A saved snapshot older than twice Refresh (and
+// a minute) makes the state stale: the cluster's refresh is late.
+func (c *Cache) Follow(ctx context.Context) error {
+	t := time.NewTicker(min(c.opts.Refresh, 30*time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		c.adopt(ctx)
+	}
+}
+
+// adopt takes the saved snapshot when it is newer than this node's.
+func (c *Cache) adopt(ctx context.Context) {
+	if c.opts.Snapshots == nil {
+		return
+	}
+	s, err := c.opts.Snapshots.Load(ctx)
+	if err != nil || s == nil || (c.opts.APIKey != "" && s.APIKey != c.opts.APIKey) {
+		if err != nil && ctx.Err() == nil {
+			c.log.Warn("cannot read the cluster's Mailjet account snapshot", "where", c.opts.Snapshots.Where(), "err", err)
+		}
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.snap == nil || s.FetchedAt.After(c.snap.FetchedAt) {
+		c.snap, c.source, c.lastErr = s, SourceShared, nil
+	}
+	if age := c.opts.Now().Sub(c.snap.FetchedAt); age > 2*c.opts.Refresh+time.Minute {
+		c.lastErr = fmt.Errorf("the cluster's Mailjet account refresh is late: the newest snapshot is %s old", age.Round(time.Second))
 	}
 }
 

@@ -106,3 +106,39 @@ func TestSaveKeepsTheNewer(t *testing.T) {
 		}
 	}
 }
+
+// TestFollowerSeesTheRefresh: in a cluster one node refreshes the account
+// (the others follow): a sender Mailjet activated is seen by a follower
+// as soon as the refreshing node saved its snapshot.
+func TestFollowerSeesTheRefresh(t *testing.T) {
+	url := pgtest.DB(t)
+	api := mjtest.NewAPI(testKey, testSecret)
+	defer api.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	node := func() *account.Cache {
+		c, err := account.New(account.Options{APIURL: api.URL(), APIKey: testKey, SecretKey: testSecret,
+			DataDir: t.TempDir(), Snapshots: open(t, url), Refresh: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	refresher, follower := node(), node()
+	go follower.Follow(ctx)
+	api.AddSender("new@acme.example", mjtest.APIStatusActive, "")
+	if _, err := refresher.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		if st := follower.State(); st.Snapshot.Authorize("new@acme.example").Allowed && st.Source == account.SourceShared {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the follower did not see the new sender: %+v", follower.State())
+		}
+	}
+}

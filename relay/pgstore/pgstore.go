@@ -90,6 +90,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	return s, nil
 }
 
+// Pool is the store's connection pool (the account snapshot shares it).
+func (s *Store) Pool() *pgxpool.Pool { return s.db }
+
 // Close stores what is buffered (retrying for at most Options.CloseWait
 // while the database does not answer) and stops the writer, then closes
 // the pool with Options.ClosePool. Record calls after Close are dropped.
