@@ -8,7 +8,7 @@ func (s *Store) Kill() { s.w.cancel() }
 
 // SetKeyN sets the number the next new key adds to its millisecond (call
 // it before recording).
-func (s *Store) SetKeyN(n uint64) { s.w.keyN = n - 1 }
+func (s *Store) SetKeyN(n uint64) { s.w.keyN.Store(n - 1) }
 
 // PruneIfFree prunes as the periodic pruning does: unless another node
 // prunes.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/mjrelay/mjrelay/relay/pg"
@@ -25,15 +26,17 @@ type writer struct {
 	// ctx ends when Close gives up on the database.
 	ctx    context.Context
 	cancel context.CancelFunc
-	// keyN is the number the next new key adds to its millisecond: it
+	// keyN is the number the last new key added to its millisecond: it
 	// starts at random, so that two nodes' keys of one millisecond differ
 	// (a clash is retried with the next number).
-	keyN uint64
+	keyN atomic.Uint64
 }
 
 func newWriter(s *Store) *writer {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &writer{s: s, ctx: ctx, cancel: cancel, keyN: rand.Uint64N(store.KeyPerMS)}
+	w := &writer{s: s, ctx: ctx, cancel: cancel}
+	w.keyN.Store(rand.Uint64N(store.KeyPerMS))
+	return w
 }
 
 func (w *writer) run() {
@@ -140,6 +143,5 @@ func (s *Store) logErr(msg string, err error, args ...any) {
 
 // newKey returns a new message key for a message received at ms.
 func (w *writer) newKey(ms int64) int64 {
-	w.keyN++
-	return ms*store.KeyPerMS + int64(w.keyN%store.KeyPerMS)
+	return ms*store.KeyPerMS + int64(w.keyN.Add(1)%store.KeyPerMS)
 }
