@@ -40,6 +40,7 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	// each is a branch of a UNION.
 	type driver struct{ from, keyCol, cond string }
 	var drivers []driver
+	inKeyOrder := false // a scan must run in key order: the planner is told
 	for _, sc := range p.Scans {
 		switch {
 		case sc.Addr != "":
@@ -60,6 +61,7 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 				// Many do: the newest of them come soon in key order.
 				drivers = append(drivers, driver{"store_search s JOIN store_messages m ON m.key = s.key", "s.key",
 					"s.words @@ " + common.arg(match) + "::tsquery"})
+				inKeyOrder = true
 			}
 		default:
 			drivers = append(drivers, driver{from: "store_messages m", keyCol: "m.key"})
@@ -121,7 +123,23 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	if len(branches) > 1 {
 		sqlText = "(" + strings.Join(branches, ") UNION (") + ") ORDER BY 1 DESC LIMIT " + lim
 	}
-	rows, err := s.db.Query(ctx, sqlText, args...)
+	var db interface {
+		Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	} = s.db
+	if inKeyOrder {
+		// Without it, PostgreSQL may take every match from the full-text
+		// index and sort them, not knowing how many there are.
+		tx, err := s.db.Begin(ctx)
+		if err != nil {
+			return store.Page{}, err
+		}
+		defer tx.Rollback(ctx)
+		if _, err := tx.Exec(ctx, `SELECT set_config('enable_bitmapscan', 'off', true)`); err != nil {
+			return store.Page{}, err
+		}
+		db = tx
+	}
+	rows, err := db.Query(ctx, sqlText, args...)
 	if err != nil {
 		return store.Page{}, err
 	}
