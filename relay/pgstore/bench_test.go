@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/mjrelay/mjrelay/relay/pg"
 	"github.com/mjrelay/mjrelay/relay/pg/pgtest"
 	"github.com/mjrelay/mjrelay/relay/pgstore"
 	"github.com/mjrelay/mjrelay/relay/store"
@@ -40,7 +41,18 @@ func benchStore(b *testing.B) *pgtest.Cluster {
 			return
 		}
 		start := time.Now()
-		s := openStore(b, bench.c.URL(benchDB), pgstore.Options{Options: store.Options{Retention: 24 * 365 * time.Hour}})
+		pool, err := pg.Open(ctx, pg.Options{URL: bench.c.URL(benchDB), MaxConns: 6})
+		if bench.err = err; err != nil {
+			return
+		}
+		// Closed with its pool once built: a database copied must have no
+		// connections.
+		s, err := pgstore.Open(ctx, pgstore.Options{Options: store.Options{Retention: 24 * 365 * time.Hour}, Pool: pool, ClosePool: true})
+		if bench.err = err; err != nil {
+			pool.Close()
+			return
+		}
+		defer s.Close()
 		var events int
 		if events, bench.err = storetest.BenchFill(s, 1, 0, storetest.BenchMessages, 1<<16); bench.err != nil {
 			return
