@@ -13,6 +13,7 @@ require (
 	github.com/foxcpp/go-mockdns v1.3.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/mailjet/mailjet-apiv3-go/v4 v4.0.7
+	github.com/pires/go-proxyproto v0.15.0
 	github.com/prometheus/client_golang v1.25.0
 	golang.org/x/crypto v0.58.0
 	golang.org/x/net v0.62.0

@@ -9,11 +9,18 @@ import "context"
 type Verdict struct {
 	// Allow is true when the message may proceed.
 	Allow bool
-	// Code and Enhanced are the SMTP reply when Allow is false:
-	// 550 {5,7,1} for a refusal, 451 {4,7,0} while the account state is unknown.
+	// Pending is true (and Allow false) when the check could not run: the
+	// Mailjet account state is not known yet. That is the relay's own
+	// uncertainty, never the sender's fault: the intake accepts the mail,
+	// holds it and runs the check again once the state is known. Message
+	// says why it waits.
+	Pending bool
+	// Code and Enhanced are the SMTP reply of a refusal (Allow and Pending
+	// false): 550 {5,7,1}.
 	Code     int
 	Enhanced [3]int
-	// Message is the reply text, written for an Odoo admin (Odoo shows it verbatim).
+	// Message is the reply text, written for an Odoo admin (Odoo shows it
+	// verbatim); for a pending verdict, why the message is held.
 	Message string
 	// Reason is a short machine-readable cause for the traffic log, e.g.
 	// "sender_not_found", "sender_inactive", "dkim_error", "envelope_domain_unknown",

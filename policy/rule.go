@@ -15,6 +15,9 @@ import (
 // *account.Cache implements it.
 type Account interface {
 	State() account.State
+	// RefreshOnDemand refreshes the state (rate-limited) and waits for it
+	// until ctx ends: with a ctx already done, it starts the refresh and
+	// returns at once.
 	RefreshOnDemand(ctx context.Context) account.State
 }
 
@@ -39,7 +42,8 @@ const (
 //
 // An address unknown to the current snapshot triggers one rate-limited
 // on-demand refresh before the verdict. While the account state is unknown
-// the verdict is 451 4.7.0.
+// the verdict is pending (the intake holds the mail until it is known); a
+// refresh is started without keeping the client waiting for it.
 type Rule struct {
 	mode        string
 	mailjet     bool
@@ -236,21 +240,28 @@ func (r *Rule) checkFrom(snap *account.Snapshot, addr, domain string) Verdict {
 }
 
 // withAccount evaluates against the current snapshot; anything but "allow"
-// gets one on-demand refresh and a second evaluation. warn mode turns a
-// refusal into warnings; a stale snapshot adds a warning.
+// gets one on-demand refresh and a second evaluation. While the state is
+// unknown the verdict is pending at once: a refresh is started, and nobody
+// waits for it. warn mode turns a refusal into warnings (and does not hold:
+// the check could only warn); a stale snapshot adds a warning.
 func (r *Rule) withAccount(ctx context.Context, eval func(*account.Snapshot) Verdict) Verdict {
-	run := func(st account.State) Verdict {
-		if !st.Known() {
-			return Verdict{Code: 451, Enhanced: [3]int{4, 7, 0}, Reason: "account_state_unknown", Message: replyText(
-				"Sender not checked: the Mailjet account state is unknown (no cached copy yet and the Mailjet API is unreachable). Try again later.")}
-		}
-		return eval(st.Snapshot)
-	}
 	st := r.acct.State()
-	v := run(st)
+	if !st.Known() {
+		kick, cancel := context.WithCancel(ctx)
+		cancel()
+		r.acct.RefreshOnDemand(kick)
+		if st = r.acct.State(); !st.Known() {
+			if r.mode == ModeWarn {
+				return Verdict{Allow: true, Reason: "account_state_unknown",
+					Warnings: []string{"sender_check=warn: not checked, the Mailjet account state is unknown"}}
+			}
+			return pending(st)
+		}
+	}
+	v := eval(st.Snapshot)
 	if !v.Allow {
 		st = r.acct.RefreshOnDemand(ctx)
-		v = run(st)
+		v = eval(st.Snapshot)
 	}
 	if !v.Allow && r.mode == ModeWarn {
 		v = Verdict{Allow: true, Reason: v.Reason, Warnings: append(v.Warnings,
@@ -298,6 +309,17 @@ func (r *Rule) checkLogin(login, raw, addr, domain string, ok, envelope bool) (V
 		"Login %s may not use the %s %s: its allowed_from permits %s. "+
 			"Send from an allowed address in Odoo, or extend allowed_from for this login in the mjrelay configuration.",
 		login, what, shown, strings.Join(list, ", "))), true
+}
+
+// pending is the verdict while the account state is unknown: why the
+// message waits, with the last refresh error if there is one.
+func pending(st account.State) Verdict {
+	msg := "Sender not checked yet: the Mailjet account state is not known (no saved copy, and the Mailjet API has not answered yet); " +
+		"the message is held and checked as soon as the state is known"
+	if st.LastError != "" {
+		msg += ". Last error: " + truncate(st.LastError, 160)
+	}
+	return Verdict{Pending: true, Reason: "account_state_unknown", Message: replyText(msg)}
 }
 
 func refuse(reason, msg string) Verdict {

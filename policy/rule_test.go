@@ -15,12 +15,16 @@ type fakeAccount struct {
 	st        account.State
 	after     *account.State
 	refreshes int
+	waited    int // refreshes asked with a live context (the caller waits)
 }
 
 func (f *fakeAccount) State() account.State { return f.st }
 
-func (f *fakeAccount) RefreshOnDemand(context.Context) account.State {
+func (f *fakeAccount) RefreshOnDemand(ctx context.Context) account.State {
 	f.refreshes++
+	if ctx.Err() == nil {
+		f.waited++
+	}
 	if f.after != nil {
 		f.st = *f.after
 	}
@@ -57,6 +61,7 @@ type ruleCase struct {
 	addr        string // MAIL FROM for envelope cases, header From otherwise
 
 	wantAllow     bool
+	wantPending   bool // held: not allowed, no reply
 	wantCode      int
 	wantReason    string
 	wantText      []string // substrings of Message (refusals) or of the joined Warnings (allowed)
@@ -102,10 +107,14 @@ func TestRule(t *testing.T) {
 			wantAllow: true, wantReason: "dkim_error", wantText: []string{"enforce would refuse"}, wantRefreshes: 1},
 		{name: "off mode", mode: "off", addr: "john@example.com", wantAllow: true},
 		{name: "sandbox", noKeys: true, addr: "john@example.com", wantAllow: true},
-		{name: "state unknown", state: &unknown, addr: "notifications@example.com", wantCode: 451,
-			wantReason: "account_state_unknown", wantText: []string{"unknown"}, wantRefreshes: 1},
+		{name: "state unknown", state: &unknown, addr: "notifications@example.com", wantPending: true,
+			wantReason: "account_state_unknown", wantText: []string{"not known", "held", "API unreachable"}, wantRefreshes: 1},
+		{name: "state unknown, refused sender too", state: &unknown, addr: "john@example.com", wantPending: true,
+			wantReason: "account_state_unknown", wantText: []string{"held"}, wantRefreshes: 1},
+		{name: "state known once the refresh started", state: &unknown, after: &activated, addr: "new@example.com",
+			wantAllow: true, wantRefreshes: 1},
 		{name: "state unknown, warn mode", mode: "warn", state: &unknown, addr: "notifications@example.com",
-			wantAllow: true, wantReason: "account_state_unknown", wantText: []string{"451 4.7.0"}, wantRefreshes: 1},
+			wantAllow: true, wantReason: "account_state_unknown", wantText: []string{"not checked"}, wantRefreshes: 1},
 		{name: "stale snapshot still enforced", state: &stale, addr: "notifications@example.com", wantAllow: true,
 			wantText: []string{"3h0m0s old", "source disk", "HTTP 503"}},
 		{name: "stale snapshot refuses unknown", state: &stale, addr: "john@example.com", wantCode: 550,
@@ -125,7 +134,7 @@ func TestRule(t *testing.T) {
 		{name: "envelope: warn mode", mode: "warn", envelope: true, addr: "bounce@unknown.example", wantAllow: true,
 			wantReason: "envelope_domain_unknown", wantText: []string{"enforce would refuse", "unknown.example"}, wantRefreshes: 1},
 		{name: "envelope: off", mode: "off", envelope: true, addr: "bounce@unknown.example", wantAllow: true},
-		{name: "envelope: state unknown", envelope: true, state: &unknown, addr: "bounce@example.com", wantCode: 451,
+		{name: "envelope: state unknown", envelope: true, state: &unknown, addr: "bounce@example.com", wantPending: true,
 			wantReason: "account_state_unknown", wantRefreshes: 1},
 
 		// allowed_from (login odoo: *@example.com, sales@other.example).
@@ -180,21 +189,25 @@ func runRuleCase(t *testing.T, tt ruleCase) {
 	} else {
 		v = r.CheckMessage(context.Background(), tt.login, "bounce@example.com", tt.addr)
 	}
-	if v.Allow != tt.wantAllow || v.Reason != tt.wantReason {
-		t.Fatalf("verdict %+v; want allow %v reason %q", v, tt.wantAllow, tt.wantReason)
+	if v.Allow != tt.wantAllow || v.Pending != tt.wantPending || v.Reason != tt.wantReason {
+		t.Fatalf("verdict %+v; want allow %v pending %v reason %q", v, tt.wantAllow, tt.wantPending, tt.wantReason)
 	}
 	text := strings.Join(v.Warnings, " | ")
-	if !v.Allow {
+	switch {
+	case v.Pending:
+		// Held, not refused: no reply, and nobody waited for the refresh.
 		text = v.Message
-		wantEnh := [3]int{5, 7, 1}
-		if tt.wantCode == 451 {
-			wantEnh = [3]int{4, 7, 0}
+		if v.Code != 0 || acct.waited != 0 {
+			t.Fatalf("pending verdict with code %d; %d refreshes waited for", v.Code, acct.waited)
 		}
-		if v.Code != tt.wantCode || v.Enhanced != wantEnh {
+		checkReplyText(t, v.Message)
+	case !v.Allow:
+		text = v.Message
+		if wantEnh := [3]int{5, 7, 1}; v.Code != tt.wantCode || v.Enhanced != wantEnh {
 			t.Fatalf("code %d %v, want %d %v", v.Code, v.Enhanced, tt.wantCode, wantEnh)
 		}
 		checkReplyText(t, v.Message)
-	} else if v.Code != 0 || v.Message != "" {
+	case v.Code != 0 || v.Message != "":
 		t.Fatalf("allowed verdict carries a reply: %+v", v)
 	}
 	for _, s := range tt.wantText {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -88,6 +89,16 @@ func TestConnectionChurnIsLoggedInAggregate(t *testing.T) {
 			c.(*net.TCPConn).SetLinger(0) // close with a reset, unread greeting and all
 			c.Close()
 		}
+	}
+	// Under load the server may reach the reset connections only after a
+	// while: wait for its first line about them before stopping it.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(logs.Name())
+		if strings.Contains(string(b), "error handling") || strings.Contains(string(b), "client error") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	e.stop()
 	logged, _ := os.ReadFile(logs.Name())

@@ -76,7 +76,7 @@ func TestMigrateStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer emb.Close()
-	all := storetest.List(t, emb, store.Filter{Limit: 1000})
+	all := storetest.IDs(t, emb, store.Filter{Limit: 1000})
 	if len(all) != 306 {
 		t.Fatalf("the embedded store holds %d messages, want 306", len(all))
 	}
@@ -97,7 +97,7 @@ func TestMigrateStore(t *testing.T) {
 	}
 	for _, f := range []store.Filter{{Limit: 1000}, {Q: "bulk", Limit: 1000}, {To: "x.example", Limit: 1000}, {State: "refused"},
 		{Feedback: "any"}} {
-		if got, want := storetest.List(t, node, f), storetest.List(t, emb, f); !slices.Equal(got, want) {
+		if got, want := storetest.IDs(t, node, f), storetest.IDs(t, emb, f); !slices.Equal(got, want) {
 			t.Errorf("List(%+v): %d in the cluster, %d embedded", f, len(got), len(want))
 		}
 	}

@@ -17,16 +17,22 @@ func python3(t *testing.T) string { return odootest.Python3(t) }
 
 func replay(t *testing.T, args ...string) map[string]any {
 	t.Helper()
-	cmd := exec.Command(python3(t), append([]string{"testdata/odoo_smtp.py"}, args...)...)
+	return runPython(t, "testdata/odoo_smtp.py", args...)
+}
+
+// runPython runs a script of testdata and decodes the JSON it prints.
+func runPython(t *testing.T, script string, args ...string) map[string]any {
+	t.Helper()
+	cmd := exec.Command(python3(t), append([]string{script}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("odoo_smtp.py %v: %v\n%s", args, err, stderr.String())
+		t.Fatalf("%s %v: %v\n%s", script, args, err, stderr.String())
 	}
 	var res map[string]any
 	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("odoo_smtp.py output %q: %v", out, err)
+		t.Fatalf("%s output %q: %v", script, out, err)
 	}
 	return res
 }

@@ -49,7 +49,7 @@ func smtpOptions(cfg *config.Config) smtpd.Options {
 		Hostname: cfg.Hostname, Listen: s.Listen, ListenTLS: s.ListenTLS,
 		TLSCert: s.TLSCert, TLSKey: s.TLSKey, TLSDir: filepath.Join(cfg.DataDir, "tls"),
 		MaxMessageSize: s.MaxMessageSize, MaxRecipients: s.MaxRecipients, AllowInsecureAuth: s.AllowInsecureAuth,
-		Trusted: cfg.TrustedPrefixes(), MaxConnections: s.MaxConnections,
+		Trusted: cfg.TrustedPrefixes(), ProxyFrom: cfg.ProxyPrefixes(), MaxConnections: s.MaxConnections,
 		ReadTimeout: s.ReadTimeout.D(), DataTimeout: s.DataTimeout.D(),
 	}
 	for _, u := range s.Users {

@@ -4,8 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/emersion/go-smtp"
-
 	"github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
 	"github.com/mjrelay/mjrelay/relay/config"
@@ -123,18 +121,6 @@ func TestAPIDownAtRestartKeepsLastSnapshot(t *testing.T) {
 	_, err := send(c, "bounce@example.net", []string{"c@example.org"}, "From: inactive@example.net\r\nSubject: x\r\n\r\nhi\r\n")
 	if smtpCode(err) != 550 {
 		t.Fatalf("inactive sender with the API down: %v, want 550 from the saved snapshot", err)
-	}
-}
-
-func TestUnknownAccountStateDefers(t *testing.T) {
-	api := account(t)
-	api.SetDown(true)
-	e := newEnv(t, mjtest.StartTLS, withAPI(api, "enforce"))
-	c := e.client()
-	defer c.Close()
-	err := c.Mail("bounce@example.com", nil)
-	if se, ok := err.(*smtp.SMTPError); !ok || se.Code != 451 || se.EnhancedCode != (smtp.EnhancedCode{4, 7, 0}) {
-		t.Fatalf("MAIL with no account state: %v, want 451 4.7.0", err)
 	}
 }
 

@@ -236,9 +236,11 @@ func (r *Relay) startAccount(ctx context.Context) (err error) {
 func (r *Relay) build(context.Context) (err error) {
 	cfg, log := r.cfg, r.log
 	traffic := recorders{log: r.traffic, test: r.o.Traffic, store: r.Store, metrics: r.metrics.Recorder()}.multi()
+	var in *intake.Intake // held messages are checked by the intake, built below
 	dopts := deliver.Options{
 		Lanes: r.lanes, RetryMin: cfg.Queue.RetryMin.D(), RetryMax: cfg.Queue.RetryMax.D(),
 		MaxLifetime: cfg.Queue.MaxLifetime.D(), Traffic: traffic, Logger: log,
+		Gate: deliver.GateFunc(func(ctx context.Context, env queue.Envelope) error { return in.Release(ctx, env) }),
 	}
 	var fb web.Feedback
 	var fstate func() metrics.Feedback
@@ -258,14 +260,14 @@ func (r *Relay) build(context.Context) (err error) {
 	if r.Account != nil {
 		acct, acctState = r.Account, r.Account
 	}
-	r.metrics.Observe(metrics.State{QueueDepth: r.queueDepth, Account: acctState, Store: r.Store, Feedback: fstate})
+	r.metrics.Observe(metrics.State{QueueDepth: r.queueDepth, Held: r.held, Account: acctState, Store: r.Store, Feedback: fstate})
 	checker := r.o.Policy
 	if checker == nil {
 		if checker, err = policy.New(policyOptions(cfg), acct, log); err != nil {
 			return err
 		}
 	}
-	in := intake.New(intakeOptions(cfg, r.Store.WantsBodies()), intake.Deps{Queue: r.Queue, Policy: checker,
+	in = intake.New(intakeOptions(cfg, r.Store.WantsBodies()), intake.Deps{Queue: r.Queue, Policy: checker,
 		Classifier: lanes.NewClassifier(classifierOptions(cfg, acct)), Flow: r.Sched, Traffic: traffic, Logger: log})
 	if r.smtp, err = smtpd.New(smtpOptions(cfg), smtpd.Deps{Intake: in, Traffic: traffic, Logger: log}); err != nil {
 		return err
@@ -305,21 +307,29 @@ func (r *Relay) listenSMTP(context.Context) error {
 func (r *Relay) queueDepth() map[string]int {
 	out := map[string]int{}
 	for lane, d := range r.Sched.Depths() {
-		out[lane] = d.Ready + d.Deferred + d.InFlight
+		out[lane] = d.Ready + d.Deferred + d.InFlight + d.Held
 	}
 	return out
 }
 
-// ready: listening, the queue accepts a message, the Mailjet account state
-// is known (when the sender check uses it), and no component failed.
+func (r *Relay) held() map[string]int {
+	out := map[string]int{}
+	for lane, d := range r.Sched.Depths() {
+		out[lane] = d.Held
+	}
+	return out
+}
+
+// ready: listening, the queue accepts a message, and no component failed.
+// An unknown Mailjet account state does not make the relay unready: it
+// accepts and holds mail meanwhile (a load balancer that took every relay
+// out while Mailjet's API is down would refuse all mail).
 func (r *Relay) ready() error {
 	switch {
 	case !r.listening.Load():
 		return errors.New("SMTP is not listening")
 	case r.Queue.Admit(0) != nil:
 		return errors.New("the queue is full or the disk is short of space")
-	case r.Account != nil && !r.Account.State().Known():
-		return errors.New("the Mailjet account state is not known yet")
 	}
 	return r.sup.Err()
 }

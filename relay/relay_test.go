@@ -95,15 +95,15 @@ func TestRefusals(t *testing.T) {
 		{"too many recipients", func(c *smtp.Client) error {
 			_, err := send(c, "a@example.com", []string{"b@example.org", "c@example.org", "d@example.org"}, testMessage("many"))
 			return err
-		}, 452, "too_many_recipients"},
+		}, 550, "too_many_recipients"},
 		{"unqualified recipient", func(c *smtp.Client) error {
 			_, err := send(c, "a@example.com", []string{"root@localhost"}, testMessage("x"))
 			return err
-		}, 501, "bad_recipient_syntax"},
+		}, 550, "bad_recipient"},
 		{"percent hack", func(c *smtp.Client) error {
 			_, err := send(c, "a@example.com", []string{"user%victim.example@example.org"}, testMessage("x"))
 			return err
-		}, 501, "bad_recipient_syntax"},
+		}, 550, "bad_recipient"},
 		{"bad sender", func(c *smtp.Client) error {
 			_, err := send(c, "a@nodot", []string{"b@example.org"}, testMessage("x"))
 			return err

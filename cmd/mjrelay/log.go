@@ -229,7 +229,11 @@ func printMessage(w io.Writer, m *store.Message) {
 	}
 	fmt.Fprintln(w, "Timeline")
 	for _, s := range m.Timeline {
-		fmt.Fprintf(w, "  %s  %-7s  %s\n", localTime(s.Time), s.Source, s.Text)
+		text := s.Text
+		if !s.Next.IsZero() {
+			text += "; next attempt " + localTime(s.Next)
+		}
+		fmt.Fprintf(w, "  %s  %-7s  %s\n", localTime(s.Time), s.Source, text)
 		if s.Reply != "" {
 			fmt.Fprintf(w, "  %19s  %-7s    %s\n", "", "", s.Reply)
 		}

@@ -111,20 +111,25 @@ func openQueue(cfg *config.Config) (queueAPI, func(), error) {
 	return offlineAPI{control.Offline{Queue: q, Traffic: rec}}, func() { closeRec(); q.Close() }, nil
 }
 
+// printQueue lists the queue: a held message shows "held" as its next
+// attempt, and why it is held in place of a last error.
 func printQueue(w io.Writer, l control.Listing) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tRECEIVED\tSIZE\tFROM\tTO\tATTEMPTS\tNEXT\tLAST ERROR")
+	fmt.Fprintln(tw, "ID\tRECEIVED\tSIZE\tFROM\tTO\tATTEMPTS\tNEXT\tLAST ERROR OR WHY HELD")
 	for _, it := range l.Items {
 		to := it.State.Pending
 		if to == nil {
 			to = it.Envelope.To
 		}
-		next := "now"
+		next, why := "now", it.State.LastError
 		if it.State.Next.After(time.Now()) {
 			next = it.State.Next.Local().Format("01-02 15:04:05")
 		}
+		if held := it.Held(); held != "" {
+			next, why = "held", held
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\n", it.Envelope.ID, it.Envelope.Received.Local().Format("01-02 15:04:05"),
-			it.Envelope.Size, it.Envelope.From, strings.Join(to, ","), it.State.Attempts, next, it.State.LastError)
+			it.Envelope.Size, it.Envelope.From, strings.Join(to, ","), it.State.Attempts, next, why)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d message(s), %d bytes on disk\n", l.Stats.Messages, l.Stats.DiskBytes)

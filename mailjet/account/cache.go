@@ -165,8 +165,8 @@ func New(o Options) (*Cache, error) {
 // Start loads the persisted snapshot (if any) and refreshes once from the
 // API. It returns an error only when Mailjet rejects the keys (*AuthError),
 // which should stop the relay; when the API is unreachable the relay goes on
-// with the persisted snapshot, or with an unknown state (451 to senders)
-// until the API answers.
+// with the persisted snapshot, or with an unknown state (mail is accepted
+// and held until the sender can be checked) until the API answers.
 func (c *Cache) Start(ctx context.Context) error {
 	c.loadPersisted(ctx)
 	_, err := c.refresh(ctx, "startup", false)
@@ -356,7 +356,7 @@ func (c *Cache) logFailure(reason string, st State, err error) {
 	}
 	if st.Snapshot == nil {
 		c.log.Log(context.Background(), slog.LevelError,
-			"Mailjet account refresh failed and no snapshot is available: senders get 451 until the API answers",
+			"Mailjet account refresh failed and no snapshot is available: mail is accepted and held until the API answers and its sender can be checked",
 			"reason", reason, "err", err)
 		return
 	}

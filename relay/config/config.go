@@ -46,6 +46,10 @@ type SMTP struct {
 	MaxRecipients     int      `toml:"max_recipients"`
 	AllowInsecureAuth bool     `toml:"allow_insecure_auth"`
 	TrustedNetworks   []string `toml:"trusted_networks"`
+	// ProxyProtocolFrom are the load balancers (addresses or CIDR
+	// prefixes) whose connections start with a PROXY protocol header (v1
+	// or v2) naming the real client; no one else may send one.
+	ProxyProtocolFrom []string `toml:"proxy_protocol_from"`
 	MaxConnections    int      `toml:"max_connections"`
 	ReadTimeout       Duration `toml:"read_timeout"`
 	DataTimeout       Duration `toml:"data_timeout"`
@@ -183,7 +187,7 @@ func Default() *Config {
 		SMTP: SMTP{
 			Listen:         "127.0.0.1:2525",
 			MaxMessageSize: 26214400,
-			MaxRecipients:  100,
+			MaxRecipients:  1000,
 			MaxConnections: 500,
 			ReadTimeout:    Duration(5 * time.Minute),
 			DataTimeout:    Duration(10 * time.Minute),
@@ -294,9 +298,14 @@ func (c *Config) TrafficFile() string {
 }
 
 // TrustedPrefixes parses smtp.trusted_networks (validated by Load).
-func (c *Config) TrustedPrefixes() []netip.Prefix {
+func (c *Config) TrustedPrefixes() []netip.Prefix { return prefixes(c.SMTP.TrustedNetworks) }
+
+// ProxyPrefixes parses smtp.proxy_protocol_from (validated by Load).
+func (c *Config) ProxyPrefixes() []netip.Prefix { return prefixes(c.SMTP.ProxyProtocolFrom) }
+
+func prefixes(list []string) []netip.Prefix {
 	var out []netip.Prefix
-	for _, s := range c.SMTP.TrustedNetworks {
+	for _, s := range list {
 		if p, err := parsePrefix(s); err == nil {
 			out = append(out, p)
 		}
@@ -347,9 +356,11 @@ func (c *Config) validate() error {
 	if c.SMTP.MaxRecipients <= 0 {
 		bad("smtp.max_recipients", "must be positive")
 	}
-	for _, n := range c.SMTP.TrustedNetworks {
-		if _, err := parsePrefix(n); err != nil {
-			bad("smtp.trusted_networks", "%q is not an address or CIDR prefix", n)
+	for key, list := range map[string][]string{"smtp.trusted_networks": c.SMTP.TrustedNetworks, "smtp.proxy_protocol_from": c.SMTP.ProxyProtocolFrom} {
+		for _, n := range list {
+			if _, err := parsePrefix(n); err != nil {
+				bad(key, "%q is not an address or CIDR prefix", n)
+			}
 		}
 	}
 	seen := map[string]bool{}

@@ -46,6 +46,7 @@ func TestErrors(t *testing.T) {
 		{"[mailjet]\ntransport = \"pigeon\"", "not one of"},
 		{"[mailjet]\nsmtp_tls = \"none\"", "mailjet.smtp_tls"},
 		{"[smtp]\ntrusted_networks = [\"10.0.0.0/33\"]", "trusted_networks"},
+		{"[smtp]\nproxy_protocol_from = [\"haproxy.local\"]", "smtp.proxy_protocol_from: \"haproxy.local\" is not an address"},
 		{"[[smtp.users]]\nusername = \"odoo\"\npassword_hash = \"plain\"", "bcrypt hash"},
 		{"[queue]\nretry_min = \"2h\"\nretry_max = \"1h\"", "retry_min"},
 		{"[queue]\nretry_min = \"soon\"", "soon"},

@@ -96,7 +96,7 @@ func (s *Scheduler) attempt(id string, l *lane) {
 		}
 	}
 
-	st := queue.State{ID: id, Attempts: attemptNo, Pending: remaining}
+	st := queue.State{ID: id, Attempts: attemptNo, Pending: remaining, Released: it.State.Released}
 	var why mailjet.Reply
 	if tried == 0 {
 		// All transports are cooling down: wait for the first probe, and

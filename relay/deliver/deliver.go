@@ -8,7 +8,9 @@
 // deferred with exponential backoff and jitter (until queue.max_lifetime); a
 // transport that keeps failing is skipped for a cool-down, then probed. 5xx
 // failures are final. Pace lets the SMTP server hold back intake for a lane
-// that is far behind.
+// that is far behind. A held message (accepted while its sender could not
+// be checked, see Gate) waits aside until its check runs: it then joins its
+// lane, or fails for good with the refusal the client would have had.
 package deliver
 
 import (
@@ -48,8 +50,14 @@ type Options struct {
 	MaxLifetime time.Duration
 	// AttemptTimeout bounds one delivery attempt (default 10 min).
 	AttemptTimeout time.Duration
-	Traffic        trafficlog.Recorder
-	Logger         *slog.Logger
+	// Gate checks held messages before their first attempt (see Gate);
+	// nil: nothing is held.
+	Gate Gate
+	// HoldRecheck is how often held messages are checked again while
+	// their check cannot run (default 2 s).
+	HoldRecheck time.Duration
+	Traffic     trafficlog.Recorder
+	Logger      *slog.Logger
 	// Final, when set, is told of each permanent failure (the failed event
 	// and the message's bytes) before it is recorded and before the message
 	// leaves the queue, and must return only once what it keeps of it is
@@ -69,6 +77,8 @@ type Scheduler struct {
 	mu       sync.Mutex
 	lanes    []*lane
 	later    delayHeap
+	held     []heldMsg // oldest first
+	holdWake chan struct{}
 	inFlight map[string]bool
 	deleted  map[string]bool // deleted while in flight
 	wake     chan struct{}
@@ -85,6 +95,7 @@ type lane struct {
 	limiter  *rate.Limiter
 	health   []*health
 	deferred int
+	held     int
 	freed    chan struct{} // a token per ended attempt, for Pace
 	pacing   bool
 }
@@ -93,6 +104,9 @@ type lane struct {
 func New(q Queue, opts Options) *Scheduler {
 	if opts.AttemptTimeout <= 0 {
 		opts.AttemptTimeout = 10 * time.Minute
+	}
+	if opts.HoldRecheck <= 0 {
+		opts.HoldRecheck = defaultHoldRecheck
 	}
 	if opts.Traffic == nil {
 		opts.Traffic = trafficlog.Discard{}
@@ -103,7 +117,7 @@ func New(q Queue, opts Options) *Scheduler {
 	s := &Scheduler{
 		q: q, opts: opts, log: opts.Logger,
 		inFlight: map[string]bool{}, deleted: map[string]bool{},
-		wake: make(chan struct{}, 1),
+		wake: make(chan struct{}, 1), holdWake: make(chan struct{}, 1),
 	}
 	for _, l := range opts.Lanes {
 		ln := &lane{Lane: l}
@@ -137,10 +151,17 @@ func (s *Scheduler) laneFor(class string) *lane {
 	return s.lanes[0]
 }
 
-// Enqueue schedules a stored message: at once, or at its State.Next.
+// Enqueue schedules a stored message: at once, or at its State.Next; a
+// held message waits for its check first.
 func (s *Scheduler) Enqueue(it queue.Item) {
 	s.mu.Lock()
 	l := s.laneFor(it.Envelope.Class)
+	if it.Held() != "" && s.opts.Gate != nil {
+		s.hold(it, l)
+		s.mu.Unlock()
+		s.pokeHeld()
+		return
+	}
 	if it.State.Next.After(time.Now()) {
 		heap.Push(&s.later, delayed{id: it.Envelope.ID, at: it.State.Next, lane: l})
 		l.deferred++
@@ -161,6 +182,10 @@ func (s *Scheduler) poke() {
 // Run delivers until ctx ends, then waits for the attempts in flight.
 func (s *Scheduler) Run(ctx context.Context) {
 	defer s.running.Wait()
+	if s.opts.Gate != nil {
+		s.running.Add(1)
+		go func() { defer s.running.Done(); s.releaseHeld(ctx) }()
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -237,10 +262,19 @@ func (s *Scheduler) next() (string, *lane, time.Duration) {
 	return "", nil, wait
 }
 
-// RetryNow makes a deferred message (or all, with id "") ready at once.
+// RetryNow makes a deferred message (or all, with id "") ready at once,
+// and checks a held one (or all) at once.
 func (s *Scheduler) RetryNow(id string) int {
 	s.mu.Lock()
 	n := 0
+	for _, h := range s.held {
+		if id == "" || h.id == id {
+			n++
+		}
+	}
+	if n > 0 {
+		defer s.pokeHeld()
+	}
 	keep := s.later[:0]
 	for _, d := range s.later {
 		if id == "" || d.id == id {
@@ -277,13 +311,15 @@ func (s *Scheduler) Delete(ctx context.Context, id string) error {
 	if err := s.q.Done(ctx, id); err != nil {
 		return err
 	}
+	s.unhold(id)
 	s.opts.Traffic.Record(trafficlog.NewDeleted(it.Envelope, "deleted by an administrator"))
 	return nil
 }
 
-// Depth is one lane's queue: ready, deferred and in flight.
+// Depth is one lane's queue: ready, deferred, in flight, and held (waiting
+// for their check, see Gate).
 type Depth struct {
-	Ready, Deferred, InFlight int
+	Ready, Deferred, InFlight, Held int
 }
 
 // Depths reports each lane's queue.
@@ -292,7 +328,7 @@ func (s *Scheduler) Depths() map[string]Depth {
 	defer s.mu.Unlock()
 	out := map[string]Depth{}
 	for _, l := range s.lanes {
-		out[string(l.Class)] = Depth{Ready: len(l.ready), Deferred: l.deferred, InFlight: l.busy}
+		out[string(l.Class)] = Depth{Ready: len(l.ready), Deferred: l.deferred, InFlight: l.busy, Held: l.held}
 	}
 	return out
 }

@@ -33,8 +33,14 @@ func (w *writer) apply(en *store.Entry) error {
 	if err := w.loadRcpts(m); err != nil {
 		return err
 	}
+	if e.Event == trafficlog.Received && en.Body != nil {
+		m.Attachments = en.Attachments
+	}
 	ev, err := m.Apply(e, w.stats)
 	if err != nil {
+		return err
+	}
+	if err := w.indexNew(m); err != nil {
 		return err
 	}
 	if err := w.event(m.Key, ev); err != nil {
@@ -90,6 +96,18 @@ func (w *writer) insertRow(m *row) error {
 	}
 	m.pending = false
 	return w.index(m, false)
+}
+
+// indexNew indexes the address keys the events added (the ids the
+// upstream gave).
+func (w *writer) indexNew(m *row) error {
+	for _, k := range m.NewKeys {
+		if _, err := w.st["insertAddr"].ExecContext(w.ctx, k, m.Key); err != nil {
+			return err
+		}
+	}
+	m.NewKeys = nil
+	return nil
 }
 
 // index adds a message's addresses and text to the search indexes; with

@@ -51,7 +51,7 @@ func buildBenchStore(path string, n int) (int, error) {
 		return 0, err
 	}
 	defer wdb.Close()
-	if _, err := migrate(wdb); err != nil {
+	if _, err := migrate(wdb, slog.New(slog.DiscardHandler)); err != nil {
 		return 0, err
 	}
 	s := &Store{opts: Options{Now: time.Now, Retention: 24 * 365 * time.Hour}, log: slog.New(slog.DiscardHandler), wdb: wdb}

@@ -89,7 +89,7 @@ func Open(path string, o Options) (*Store, error) {
 			return nil, err
 		}
 		s.wdb = w
-		dropped, err := migrate(w)
+		dropped, err := migrate(w, s.log)
 		if err != nil {
 			w.Close()
 			return nil, fmt.Errorf("traffic store %s: %w", path, err)

@@ -37,19 +37,17 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 			drivers = append(drivers, driver{"addrs a JOIN messages m ON m.key = a.key", "a.key", "a.a = ?", sc.Addr})
 		case len(sc.Words) > 0:
 			drivers = append(drivers, driver{"fts JOIN messages m ON m.key = fts.rowid", "fts.rowid", "fts MATCH ?", ftsQuery(sc.Words)})
+		case sc.QueueID != "":
+			drivers = append(drivers, driver{"messages m", "m.key", "m.id = ?", sc.QueueID})
+		case sc.MailjetID != "":
+			drivers = append(drivers, driver{"messages m", "m.key", "m.key IN (SELECT key FROM rcpts WHERE mj_id = ?)", sc.MailjetID})
+		case sc.UUID != "":
+			drivers = append(drivers, driver{"messages m", "m.key", "m.key IN (SELECT key FROM rcpts WHERE mj_uuid = ?)", sc.UUID})
 		default:
 			drivers = append(drivers, driver{from: "messages m", keyCol: "m.key"})
 		}
 	}
 	var common query
-	switch {
-	case p.QueueID != "":
-		common.add("m.id = ?", p.QueueID)
-	case p.MailjetID != "":
-		common.add("m.key IN (SELECT key FROM rcpts WHERE mj_id = ?)", p.MailjetID)
-	case p.UUID != "":
-		common.add("m.key IN (SELECT key FROM rcpts WHERE mj_uuid = ?)", p.UUID)
-	}
 	for _, a := range p.Addrs {
 		common.add("EXISTS (SELECT 1 FROM addrs x WHERE x.a = ? AND x.key = m.key)", a)
 	}
@@ -66,10 +64,13 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	if len(p.States) == 1 {
 		common.add("m.state = ?", p.States[0])
 	} else if len(p.States) > 1 {
-		common.add("m.state IN ("+strings.TrimSuffix(strings.Repeat("?,", len(p.States)), ",")+")", anys(p.States)...)
+		common.add("m.state IN ("+placeholders(len(p.States))+")", anys(p.States)...)
 	}
 	if p.Class != "" {
 		common.add("m.class = ?", p.Class)
+	}
+	if p.Reason != "" {
+		common.add("m.why = ?", p.Reason)
 	}
 	feedbackFilter(&common, p.Feedback)
 	var branches []string

@@ -9,7 +9,7 @@ import (
 // rowColumns are the messages columns in row order.
 const rowColumns = `key, id, received_at, updated_at, final_at, state, class, class_rule, mail_from, rcpt_to,
 	header_from, subject, message_id, size, user, client, helo, tls, verdict, reason, stage, reply,
-	transport, upstream, attempts, mailjet_ids, latency_ms`
+	transport, upstream, attempts, mailjet_ids, latency_ms, why, upstream_ids, attachments`
 
 // row is one messages row.
 type row struct {
@@ -28,7 +28,7 @@ func scanRow(sc scanner) (*row, error) {
 	err := sc.Scan(&r.Key, &r.ID, &r.ReceivedAt, &r.UpdatedAt, &final, &r.State, &r.Class, &r.ClassRule,
 		&r.MailFrom, &r.RcptTo, &r.HeaderFrom, &r.Subject, &r.MessageID, &r.Size, &r.User, &r.Client, &r.Helo,
 		&r.TLS, &r.Verdict, &r.Reason, &r.Stage, &r.Reply, &r.Transport, &r.Upstream, &r.Attempts,
-		&r.MailjetIDs, &lat)
+		&r.MailjetIDs, &lat, &r.Why, &r.UpstreamIDs, &r.Attachments)
 	r.FinalAt, r.LatencyMS = final.Int64, lat.Float64
 	return r, err
 }
@@ -38,7 +38,7 @@ func (r *row) values() []any {
 	return []any{r.Key, r.ID, r.ReceivedAt, r.UpdatedAt, nullInt(r.FinalAt), r.State, r.Class, r.ClassRule,
 		r.MailFrom, r.RcptTo, r.HeaderFrom, r.Subject, r.MessageID, r.Size, r.User, r.Client, r.Helo,
 		r.TLS, r.Verdict, r.Reason, r.Stage, r.Reply, r.Transport, r.Upstream, r.Attempts,
-		r.MailjetIDs, nullFloat(r.LatencyMS)}
+		r.MailjetIDs, nullFloat(r.LatencyMS), r.Why, r.UpstreamIDs, r.Attachments}
 }
 
 // updateValues returns the arguments of the updateMsg statement.
@@ -50,7 +50,7 @@ func (r *row) updateValues() []any {
 // stateValues returns the arguments of the updateState statement.
 func (r *row) stateValues() []any {
 	return []any{r.UpdatedAt, nullInt(r.FinalAt), r.State, r.Reason, r.Reply, r.Transport, r.Upstream,
-		r.Attempts, r.MailjetIDs, nullFloat(r.LatencyMS), r.Key}
+		r.Attempts, r.MailjetIDs, nullFloat(r.LatencyMS), r.Why, r.UpstreamIDs, r.Key}
 }
 
 // rowCache keeps the rows the writer touched recently, so that the events

@@ -3,11 +3,14 @@ package inspect
 import (
 	"database/sql"
 	"fmt"
+	"log/slog"
+	"time"
 )
 
-// schemaVersion changes whenever the tables below change; a store of
-// another version is rebuilt empty (it holds observations, not mail).
-const schemaVersion = 1
+// schemaVersion changes whenever the tables below change, with a
+// migration from the version before (migrations); a store of a version
+// with no migration path (from a newer mjrelay) is rebuilt empty.
+const schemaVersion = 2
 
 // Layout notes.
 //
@@ -17,8 +20,12 @@ const schemaVersion = 1
 //     index (which SQLite suffixes with the key) is time-ordered too, so
 //     "the latest 50 with state X" is an index range scan, never a sort.
 //   - addrs holds one row per address and domain of a message, prefixed by
-//     kind ("f:" from, "t:" to, "F:"/"T:" their domains), keyed (a, key) so
-//     that "messages to x@y, newest first" is one range scan.
+//     kind ("f:" from, "t:" to, "F:"/"T:" their domains, "u:" the ids the
+//     upstream gave it), keyed (a, key) so that "messages to x@y, newest
+//     first" is one range scan.
+//   - messages.why is the reason label of a message in a problem state
+//     (store.Summary.Why), indexed so that "the latest with this reason"
+//     is a range scan too.
 //   - fts is a contentless FTS5 index (subject, addresses, ids) whose rowid
 //     is the message key. '.', '@', '-', '_' and '+' are part of words, so
 //     that an address is one token (searching "john" finds
@@ -27,7 +34,8 @@ const schemaVersion = 1
 //   - events and rcpts are clustered by message key (WITHOUT ROWID), so a
 //     message's timeline is one range scan.
 //   - stats are per-minute counters maintained by the writer for the
-//     dashboard, so that charts never scan messages.
+//     dashboard and the funnel (the rcpt_* kinds count recipients), so
+//     that charts never scan messages.
 var schema = []string{
 	`CREATE TABLE meta (k TEXT PRIMARY KEY, v) WITHOUT ROWID`,
 	`CREATE TABLE messages (
@@ -57,9 +65,13 @@ var schema = []string{
 		upstream    TEXT NOT NULL DEFAULT '',
 		attempts    INTEGER NOT NULL DEFAULT 0,
 		mailjet_ids TEXT NOT NULL DEFAULT '',
-		latency_ms  REAL
+		latency_ms  REAL,
+		why          TEXT NOT NULL DEFAULT '',
+		upstream_ids TEXT NOT NULL DEFAULT '',
+		attachments  INTEGER NOT NULL DEFAULT 0
 	)`,
 	`CREATE INDEX messages_state ON messages(state)`,
+	`CREATE INDEX messages_why ON messages(why)`,
 	`CREATE INDEX messages_class ON messages(class)`,
 	`CREATE TABLE addrs (a TEXT NOT NULL, key INTEGER NOT NULL, PRIMARY KEY (a, key)) WITHOUT ROWID`,
 	`CREATE TABLE rcpts (
@@ -100,12 +112,30 @@ var schema = []string{
 
 var tables = []string{"meta", "messages", "addrs", "rcpts", "events", "bodies", "stats", "fts", "feedback"}
 
-// migrate creates the schema, or rebuilds it when it is of another version
+// migrate creates the schema, brings a store of an older version to this
+// one (each step in a transaction: a failed migration leaves the store as
+// it was), or rebuilds it when it is of a version it cannot migrate from
 // (dropped tells the caller to log it).
-func migrate(db *sql.DB) (dropped int, err error) {
+func migrate(db *sql.DB, log *slog.Logger) (dropped int, err error) {
 	var v int
 	err = db.QueryRow(`SELECT v FROM meta WHERE k='schema'`).Scan(&v)
 	if err == nil && v == schemaVersion {
+		return 0, addTables(db)
+	}
+	if err == nil && v < schemaVersion && migrations[v] != nil {
+		start := time.Now()
+		log.Info("traffic store: migrating to this version's schema, once; its records are kept (a large store takes a minute)",
+			"from", v, "to", schemaVersion)
+		defer func() {
+			if err == nil {
+				log.Info("traffic store migrated", "took", time.Since(start).Round(time.Millisecond))
+			}
+		}()
+		for ; v < schemaVersion; v++ {
+			if err := migrateStep(db, v); err != nil {
+				return 0, fmt.Errorf("migrating from schema version %d: %w", v, err)
+			}
+		}
 		return 0, addTables(db)
 	}
 	if err == nil {
@@ -144,4 +174,20 @@ func migrate(db *sql.DB) (dropped int, err error) {
 		return 0, err
 	}
 	return dropped, addTables(db)
+}
+
+// migrateStep runs migrations[v] in a transaction.
+func migrateStep(db *sql.DB, v int) error {
+	tx, err := db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := migrations[v](tx); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(`UPDATE meta SET v = ? WHERE k = 'schema'`, v+1); err != nil {
+		return err
+	}
+	return tx.Commit()
 }

@@ -34,13 +34,13 @@ type writer struct {
 var statements = map[string]string{
 	"byID":      `SELECT ` + rowColumns + ` FROM messages WHERE id = ?`,
 	"byKey":     `SELECT ` + rowColumns + ` FROM messages WHERE key = ?`,
-	"insertMsg": `INSERT INTO messages (` + rowColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	"insertMsg": `INSERT INTO messages (` + rowColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 	"updateMsg": `UPDATE messages SET received_at=?, updated_at=?, final_at=?, state=?, class=?, class_rule=?,
 		mail_from=?, rcpt_to=?, header_from=?, subject=?, message_id=?, size=?, user=?, client=?, helo=?, tls=?,
-		verdict=?, reason=?, stage=?, reply=?, transport=?, upstream=?, attempts=?, mailjet_ids=?, latency_ms=?
-		WHERE key=?`,
+		verdict=?, reason=?, stage=?, reply=?, transport=?, upstream=?, attempts=?, mailjet_ids=?, latency_ms=?,
+		why=?, upstream_ids=?, attachments=? WHERE key=?`,
 	"updateState": `UPDATE messages SET updated_at=?, final_at=?, state=?, reason=?, reply=?, transport=?, upstream=?,
-		attempts=?, mailjet_ids=?, latency_ms=? WHERE key=?`,
+		attempts=?, mailjet_ids=?, latency_ms=?, why=?, upstream_ids=? WHERE key=?`,
 	"insertAddr":     `INSERT OR IGNORE INTO addrs (a, key) VALUES (?, ?)`,
 	"insertFTS":      `INSERT INTO fts (rowid, subject, addrs, ids) VALUES (?, ?, ?, ?)`,
 	"deleteFTS":      `DELETE FROM fts WHERE rowid = ?`,

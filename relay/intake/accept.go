@@ -6,6 +6,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/mjrelay/mjrelay/policy"
 	"github.com/mjrelay/mjrelay/relay/lanes"
 	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
@@ -31,6 +32,9 @@ type Submission struct {
 	// Recycled tells that Buffer is used again once Accept returns: an
 	// event that keeps the stored bytes gets a copy.
 	Recycled bool
+	// SenderPending: CheckSender could not check the envelope sender
+	// (see CheckSender); Accept checks it, or holds the message.
+	SenderPending bool
 }
 
 // Receipt is an accepted message: durably queued.
@@ -39,22 +43,37 @@ type Receipt struct {
 	Class lanes.Class
 }
 
-// Accept decides on a message: the header From against the sender policy,
-// its lane and campaign, pacing for its lane, the Received header and its
-// envelope; then it stores it in the queue and records it as received. A
-// Receipt means the message is durable; a Refusal says why it is not
-// queued.
+// Accept decides on a message: the header From against the sender policy
+// (and the envelope sender, if CheckSender could not check it), its lane
+// and campaign, pacing for its lane, the Received header and its envelope;
+// then it stores it in the queue and records it as received. A Receipt
+// means the message is durable; a Refusal says why it is not queued. A
+// message whose sender cannot be checked yet is accepted held (see
+// Release).
 func (in *Intake) Accept(ctx context.Context, sub Submission) (Receipt, *Refusal) {
 	info := ParseHeader(sub.Message)
 	checkCtx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
-	v := in.policy.CheckMessage(checkCtx, sub.Login, sub.From, info.From)
-	if !v.Allow {
+	refused := func(v policy.Verdict) (Receipt, *Refusal) {
 		r := policyRefusal(stageData, v)
 		r.From, r.Header, r.Size = sub.From, info, int64(len(sub.Message))
 		return Receipt{}, r
 	}
+	v := in.policy.CheckMessage(checkCtx, sub.Login, sub.From, info.From)
+	if !v.Allow && !v.Pending {
+		return refused(v)
+	}
 	in.warn(v, info.From, sub.Login, sub.Client)
+	if sub.SenderPending && !v.Pending {
+		ve := in.policy.CheckEnvelope(checkCtx, sub.Login, sub.From)
+		if !ve.Allow && !ve.Pending {
+			return refused(ve)
+		}
+		in.warn(ve, sub.From, sub.Login, sub.Client)
+		if ve.Pending {
+			v = ve
+		}
+	}
 
 	now := time.Now()
 	cl := in.classes.Classify(sub.Login, lanes.Facts{HeaderFrom: info.From, ListUnsubscribePost: info.ListUnsubscribePost,
@@ -64,6 +83,9 @@ func (in *Intake) Accept(ctx context.Context, sub Submission) (Receipt, *Refusal
 		User: sub.Login, Client: sub.Client, Helo: sub.Helo, UTF8: sub.UTF8 || !isASCII(sub.From, sub.To),
 		HeaderFrom: info.From, Subject: info.Subject, MessageID: info.MessageID,
 		Class: string(cl.Class), ClassRule: cl.Rule, Unsubscribe: info.OneClick,
+	}
+	if v.Pending {
+		env.Hold = v.Message
 	}
 	if in.opts.CampaignFromMailing {
 		env.Campaign = lanes.MailingCampaign(info.ListUnsubscribe)

@@ -8,6 +8,13 @@
 // not accepted gets a Refusal: the reply (code, RFC 3463 enhanced code and
 // a text that says what to fix) and what the traffic log records of it.
 //
+// The relay's own uncertainty is never the client's problem: while the
+// sender policy cannot run (the Mailjet account state is not known yet),
+// the message is accepted and held (queue.Envelope.Hold), and Release runs
+// the check it was accepted without once it can: the scheduler
+// (relay/deliver) delivers it, or fails it with the refusal the client
+// would have been given.
+//
 // The SMTP server (relay/smtpd) is one front: it speaks the protocol and
 // turns a Refusal into its reply. The intake depends on queue.Queue, not
 // on a backend, so that another front (an HTTP submission API) or a shared
@@ -16,6 +23,7 @@ package intake
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -104,20 +112,63 @@ type Sender struct {
 
 // CheckSender runs when a transaction starts: it refuses while the queue
 // has no room for a message of the announced size, then checks the
-// envelope sender against the sender policy.
-func (in *Intake) CheckSender(ctx context.Context, s Sender) *Refusal {
+// envelope sender against the sender policy. pending is true when the
+// policy could not check the sender yet (the Mailjet account state is not
+// known): the transaction goes on, and the front passes that on in
+// Submission.SenderPending, so that Accept checks the sender then or holds
+// the message.
+func (in *Intake) CheckSender(ctx context.Context, s Sender) (pending bool, r *Refusal) {
 	if err := in.queue.Admit(s.Size); err != nil {
-		return queueFull(stageMail)
+		return false, queueFull(stageMail)
 	}
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
 	v := in.policy.CheckEnvelope(ctx, s.Login, s.From)
-	if !v.Allow {
+	switch {
+	case v.Pending:
+		return true, nil
+	case !v.Allow:
 		r := policyRefusal(stageMail, v)
 		r.From = s.From
-		return r
+		return false, r
 	}
 	in.warn(v, s.From, s.Login, s.Client)
+	return false, nil
+}
+
+// ErrHeld is Release's answer while a held message's check still cannot
+// run.
+var ErrHeld = errors.New("intake: the sender cannot be checked yet (the Mailjet account state is not known)")
+
+// Release runs, for a message accepted held (queue.Envelope.Hold), the
+// sender check it was accepted without: the envelope sender, then the
+// header From, as CheckSender and Accept would have. It returns nil when
+// the message may be delivered, ErrHeld while the check still cannot run,
+// or the *Refusal the client would have been given (the same reply and
+// text): the message then fails for good with it.
+func (in *Intake) Release(ctx context.Context, env queue.Envelope) error {
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	checks := []struct {
+		stage string
+		check func() policy.Verdict
+	}{
+		{stageMail, func() policy.Verdict { return in.policy.CheckEnvelope(ctx, env.User, env.From) }},
+		{stageData, func() policy.Verdict { return in.policy.CheckMessage(ctx, env.User, env.From, env.HeaderFrom) }},
+	}
+	for _, c := range checks {
+		v := c.check()
+		switch {
+		case v.Pending:
+			return ErrHeld
+		case !v.Allow:
+			r := policyRefusal(c.stage, v)
+			r.From, r.Size = env.From, env.Size
+			r.Header = Header{From: env.HeaderFrom, Subject: env.Subject, MessageID: env.MessageID}
+			return r
+		}
+		in.warn(v, env.From, env.User, env.Client)
+	}
 	return nil
 }
 

@@ -164,7 +164,7 @@ func TestRefusals(t *testing.T) {
 			}
 			var got *intake.Refusal
 			if tc.mail {
-				got = in.CheckSender(context.Background(), intake.Sender{Login: "odoo", Client: "192.0.2.7:4321", From: tc.from})
+				_, got = in.CheckSender(context.Background(), intake.Sender{Login: "odoo", Client: "192.0.2.7:4321", From: tc.from})
 			} else {
 				sub := submission(inBuffer(tc.message))
 				sub.From = tc.from

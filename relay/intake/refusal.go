@@ -34,6 +34,9 @@ type Refusal struct {
 	Size   int64
 }
 
+// Error makes a refusal an error (Release returns it): the reply as sent.
+func (r *Refusal) Error() string { return r.Reply().String() }
+
 // Temporary reports whether the client may try again later.
 func (r *Refusal) Temporary() bool { return r.Code/100 == 4 }
 

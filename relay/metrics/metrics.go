@@ -135,11 +135,14 @@ func transportLabel(t string) string {
 }
 
 // stateCollector reads the values that are not events at scrape time:
-// queue depth, the Mailjet account cache's age, the store's health.
+// queue depth and held messages, the Mailjet account cache's age, the
+// store's health.
 type stateCollector struct{ d State }
 
 var (
-	descQueueDepth = prometheus.NewDesc("mjrelay_queue_depth", "Messages in the queue (ready, deferred or in flight), by lane.", []string{"lane"}, nil)
+	descQueueDepth = prometheus.NewDesc("mjrelay_queue_depth", "Messages in the queue (ready, deferred, in flight or held), by lane.", []string{"lane"}, nil)
+	descQueueHeld  = prometheus.NewDesc("mjrelay_queue_held",
+		"Messages held until their sender can be checked (accepted while the Mailjet account state was unknown), by lane.", []string{"lane"}, nil)
 	descAccountAge = prometheus.NewDesc("mjrelay_mailjet_account_age_seconds",
 		"Age of the Mailjet account snapshot the sender policy uses (absent while unknown).", nil, nil)
 	descAccountKnown = prometheus.NewDesc("mjrelay_mailjet_account_known", "1 when the Mailjet account state is known.", nil, nil)
@@ -154,7 +157,7 @@ var (
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueueDepth, descAccountAge, descAccountKnown, descAccountStale,
+	for _, d := range []*prometheus.Desc{descQueueDepth, descQueueHeld, descAccountAge, descAccountKnown, descAccountStale,
 		descDropped, descDroppedBodies, descPending, descWriteErrors} {
 		ch <- d
 	}
@@ -164,6 +167,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.d.QueueDepth != nil {
 		for lane, n := range c.d.QueueDepth() {
 			ch <- prometheus.MustNewConstMetric(descQueueDepth, prometheus.GaugeValue, float64(n), lane)
+		}
+	}
+	if c.d.Held != nil {
+		for lane, n := range c.d.Held() {
+			ch <- prometheus.MustNewConstMetric(descQueueHeld, prometheus.GaugeValue, float64(n), lane)
 		}
 	}
 	if c.d.Account != nil {

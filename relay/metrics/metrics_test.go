@@ -47,6 +47,7 @@ func TestMetrics(t *testing.T) {
 	snap := account.NewSnapshot(t0, "0123456789abcdef0123456789abcdef", nil, nil)
 	m.Observe(metrics.State{
 		QueueDepth: func() map[string]int { return map[string]int{"transactional": 1, "bulk": 0} },
+		Held:       func() map[string]int { return map[string]int{"transactional": 1, "bulk": 0} },
 		Account:    fakeAccount{account.State{Snapshot: snap, Source: account.SourceAPI, Age: 30 * time.Second, LastAttempt: t0}},
 		Store:      fakeStore{store.Health{DroppedEvents: 3, DroppedBodies: 2, Pending: 5, WriteErrors: 1}},
 	})
@@ -68,6 +69,8 @@ func TestMetrics(t *testing.T) {
 		`mjrelay_attempt_duration_seconds_count{transport="smtp"} 3`,
 		`mjrelay_queue_depth{lane="transactional"} 1`,
 		`mjrelay_queue_depth{lane="bulk"} 0`,
+		`mjrelay_queue_held{lane="transactional"} 1`,
+		`mjrelay_queue_held{lane="bulk"} 0`,
 		`mjrelay_mailjet_account_age_seconds 30`,
 		`mjrelay_mailjet_account_known 1`,
 		`mjrelay_mailjet_account_stale 0`,

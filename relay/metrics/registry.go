@@ -39,8 +39,11 @@ func (m *Metrics) Recorder() trafficlog.Recorder { return m.m }
 // State is what is read at scrape time; each part is optional.
 type State struct {
 	// QueueDepth returns the messages per lane ("transactional", "bulk"):
-	// ready + deferred + in flight.
+	// ready + deferred + in flight + held.
 	QueueDepth func() map[string]int
+	// Held returns the messages per lane held until their sender can be
+	// checked (accepted while the Mailjet account state was unknown).
+	Held func() map[string]int
 	// Account is the Mailjet account cache (nil when the sender check does
 	// not use Mailjet).
 	Account interface{ State() account.State }

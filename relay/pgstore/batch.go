@@ -36,6 +36,8 @@ type plan struct {
 	size   int
 	final  bool // left the queue in this batch
 	stats  store.StatCounts
+	// address keys the events added (store.Row.NewKeys)
+	newKeys []string
 	// the reports to Odoo: their counts (when changed), the message's
 	// one-click unsubscribe URL (when received)
 	fb          store.FeedbackCounts
@@ -45,10 +47,11 @@ type plan struct {
 
 // item is one event of a plan.
 type item struct {
-	ev    *trafficlog.Event
-	mj    *webhook.Event
-	body  []byte // deflated ev.Raw
-	evkey int64
+	ev          *trafficlog.Event
+	mj          *webhook.Event
+	body        []byte // deflated ev.Raw
+	attachments int    // ev.Raw's
+	evkey       int64
 }
 
 type keyedEvent struct {
@@ -142,7 +145,7 @@ func (b *batch) group(records []*store.Entry) error {
 			b.order = append(b.order, &plan{refusal: &ev})
 		case e.ID != "":
 			p := b.plan(e.ID)
-			p.items = append(p.items, item{ev: e, body: en.Body, evkey: eventKey(e)})
+			p.items = append(p.items, item{ev: e, body: en.Body, attachments: en.Attachments, evkey: eventKey(e)})
 			for _, r := range e.Rcpts {
 				if r.MessageID != 0 {
 					byMJID[r.MessageID] = e.ID
@@ -236,7 +239,7 @@ func eventKey(v any) int64 {
 // apply applies the plan's events to the message as loaded.
 func (b *batch) apply(p *plan) {
 	p.stats, p.events, p.body, p.size, p.final, p.isNew = store.StatCounts{}, nil, nil, 0, false, false
-	p.fb, p.fbChanged, p.unsubscribe = p.baseFB, false, ""
+	p.fb, p.fbChanged, p.unsubscribe, p.newKeys = p.baseFB, false, "", nil
 	if p.refusal != nil {
 		e := p.refusal
 		r, ev := store.NewRefusal(e, b.w.newKey(store.ReceivedMS(e.ID, e.Time)), p.stats)
@@ -264,14 +267,15 @@ func (b *batch) apply(p *plan) {
 			if r == nil {
 				r, p.isNew = store.NewRow(e, b.w.newKey(store.ReceivedMS(e.ID, e.Time)), p.stats), true
 			}
+			if e.Event == trafficlog.Received && it.body != nil {
+				p.body, p.size, r.Attachments = it.body, len(e.Raw), it.attachments
+			}
 			var err error
 			if ev, err = r.Apply(e, p.stats); err != nil {
 				b.w.logErr("cannot record an event in the traffic store", err, "event", e.Event, "id", e.ID)
 				continue
 			}
-			if e.Event == trafficlog.Received && it.body != nil {
-				p.body, p.size = it.body, len(e.Raw)
-			}
+			p.newKeys, r.NewKeys = append(p.newKeys, r.NewKeys...), nil
 			if e.Event == trafficlog.Received && e.Unsubscribe != "" {
 				p.unsubscribe = e.Unsubscribe
 			}

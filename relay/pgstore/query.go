@@ -63,21 +63,19 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 					"s.words @@ " + common.arg(match) + "::tsquery"})
 				inKeyOrder = true
 			}
+		case sc.QueueID != "":
+			drivers = append(drivers, driver{"store_messages m", "m.key", "m.id = " + common.arg(sc.QueueID)})
+		case sc.MailjetID != "":
+			// An id Mailjet never gives (past int64) finds nothing.
+			id, _ := strconv.ParseInt(sc.MailjetID, 10, 64)
+			drivers = append(drivers, driver{"store_messages m", "m.key",
+				"m.key IN (SELECT key FROM store_rcpts WHERE mj_id = " + common.arg(id) + ")"})
+		case sc.UUID != "":
+			drivers = append(drivers, driver{"store_messages m", "m.key",
+				"m.key IN (SELECT key FROM store_rcpts WHERE mj_uuid = " + common.arg(sc.UUID) + ")"})
 		default:
 			drivers = append(drivers, driver{from: "store_messages m", keyCol: "m.key"})
 		}
-	}
-	switch {
-	case p.QueueID != "":
-		common.add("m.id = " + common.arg(p.QueueID))
-	case p.MailjetID != "":
-		id, err := strconv.ParseInt(p.MailjetID, 10, 64)
-		if err != nil {
-			return none, nil // not an id Mailjet gives
-		}
-		common.add("m.key IN (SELECT key FROM store_rcpts WHERE mj_id = " + common.arg(id) + ")")
-	case p.UUID != "":
-		common.add("m.key IN (SELECT key FROM store_rcpts WHERE mj_uuid = " + common.arg(p.UUID) + ")")
 	}
 	for _, a := range p.Addrs {
 		common.add("EXISTS (SELECT 1 FROM store_addrs x WHERE x.a = " + common.arg(a) + " AND x.key = m.key)")
@@ -89,6 +87,9 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	}
 	if p.Class != "" {
 		common.add("m.class = " + common.arg(p.Class))
+	}
+	if p.Reason != "" {
+		common.add("m.why = " + common.arg(p.Reason))
 	}
 	switch p.Feedback {
 	case "":
@@ -256,6 +257,22 @@ func (s *Store) Raw(ctx context.Context, id string) (io.Reader, int64, error) {
 		return nil, 0, err
 	}
 	return store.Inflate(data), size, nil
+}
+
+// Funnel returns the delivery funnel by day and lane, from the per-minute
+// counters (store.FunnelBuilder) of every node.
+func (s *Store) Funnel(ctx context.Context, since, until time.Time, loc *time.Location) (*store.Funnel, error) {
+	b := store.NewFunnelBuilder(since, until, loc)
+	rows, err := s.db.Query(ctx, `SELECT minute / 15, kind, class, sum(n)::bigint FROM store_stats
+		WHERE minute >= $1 AND minute < $2 AND kind = ANY($3) GROUP BY 1, 2, 3`, b.FromMin, b.UntilMin, b.Kinds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	if err := b.AddRows(rows); err != nil {
+		return nil, err
+	}
+	return b.Funnel(), nil
 }
 
 // Stats returns the counters of [since, until) in buckets of step (at least

@@ -11,14 +11,16 @@ import (
 // rowColumns are the store_messages columns a store.Row is read from.
 const rowColumns = `m.key, m.id, m.received_at, m.updated_at, coalesce(m.final_at, 0), m.state, m.class, m.class_rule,
 	m.mail_from, m.rcpt_to, m.header_from, m.subject, m.message_id, m.size, m.login, m.client, m.helo, m.tls,
-	m.verdict, m.reason, m.stage, m.reply, m.transport, m.upstream, m.attempts, m.mailjet_ids, coalesce(m.latency_ms, 0)`
+	m.verdict, m.reason, m.stage, m.reply, m.transport, m.upstream, m.attempts, m.mailjet_ids, coalesce(m.latency_ms, 0),
+	m.why, m.upstream_ids, m.attachments`
 
 func scanRow(sc interface{ Scan(...any) error }) (*store.Row, error) {
 	r := &store.Row{}
 	var state string
 	err := sc.Scan(&r.Key, &r.ID, &r.ReceivedAt, &r.UpdatedAt, &r.FinalAt, &state, &r.Class, &r.ClassRule,
 		&r.MailFrom, &r.RcptTo, &r.HeaderFrom, &r.Subject, &r.MessageID, &r.Size, &r.User, &r.Client, &r.Helo, &r.TLS,
-		&r.Verdict, &r.Reason, &r.Stage, &r.Reply, &r.Transport, &r.Upstream, &r.Attempts, &r.MailjetIDs, &r.LatencyMS)
+		&r.Verdict, &r.Reason, &r.Stage, &r.Reply, &r.Transport, &r.Upstream, &r.Attempts, &r.MailjetIDs, &r.LatencyMS,
+		&r.Why, &r.UpstreamIDs, &r.Attachments)
 	r.State = store.State(state)
 	return r, err
 }
@@ -28,9 +30,9 @@ type rowArrays struct {
 	key, receivedAt, updatedAt, finalAt, size                       []int64
 	id, state, class, classRule, mailFrom, rcptTo, headerFrom       []string
 	subject, messageID, login, client, helo, verdict, reason, stage []string
-	reply, transport, upstream, mailjetIDs                          []string
+	reply, transport, upstream, mailjetIDs, why, upstreamIDs        []string
 	tls                                                             []bool
-	attempts                                                        []int32
+	attempts, attachments                                           []int32
 	latency                                                         []float64
 }
 
@@ -62,13 +64,17 @@ func (a *rowArrays) add(r *store.Row) {
 	a.attempts = append(a.attempts, int32(r.Attempts))
 	a.mailjetIDs = append(a.mailjetIDs, clean(r.MailjetIDs))
 	a.latency = append(a.latency, r.LatencyMS)
+	a.why = append(a.why, clean(r.Why))
+	a.upstreamIDs = append(a.upstreamIDs, clean(r.UpstreamIDs))
+	a.attachments = append(a.attachments, int32(r.Attachments))
 }
 
 // args are the arrays in the order of rowUnnest's columns.
 func (a *rowArrays) args() []any {
 	return []any{a.key, a.id, a.receivedAt, a.updatedAt, a.finalAt, a.state, a.class, a.classRule, a.mailFrom,
 		a.rcptTo, a.headerFrom, a.subject, a.messageID, a.size, a.login, a.client, a.helo, a.tls, a.verdict,
-		a.reason, a.stage, a.reply, a.transport, a.upstream, a.attempts, a.mailjetIDs, a.latency}
+		a.reason, a.stage, a.reply, a.transport, a.upstream, a.attempts, a.mailjetIDs, a.latency, a.why, a.upstreamIDs,
+		a.attachments}
 }
 
 // rowCols are the columns of rowArrays.args, with their types.
@@ -77,7 +83,8 @@ var rowCols = []struct{ name, typ string }{{"key", "bigint"}, {"id", "text"}, {"
 	{"mail_from", "text"}, {"rcpt_to", "text"}, {"header_from", "text"}, {"subject", "text"}, {"message_id", "text"},
 	{"size", "bigint"}, {"login", "text"}, {"client", "text"}, {"helo", "text"}, {"tls", "boolean"}, {"verdict", "text"},
 	{"reason", "text"}, {"stage", "text"}, {"reply", "text"}, {"transport", "text"}, {"upstream", "text"},
-	{"attempts", "integer"}, {"mailjet_ids", "text"}, {"latency_ms", "double precision"}}
+	{"attempts", "integer"}, {"mailjet_ids", "text"}, {"latency_ms", "double precision"}, {"why", "text"},
+	{"upstream_ids", "text"}, {"attachments", "integer"}}
 
 // rowUnnest is "unnest($1::bigint[], ...) AS u(key, ...)" over
 // rowArrays.args; rowNames the columns, rowValues their values from u and

@@ -14,9 +14,11 @@ const Component = "store"
 //   - store_search holds the words of a message (subject, addresses, ids;
 //     see search.go) apart from the message, so that the frequent updates
 //     of a message's state do not rewrite its full-text index entries.
-//   - store_addrs holds one row per address and domain of a message
-//     (store.Row.AddrKeys), keyed (a, key): "to x@y, newest first" is one
-//     backward range scan.
+//   - store_addrs holds one row per address and domain of a message, and
+//     per id the upstream gave it (store.Row.AddrKeys), keyed (a, key):
+//     "to x@y, newest first" is one backward range scan.
+//   - why is the reason label of a message in a problem state
+//     (store.Summary.Why), indexed as (why, key) for the reason filter.
 //   - store_events are keyed by message and by a hash of the event
 //     (evkey), which makes recording idempotent: an event recorded twice
 //     (by two nodes, a retried batch, a migration run again) is kept and
@@ -53,9 +55,13 @@ CREATE TABLE store_messages (
 	upstream    text NOT NULL DEFAULT '',
 	attempts    integer NOT NULL DEFAULT 0,
 	mailjet_ids text NOT NULL DEFAULT '',
-	latency_ms  double precision
+	latency_ms  double precision,
+	why          text NOT NULL DEFAULT '',
+	upstream_ids text NOT NULL DEFAULT '',
+	attachments  integer NOT NULL DEFAULT 0
 ) WITH (fillfactor = 85);
 CREATE INDEX store_messages_state ON store_messages (state, key);
+CREATE INDEX store_messages_why ON store_messages (why, key) WHERE why <> '';
 CREATE INDEX store_messages_class ON store_messages (class, key);
 CREATE TABLE store_search (key bigint PRIMARY KEY, words tsvector NOT NULL);
 CREATE INDEX store_search_words ON store_search USING gin (words);

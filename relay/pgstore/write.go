@@ -175,12 +175,14 @@ func (w *writes) add(p *plan) {
 		w.eKey, w.eEvkey, w.eAt = append(w.eKey, r.Key), append(w.eEvkey, ev.key), append(w.eAt, ev.At.UnixMilli())
 		w.eKind, w.eData = append(w.eKind, ev.Kind), append(w.eData, clean(string(ev.Data)))
 	}
+	keys := p.newKeys
 	if p.isNew || r.Full {
 		subject, addrs, ids := r.SearchText()
 		w.sKey, w.sText = append(w.sKey, r.Key), append(w.sText, tsvector(clean(subject), clean(addrs), clean(ids)))
-		for _, a := range r.AddrKeys() {
-			w.aKey, w.aAddr = append(w.aKey, r.Key), append(w.aAddr, clean(a))
-		}
+		keys = r.AddrKeys()
+	}
+	for _, a := range keys {
+		w.aKey, w.aAddr = append(w.aKey, r.Key), append(w.aAddr, clean(a))
 	}
 	if p.final {
 		w.fKey, w.fAt = append(w.fKey, r.Key), append(w.fAt, r.FinalAt)

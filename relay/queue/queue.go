@@ -41,6 +41,11 @@ type Envelope struct {
 	// mailing (List-Unsubscribe with List-Unsubscribe-Post: RFC 8058),
 	// kept so that Mailjet's unsub event can be reported to Odoo.
 	Unsubscribe string `json:"unsubscribe,omitempty"`
+	// Hold, when set, is why the message may not be delivered yet: it was
+	// accepted while a check could not run (the sender check, with the
+	// Mailjet account state unknown), and that check runs before its first
+	// attempt. It is written for the admin who lists the queue.
+	Hold string `json:"hold,omitempty"`
 }
 
 // State is a message's delivery progress.
@@ -51,12 +56,23 @@ type State struct {
 	LastError string    `json:"last_error,omitempty"`
 	// Pending are the recipients still to deliver; nil means all of To.
 	Pending []string `json:"pending,omitempty"`
+	// Released: the check the envelope's Hold waits for has passed.
+	Released bool `json:"released,omitempty"`
 }
 
 // Item is a queued message as List shows it.
 type Item struct {
 	Envelope Envelope `json:"envelope"`
 	State    State    `json:"state"`
+}
+
+// Held is why the message waits before its first attempt, or "" when it
+// does not (no Hold, or released).
+func (it Item) Held() string {
+	if it.State.Released {
+		return ""
+	}
+	return it.Envelope.Hold
 }
 
 // Stats are a queue's current totals.

@@ -162,7 +162,7 @@ func (s *session) checkLogin(identity, username, password string) error {
 		if u, ok := s.srv.users.check(username, password); ok {
 			turn.Succeeded(clip(username, 100))
 			s.user = &u
-			s.srv.open.touch(s.client, false)
+			s.srv.open.touch(s.slot, false)
 			return nil
 		}
 	}

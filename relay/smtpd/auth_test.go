@@ -2,11 +2,8 @@ package smtpd_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -70,22 +67,8 @@ func serve(t *testing.T, d smtpd.Deps) string {
 // PLAIN fails) and returns what Odoo's Test Connection shows.
 func odooLogin(t *testing.T, addr, user, pass string) string {
 	t.Helper()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("python3 is required in CI")
-		}
-		t.Skip("python3 not installed")
-	}
-	host, port, _ := net.SplitHostPort(addr)
-	out, err := exec.Command(py, "../testdata/odoo_smtp.py", "test-connection", host, port, "none", user, pass, "a@example.com").Output()
-	if err != nil {
-		t.Fatalf("odoo_smtp.py: %v", err)
-	}
 	var res struct{ Result string }
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatal(err)
-	}
+	odooScript(t, &res, "odoo_smtp.py", "test-connection", addr, "none", user, pass, "a@example.com")
 	return res.Result
 }
 

@@ -14,7 +14,7 @@ import (
 // keep their connection.
 type conns struct {
 	mu sync.Mutex
-	m  map[string]*connState // by remote address
+	m  map[*slotConn]*connState
 }
 
 type connState struct {
@@ -23,24 +23,24 @@ type connState struct {
 	busy     bool // between MAIL and the end of DATA
 }
 
-func newConns() *conns { return &conns{m: map[string]*connState{}} }
+func newConns() *conns { return &conns{m: map[*slotConn]*connState{}} }
 
-func (t *conns) add(c net.Conn) {
+func (t *conns) add(c *slotConn) {
 	t.mu.Lock()
-	t.m[c.RemoteAddr().String()] = &connState{c: c, progress: time.Now()}
+	t.m[c] = &connState{c: c, progress: time.Now()}
 	t.mu.Unlock()
 }
 
-func (t *conns) remove(c net.Conn) {
+func (t *conns) remove(c *slotConn) {
 	t.mu.Lock()
-	delete(t.m, c.RemoteAddr().String())
+	delete(t.m, c)
 	t.mu.Unlock()
 }
 
 // touch records progress; busy tells whether a transaction is open.
-func (t *conns) touch(remote string, busy bool) {
+func (t *conns) touch(c *slotConn, busy bool) {
 	t.mu.Lock()
-	if st := t.m[remote]; st != nil {
+	if st := t.m[c]; st != nil {
 		st.progress, st.busy = time.Now(), busy
 	}
 	t.mu.Unlock()
@@ -48,12 +48,27 @@ func (t *conns) touch(remote string, busy bool) {
 
 // idle marks a connection out of its transaction without counting
 // progress (RSET is not progress).
-func (t *conns) idle(remote string) {
+func (t *conns) idle(c *slotConn) {
 	t.mu.Lock()
-	if st := t.m[remote]; st != nil {
+	if st := t.m[c]; st != nil {
 		st.busy = false
 	}
 	t.mu.Unlock()
+}
+
+// slotOf finds the slot connection under c (TLS, a PROXY header reader);
+// nil if there is none.
+func slotOf(c net.Conn) *slotConn {
+	for {
+		switch x := c.(type) {
+		case *slotConn:
+			return x
+		case interface{ NetConn() net.Conn }:
+			c = x.NetConn()
+		default:
+			return nil
+		}
+	}
 }
 
 // evict closes the connection idle longest, if any is not busy.

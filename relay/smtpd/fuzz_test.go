@@ -1,7 +1,6 @@
 package smtpd_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -47,21 +46,9 @@ func (l *pipeListener) Close() error   { l.once.Do(func() { close(l.done) }); re
 func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{} }
 
 // panicLog fails the fuzz run when go-smtp recovers a panic (it only logs).
-type panicLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+type panicLog struct{ syncBuffer }
 
-func (p *panicLog) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.buf.Write(b)
-}
-func (p *panicLog) panicked() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return strings.Contains(p.buf.String(), "panic")
-}
+func (p *panicLog) panicked() bool { return strings.Contains(p.String(), "panic") }
 
 func FuzzSession(f *testing.F) {
 	for _, seed := range []string{
@@ -102,7 +89,7 @@ func FuzzSession(f *testing.F) {
 		io.Copy(io.Discard, client) // until the server closes
 		client.Close()
 		if plog.panicked() {
-			t.Fatalf("the session panicked on %q:\n%s", in, plog.buf.String())
+			t.Fatalf("the session panicked on %q:\n%s", in, plog.String())
 		}
 	})
 }

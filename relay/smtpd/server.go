@@ -41,11 +41,16 @@ type Options struct {
 	// allowed over TLS and from loopback).
 	AllowInsecureAuth bool
 	// Trusted are the networks whose clients may send without AUTH.
-	Trusted        []netip.Prefix
-	MaxConnections int
-	ReadTimeout    time.Duration
-	DataTimeout    time.Duration
-	Users          []User
+	Trusted []netip.Prefix
+	// ProxyFrom are the load balancers whose connections start with a
+	// PROXY protocol header naming the client (see proxy.go);
+	// ProxyHeaderTimeout bounds the wait for it (default 10 s).
+	ProxyFrom          []netip.Prefix
+	ProxyHeaderTimeout time.Duration
+	MaxConnections     int
+	ReadTimeout        time.Duration
+	DataTimeout        time.Duration
+	Users              []User
 }
 
 // User is one SMTP login.
@@ -58,7 +63,7 @@ type User struct {
 
 // Intake decides what is accepted (an *intake.Intake).
 type Intake interface {
-	CheckSender(ctx context.Context, s intake.Sender) *intake.Refusal
+	CheckSender(ctx context.Context, s intake.Sender) (pending bool, r *intake.Refusal)
 	Accept(ctx context.Context, sub intake.Submission) (intake.Receipt, *intake.Refusal)
 }
 
@@ -141,7 +146,10 @@ func (s *Server) newSMTPServer() *smtp.Server {
 	// The session checks sizes itself (exactly, and with a reply that
 	// says what to change); go-smtp only announces the limit.
 	srv.AdvertisedMaxMessageBytes = s.opts.MaxMessageSize
-	srv.MaxRecipients = 0 // enforced (and logged) by the session
+	// Every RCPT reaches the session, which accepts it (see rcpts): no
+	// limit here, and a path that does not parse is the session's to judge.
+	srv.MaxRecipients = 0
+	srv.AcceptMalformedRcpt = true
 	srv.ReadTimeout = s.opts.ReadTimeout
 	srv.WriteTimeout = time.Minute
 	// AUTH without TLS is decided per connection (loopback, or
@@ -154,7 +162,7 @@ func (s *Server) newSMTPServer() *smtp.Server {
 }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
-	sess := &session{srv: s, conn: c, client: c.Conn().RemoteAddr().String()}
+	sess := &session{srv: s, conn: c, client: c.Conn().RemoteAddr().String(), slot: slotOf(c.Conn())}
 	if ap, err := netip.ParseAddrPort(sess.client); err == nil {
 		sess.ip = ap.Addr().Unmap()
 	}
@@ -183,7 +191,7 @@ func (s *Server) Listen() error {
 			return err
 		}
 		s.addrs = append(s.addrs, l.Addr())
-		go s.implicit.Serve(tls.NewListener(&limitListener{Listener: l, slots: s.slots, open: s.open, warn: s.warn}, s.tlsConf))
+		go s.implicit.Serve(tls.NewListener(&limitListener{Listener: l, slots: s.slots, open: s.open, warn: s.warn, wrap: s.wrapTLSPort()}, s.tlsConf))
 	}
 	return nil
 }
@@ -191,7 +199,7 @@ func (s *Server) Listen() error {
 // Serve serves plain SMTP (STARTTLS offered) on l until it is closed; Listen
 // uses it, and tests hand it their own listener.
 func (s *Server) Serve(l net.Listener) error {
-	return s.plain.Serve(&limitListener{Listener: l, slots: s.slots, open: s.open, warn: s.warn,
+	return s.plain.Serve(&limitListener{Listener: l, slots: s.slots, open: s.open, warn: s.warn, wrap: s.proxyWrap(true),
 		greet: []byte("421 4.7.0 " + s.opts.Hostname + " Too many connections, try again later\r\n")})
 }
 
@@ -245,6 +253,8 @@ type limitListener struct {
 	open  *conns
 	greet []byte
 	warn  func(kind, msg string, args ...any)
+	// wrap, if set, wraps each accepted connection (the PROXY protocol).
+	wrap func(*slotConn) net.Conn
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -256,6 +266,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if l.take() {
 			sc := &slotConn{Conn: c, open: l.open, release: func() { <-l.slots }}
 			l.open.add(sc)
+			if l.wrap != nil {
+				return l.wrap(sc), nil
+			}
 			return sc, nil
 		}
 		l.warn("slots full", "connection refused: every connection slot is in a transaction", "client", c.RemoteAddr().String(), "max_connections", cap(l.slots))

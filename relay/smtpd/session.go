@@ -2,7 +2,6 @@ package smtpd
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -23,15 +22,19 @@ type session struct {
 	srv     *Server
 	conn    *smtp.Conn
 	ip      netip.Addr
-	client  string // ip:port
+	client  string // ip:port (the real client's, behind a PROXY header)
+	slot    *slotConn
 	trusted bool
 	fails   int // failed AUTH on this connection (a repeated guess once)
 
-	user  *User
-	from  string
-	utf8  bool
-	size  int64 // the client's SIZE= announcement, if any
-	rcpts []string
+	user *User
+	from string
+	// senderPending: the intake could not check the sender at MAIL
+	// (intake.Submission.SenderPending).
+	senderPending bool
+	utf8          bool
+	size          int64 // the client's SIZE= announcement, if any
+	rcpts         rcpts
 }
 
 func (s *session) tls() bool {
@@ -48,7 +51,7 @@ func (s *session) login() string {
 
 // connection is what events about this client's transaction start from.
 func (s *session) connection() trafficlog.Conn {
-	return trafficlog.Conn{Client: s.client, User: s.login(), Helo: s.conn.Hostname(), TLS: s.tls(), From: s.from, To: s.rcpts}
+	return trafficlog.Conn{Client: s.client, User: s.login(), Helo: s.conn.Hostname(), TLS: s.tls(), From: s.from, To: s.rcpts.all()}
 }
 
 // refuse records a refusal the session decides and returns it as the
@@ -97,7 +100,7 @@ func (s *session) tooLarge(stage, from string, h intake.Header, size int64) *smt
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
-	s.from, s.utf8, s.rcpts = "", false, nil
+	s.from, s.senderPending, s.utf8, s.rcpts = "", false, false, rcpts{}
 	if s.user == nil && !s.trusted {
 		return s.refuse("mail", 530, smtp.EnhancedCode{5, 7, 0}, "auth_required",
 			"Authentication required: set the username and password of an mjrelay user in Odoo's outgoing mail server")
@@ -112,38 +115,33 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if opts != nil && opts.Size > s.srv.opts.MaxMessageSize {
 		return s.tooLarge("mail", from, intake.Header{}, opts.Size)
 	}
-	if r := s.srv.intake.CheckSender(context.Background(), intake.Sender{Login: s.login(), Client: s.client, From: from, Size: opts.Size}); r != nil {
+	pending, r := s.srv.intake.CheckSender(context.Background(), intake.Sender{Login: s.login(), Client: s.client, From: from, Size: opts.Size})
+	if r != nil {
 		return s.refusal(r)
 	}
-	s.from = from
+	s.from, s.senderPending = from, pending
 	s.utf8 = opts != nil && opts.UTF8
 	if opts != nil {
 		s.size = opts.Size
 	}
-	s.srv.open.touch(s.client, true)
+	s.srv.open.touch(s.slot, true)
 	return nil
 }
 
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if err := checkAddress(to); err != nil {
-		return s.refuse("rcpt", 501, smtp.EnhancedCode{5, 1, 3}, "bad_recipient_syntax", "Bad recipient address syntax: "+err.Error())
+// Rcpt accepts every recipient: one the relay would refuse is kept aside
+// and the whole message refused at the end of DATA (see rcpts).
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	var malformed error
+	if opts != nil {
+		malformed = opts.Malformed
 	}
-	for _, r := range s.rcpts {
-		if strings.EqualFold(r, to) {
-			return nil
-		}
-	}
-	if len(s.rcpts) >= s.srv.opts.MaxRecipients {
-		return s.refuse("rcpt", 452, smtp.EnhancedCode{4, 5, 3}, "too_many_recipients",
-			fmt.Sprintf("Too many recipients: at most %d per message", s.srv.opts.MaxRecipients))
-	}
-	s.rcpts = append(s.rcpts, to)
-	s.srv.open.touch(s.client, true)
+	s.rcpts.add(to, malformed, s.srv.opts.MaxRecipients)
+	s.srv.open.touch(s.slot, true)
 	return nil
 }
 
 func (s *session) Data(r io.Reader) error {
-	defer s.srv.open.touch(s.client, false)
+	defer s.srv.open.touch(s.slot, false)
 	// The go-smtp read deadline was set for the DATA command line; give the
 	// whole body data_timeout from here.
 	s.conn.Conn().SetReadDeadline(time.Now().Add(s.srv.opts.DataTimeout))
@@ -180,6 +178,10 @@ func (s *session) Data(r io.Reader) error {
 		s.conn.Close()
 		return err
 	}
+	if r := s.rcpts.refusal(s.srv.opts.MaxRecipients); r != nil {
+		r.From, r.Header, r.Size = s.from, intake.ParseHeader(buf.Bytes()[intake.TraceRoom:]), size
+		return s.refusal(r)
+	}
 	if size > s.srv.opts.MaxMessageSize {
 		return s.tooLarge("data", s.from, intake.ParseHeader(buf.Bytes()[intake.TraceRoom:]), size)
 	}
@@ -190,7 +192,8 @@ func (s *session) Data(r io.Reader) error {
 	}
 	rec, refused := s.srv.intake.Accept(context.Background(), intake.Submission{
 		Login: s.login(), Client: s.client, IP: s.ip.String(), Helo: s.conn.Hostname(), TLS: s.tls(), UTF8: s.utf8,
-		From: s.from, To: s.rcpts, Message: msg, Buffer: buf.Bytes(), Recycled: buf.Cap() <= maxPooledBuf,
+		From: s.from, To: s.rcpts.ok, Message: msg, Buffer: buf.Bytes(), Recycled: buf.Cap() <= maxPooledBuf,
+		SenderPending: s.senderPending,
 	})
 	if refused != nil {
 		return s.refusal(refused)
@@ -199,8 +202,8 @@ func (s *session) Data(r io.Reader) error {
 }
 
 func (s *session) Reset() {
-	s.from, s.utf8, s.size, s.rcpts = "", false, 0, nil
-	s.srv.open.idle(s.client)
+	s.from, s.senderPending, s.utf8, s.size, s.rcpts = "", false, false, 0, rcpts{}
+	s.srv.open.idle(s.slot)
 }
 
 func (s *session) Logout() error { return nil }
@@ -208,10 +211,7 @@ func (s *session) Logout() error { return nil }
 // closeRead ends the reading side of a connection, so that what is being
 // written still goes out but the next command read ends the session.
 func closeRead(c net.Conn) {
-	if t, ok := c.(*tls.Conn); ok {
-		c = t.NetConn()
-	}
-	if sc, ok := c.(*slotConn); ok {
+	if sc := slotOf(c); sc != nil {
 		sc.readClosed.Store(true)
 		return
 	}

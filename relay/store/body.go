@@ -6,15 +6,17 @@ import (
 	"io"
 	"runtime"
 	"sync"
+
+	"github.com/mjrelay/mjrelay/relay/store/mimeview"
 )
 
 // The stores keep raw messages deflated (compress/flate, best speed), in
 // the same form, so that a migration copies them as they are.
 
-// Deflate deflates the raw messages, on all cores; out[i] is raw[i]
-// deflated (nil when raw[i] is empty).
-func Deflate(raw [][]byte) (out [][]byte) {
-	out = make([][]byte, len(raw))
+// Deflate deflates the raw messages and counts their attachments, on all
+// cores; out[i] is raw[i] deflated (nil when raw[i] is empty).
+func Deflate(raw [][]byte) (out [][]byte, attachments []int) {
+	out, attachments = make([][]byte, len(raw)), make([]int, len(raw))
 	var todo []int
 	for i, r := range raw {
 		if len(r) > 0 {
@@ -22,7 +24,7 @@ func Deflate(raw [][]byte) (out [][]byte) {
 		}
 	}
 	if len(todo) == 0 {
-		return out
+		return out, attachments
 	}
 	work := make(chan int)
 	var wg sync.WaitGroup
@@ -47,6 +49,7 @@ func Deflate(raw [][]byte) (out [][]byte) {
 				} else {
 					out[i] = bytes.Clone(buf.Bytes())
 				}
+				attachments[i] = mimeview.CountAttachments(raw[i])
 			}
 		})
 	}
@@ -55,7 +58,7 @@ func Deflate(raw [][]byte) (out [][]byte) {
 	}
 	close(work)
 	wg.Wait()
-	return out
+	return out, attachments
 }
 
 // Inflate reads a raw message Deflate stored.

@@ -20,8 +20,10 @@ type Entry struct {
 	// it is stored (and, with Prune, pruned).
 	Flush chan struct{}
 	Prune bool
-	// Body is Ev.Raw deflated (set by the writer).
-	Body []byte
+	// Body is Ev.Raw deflated, Attachments its attachment count (set by
+	// the writer).
+	Body        []byte
+	Attachments int
 }
 
 // Inbox is the front of a store's writer, what Record, RecordMailjet,
@@ -217,15 +219,16 @@ func (q *Inbox) Collect(batch []*Entry, max int) []*Entry {
 	return batch
 }
 
-// Deflate deflates the batch's raw bodies (Entry.Body) before it is
-// stored.
+// Deflate deflates the batch's raw bodies and counts their attachments
+// (Entry.Body, Entry.Attachments) before it is stored.
 func (q *Inbox) Deflate(batch []*Entry) {
 	raw := make([][]byte, len(batch))
 	for i, en := range batch {
 		raw[i] = en.Ev.Raw
 	}
-	for i, body := range Deflate(raw) {
-		batch[i].Body = body
+	bodies, attachments := Deflate(raw)
+	for i, body := range bodies {
+		batch[i].Body, batch[i].Attachments = body, attachments[i]
 	}
 }
 

@@ -17,8 +17,11 @@ type Filter struct {
 	// the envelope sender and the header From.
 	From, To string
 	// Q searches subject, addresses, queue id, Message-Id and login; a
-	// queue id, a Mailjet message id or UUID finds that message directly.
+	// queue id, a Mailjet message id or UUID, or an upstream's "queued as"
+	// id finds that message directly.
 	Q string
+	// Reason selects the messages whose Summary.Why is exactly this.
+	Reason string
 	// Feedback selects messages by their reports to Odoo: one of
 	// FeedbackStates, or "any" for every message with one.
 	Feedback string
@@ -51,6 +54,14 @@ type Summary struct {
 	Attempts   int      `json:"attempt_count"`
 	Reply      string   `json:"reply,omitempty"`
 	Reason     string   `json:"reason,omitempty"`
+	// Why is, for a message in a problem state (see Problem), the short
+	// reason the statistics count it under: "550 5.1.1", "data:
+	// sender_not_found", "recipient: user unknown", "expired
+	// (queue.max_lifetime)". Filter.Reason selects by it.
+	Why string `json:"why,omitempty"`
+	// Attachments is how many attachments the message has (counted when
+	// its body is kept; 0 otherwise).
+	Attachments int `json:"attachments"`
 	// Feedback is where the message's reports to Odoo stand (one of
 	// FeedbackStates; "" when there is none).
 	Feedback string `json:"feedback,omitempty"`
@@ -86,6 +97,9 @@ type Message struct {
 	Timeline []Step `json:"timeline"`
 	HasRaw   bool   `json:"has_raw"`
 	RawSize  int64  `json:"raw_size,omitempty"`
+	// UpstreamIDs are the ids the upstream gave the message ("queued as"
+	// in Mailjet's SMTP reply, the message UUID of the Send API).
+	UpstreamIDs []string `json:"upstream_ids"`
 	// Unsubscribe is the one-click unsubscribe URL the message carried
 	// (for the Odoo feedback; it holds a per-recipient token, so it is
 	// not shown).
@@ -123,6 +137,8 @@ type Step struct {
 	Text   string `json:"text"`
 	// Reply is the SMTP reply or Mailjet's explanation, if any.
 	Reply string `json:"reply,omitempty"`
+	// Next is when a deferred message is tried again.
+	Next time.Time `json:"next,omitzero"`
 	// Bad marks failures, for the UI.
 	Bad bool `json:"bad,omitempty"`
 }
@@ -141,9 +157,11 @@ type Stats struct {
 	Totals          map[string]int `json:"totals"`
 	ReceivedByClass map[string]int `json:"received_by_class"`
 	// Failures are failed, refused, bounced, blocked and spam counts by
-	// reason, largest first.
-	Failures []ReasonCount `json:"failures"`
-	// LatencyAvgMS is the mean time from receipt to Mailjet's acceptance.
+	// reason, largest first; Deferrals the deferred attempts by reason.
+	Failures  []ReasonCount `json:"failures"`
+	Deferrals []ReasonCount `json:"deferrals"`
+	// LatencyAvgMS is the mean time from receipt to Mailjet's acceptance
+	// (sandboxed mail never reaches Mailjet: it is not counted).
 	LatencyAvgMS float64 `json:"latency_avg_ms"`
 	LatencyMaxMS float64 `json:"latency_max_ms"`
 }
@@ -159,7 +177,8 @@ type Bucket struct {
 	LatencyMaxMS float64 `json:"latency_max_ms"`
 }
 
-// ReasonCount is one line of the failure breakdown.
+// ReasonCount is one line of the failure breakdown: Reason is a
+// Summary.Why.
 type ReasonCount struct {
 	Kind   string `json:"kind"`
 	Reason string `json:"reason"`

@@ -13,28 +13,30 @@ type ListPlan struct {
 	Limit int
 	Scans []Scan
 	// Conditions (zero values do not filter).
-	QueueID   string   // the message's id
-	MailjetID string   // one of its recipients' Mailjet ids
-	UUID      string   // one of its recipients' Mailjet UUIDs
-	Addrs     []string // address keys it has (AddrKeys)
-	States    []string
-	Class     string
-	Feedback  string // a feedback state, or "any"
+	Addrs    []string // address keys it has (AddrKeys)
+	States   []string
+	Class    string
+	Reason   string // its Summary.Why
+	Feedback string // a feedback state, or "any"
 	// Key bounds: Below the cursor's key, AtLeast and Under Since's and
 	// Until's (KeyAt); 0 for none.
 	Below, AtLeast, Under int64
 }
 
 // Scan is what a List scan runs over in key order: every message (the zero
-// Scan), the messages with address key Addr, or those the words match.
+// Scan), the messages with address key Addr, those the words match, or
+// the message of an id.
 type Scan struct {
-	Addr  string
-	Words []Word
+	Addr      string
+	Words     []Word
+	QueueID   string // the message's id
+	MailjetID string // one of its recipients' Mailjet ids
+	UUID      string // one of its recipients' Mailjet UUIDs
 }
 
 // PlanList reads a Filter (ErrBadFilter for a cursor no store made).
 func PlanList(f Filter) (ListPlan, error) {
-	p := ListPlan{Limit: f.Limit, Scans: []Scan{{}}, States: f.States(), Class: f.Class, Feedback: f.Feedback}
+	p := ListPlan{Limit: f.Limit, Scans: []Scan{{}}, States: f.States(), Class: f.Class, Reason: f.Reason, Feedback: f.Feedback}
 	if p.Limit <= 0 {
 		p.Limit = 50
 	}
@@ -55,12 +57,11 @@ func PlanList(f Filter) (ListPlan, error) {
 	from, to := AddrFilter("f:", f.From), AddrFilter("t:", f.To)
 	search := ParseSearch(f.Q)
 	switch {
-	case search.QueueID != "":
-		p.QueueID = search.QueueID
-	case search.MailjetID != "":
-		p.MailjetID = search.MailjetID
-	case search.UUID != "":
-		p.UUID = search.UUID
+	case search.Upstream != "":
+		// An id finds its message, and so does an upstream's id that
+		// looks like it: each is a scan.
+		p.Scans = []Scan{{QueueID: search.QueueID, MailjetID: search.MailjetID, UUID: search.UUID, Words: search.Words},
+			{Addr: UpstreamKey(search.Upstream)}}
 	case search.Domain != "":
 		// A domain: messages from it or to it.
 		p.Scans = []Scan{{Addr: DomainKey("f:", search.Domain)}, {Addr: DomainKey("t:", search.Domain)}}

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +48,12 @@ type Row struct {
 	Attempts   int
 	MailjetIDs string // space-separated
 	LatencyMS  float64
+	// Why is the reason label of a message in a problem state
+	// (Summary.Why).
+	Why string
+	// UpstreamIDs are the ids the upstream gave it (space-separated).
+	UpstreamIDs string
+	Attachments int
 	// Rcpts are the recipients, which the writer loads before applying
 	// an event.
 	Rcpts []*Rcpt
@@ -54,6 +61,9 @@ type Row struct {
 	// came after another one created it): the writer then writes every
 	// column and indexes the row again, else only the delivery columns.
 	Full bool
+	// NewKeys are address keys (AddrKeys) the events added, for the
+	// writer to index (and clear).
+	NewKeys []string
 }
 
 // Rcpt is one recipient of a Row.
@@ -113,6 +123,9 @@ func ReceivedMS(id string, t time.Time) int64 {
 func NewRow(e *trafficlog.Event, key int64, c Counter) *Row {
 	r := newRow(e, key, StateQueued)
 	c.Count(e.Time, "received", r.Class, "", 0, 1)
+	recv := *e
+	recv.Event = trafficlog.Received
+	r.countRcpts(&recv, c)
 	return r
 }
 
@@ -120,8 +133,8 @@ func NewRow(e *trafficlog.Event, key int64, c Counter) *Row {
 // timeline event; its id is e.ID, or RefusalID(key) without one.
 func NewRefusal(e *trafficlog.Event, key int64, c Counter) (*Row, StoredEvent) {
 	r := newRow(e, key, StateRefused)
-	r.FinalAt = r.UpdatedAt
-	c.Count(e.Time, "refused", "", Clip(e.Stage+": "+e.Reason, 60), 0, max(e.Count, 1))
+	r.FinalAt, r.Why = r.UpdatedAt, Clip(e.Stage+": "+e.Reason, 60)
+	c.Count(e.Time, "refused", "", r.Why, 0, max(e.Count, 1))
 	return r, StoredEvent{At: e.Time, Kind: string(e.Event), Data: eventData(e, r.RcptTo)}
 }
 
@@ -160,6 +173,7 @@ func (r *Row) Apply(e *trafficlog.Event, c Counter) (StoredEvent, error) {
 	case trafficlog.Attempt:
 		r.Attempts = max(r.Attempts, e.Attempt)
 		r.Transport, r.Upstream, r.Reply = e.Transport, e.Upstream, e.Reply.String()
+		r.AddUpstreamID(e.UpstreamID)
 		for _, rr := range e.Rcpts {
 			rc := r.Rcpt(rr.Rcpt, StateQueued)
 			if rr.MessageID != 0 && rr.MessageID != rc.MailjetID {
@@ -180,26 +194,52 @@ func (r *Row) Apply(e *trafficlog.Event, c Counter) (StoredEvent, error) {
 		}
 		r.Attempts = max(r.Attempts, e.Attempt)
 		r.Reply = e.Reply.String()
+		r.AddUpstreamID(e.UpstreamID)
 		reason, latency := "", 0.0
 		switch e.Event {
 		case trafficlog.Failed:
 			r.Reason = e.Reason
 			reason = FailReason(e.Reply, e.Reason)
-		case trafficlog.Delivered, trafficlog.Sandboxed:
+			r.Why = reason
+		case trafficlog.Deferred:
+			reason = ReplyCode(e.Reply)
+			r.Why = reason
+		case trafficlog.Delivered:
+			// Sandboxed mail never reached Mailjet: no latency to its
+			// acceptance.
 			if r.LatencyMS == 0 && e.DurationMS > 0 {
 				r.LatencyMS = e.DurationMS
 			}
 			latency = e.DurationMS
 		}
 		c.Count(e.Time, string(e.Event), r.Class, reason, latency, 1)
+		r.countRcpts(e, c)
 	case trafficlog.Deleted:
 		r.setRcpts(e.To, StateDeleted, "", true)
 		r.Reason = e.Reason
+		r.Why = Clip(e.Reason, 60)
 		c.Count(e.Time, string(e.Event), r.Class, "", 0, 1)
 	default:
 		return StoredEvent{}, fmt.Errorf("unknown event %q", e.Event)
 	}
 	return StoredEvent{At: e.Time, Kind: string(e.Event), Data: eventData(e, r.RcptTo)}, nil
+}
+
+// rcptKinds are the funnel's counters of recipients, by outcome.
+var rcptKinds = map[trafficlog.Kind]string{trafficlog.Received: "rcpt_received", trafficlog.Delivered: "rcpt_accepted",
+	trafficlog.Failed: "rcpt_failed", trafficlog.Sandboxed: "rcpt_sandboxed"}
+
+// countRcpts counts an event's recipients for the funnel (Funnel).
+func (r *Row) countRcpts(e *trafficlog.Event, c Counter) {
+	kind, ok := rcptKinds[e.Event]
+	if !ok {
+		return
+	}
+	n := len(e.To)
+	if n == 0 {
+		n = len(r.Rcpts)
+	}
+	c.Count(e.Time, kind, r.Class, "", 0, max(n, 1))
 }
 
 // PrepareMailjet gives a Mailjet event without a time the time now and
@@ -249,6 +289,9 @@ func (r *Row) ApplyMailjet(ev *webhook.Event, c Counter) StoredEvent {
 			if rep := ev.Reply(); rep != "" {
 				rc.Reply = rep
 			}
+			if Problem(next) {
+				r.Why, r.Reply = MailjetWhy(ev), ev.Reply()
+			}
 		}
 	}
 	if ev.MessageID != 0 {
@@ -260,7 +303,11 @@ func (r *Row) ApplyMailjet(ev *webhook.Event, c Counter) StoredEvent {
 		stored.CustomID = ""
 	}
 	data, _ := json.Marshal(stored)
-	c.Count(ev.Time, "mj_"+ev.Event, r.Class, ev.Reason(), 0, 1)
+	reason := ev.Reason()
+	if Problem(MailjetState(ev.Event)) {
+		reason = MailjetWhy(ev) // the label Filter.Reason finds them by
+	}
+	c.Count(ev.Time, "mj_"+ev.Event, r.Class, reason, 0, 1)
 	return StoredEvent{At: ev.Time, Kind: "mj_" + ev.Event, Data: data}
 }
 
@@ -269,6 +316,9 @@ func (r *Row) ApplyMailjet(ev *webhook.Event, c Counter) StoredEvent {
 // then ms: the time its raw body's keep_bodies starts).
 func (r *Row) Settle(ms int64, c Counter) (final bool) {
 	r.State = MessageState(r.Rcpts, r.State)
+	if !Problem(r.State) {
+		r.Why = ""
+	}
 	r.UpdatedAt = ms
 	if Pending(r.State) || r.FinalAt != 0 {
 		return false
@@ -343,6 +393,25 @@ func (r *Row) AddMailjetID(id string) {
 	r.MailjetIDs += id
 }
 
+// maxUpstreamIDs bounds the ids kept per message (one per attempt that
+// got one).
+const maxUpstreamIDs = 8
+
+// AddUpstreamID notes an id the upstream gave the message; a new one is
+// also a new address key (UpstreamKey).
+func (r *Row) AddUpstreamID(id string) {
+	id = strings.TrimSpace(id)
+	if id == "" || len(id) > 100 || strings.ContainsAny(id, " \t\r\n") {
+		return
+	}
+	ids := strings.Fields(r.UpstreamIDs)
+	if len(ids) >= maxUpstreamIDs || slices.Contains(ids, id) {
+		return
+	}
+	r.UpstreamIDs = strings.Join(append(ids, id), " ")
+	r.NewKeys = append(r.NewKeys, UpstreamKey(id))
+}
+
 // Summary is the row as a list shows it.
 func (r *Row) Summary() Summary {
 	ids := strings.Fields(r.MailjetIDs)
@@ -353,7 +422,7 @@ func (r *Row) Summary() Summary {
 		ID: r.ID, ReceivedAt: time.UnixMilli(r.ReceivedAt).UTC(), State: r.State, Class: r.Class,
 		From: r.MailFrom, HeaderFrom: r.HeaderFrom, To: r.To(), Subject: r.Subject, MessageID: r.MessageID,
 		Size: r.Size, User: r.User, Client: r.Client, Transport: r.Transport, MailjetIDs: ids,
-		Attempts: r.Attempts, Reply: r.Reply, Reason: r.Reason,
+		Attempts: r.Attempts, Reply: r.Reply, Reason: r.Reason, Why: r.Why, Attachments: r.Attachments,
 	}
 }
 

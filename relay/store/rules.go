@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/mjrelay/mjrelay/mailjet"
+	"github.com/mjrelay/mjrelay/mailjet/webhook"
 )
 
 // The rules every backend applies the same way: what a message's state is
@@ -88,12 +89,12 @@ func FailReason(reply mailjet.Reply, reason string) string {
 	case strings.Contains(reason, "deleted"):
 		return "deleted during delivery"
 	}
-	return replyCode(reply)
+	return ReplyCode(reply)
 }
 
-// replyCode is "550 5.1.1" for "550 5.1.1 User unknown", "550" without an
+// ReplyCode is "550 5.1.1" for "550 5.1.1 User unknown", "550" without an
 // enhanced code, or "no reply".
-func replyCode(r mailjet.Reply) string {
+func ReplyCode(r mailjet.Reply) string {
 	switch {
 	case r.Code == 0:
 		return "no reply"
@@ -101,6 +102,14 @@ func replyCode(r mailjet.Reply) string {
 		return strconv.Itoa(r.Code)
 	}
 	return strconv.Itoa(r.Code) + " " + r.Enhanced
+}
+
+// MailjetWhy is a Mailjet event's reason label (Summary.Why).
+func MailjetWhy(ev *webhook.Event) string {
+	if r := ev.Reason(); r != "" {
+		return r
+	}
+	return ev.Event
 }
 
 // Clip cuts s to at most n bytes on a UTF-8 boundary.

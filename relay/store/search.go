@@ -18,16 +18,20 @@ var (
 	uuidRe    = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	mjIDRe    = regexp.MustCompile(`^[0-9]{6,19}$`)
 	domainRe  = regexp.MustCompile(`^@?[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z][a-z0-9-]+$`)
+	// upstreamIDRe is what an upstream's queue id may look like.
+	upstreamIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:+=/-]{5,99}$`)
 )
 
 // Search is what Filter.Q asks for: one of QueueID, MailjetID, UUID or
-// Domain, or Words.
+// Domain, or Words; and the message an upstream gave this id ("queued
+// as"), when Upstream is set.
 type Search struct {
 	QueueID   string // lower case
 	MailjetID string
 	UUID      string // lower case
 	Domain    string // without "@", lower case
 	Words     []Word
+	Upstream  string
 }
 
 // Word is one word of a search.
@@ -43,27 +47,35 @@ func ParseSearch(q string) Search {
 	text := strings.TrimSpace(q)
 	switch lower := strings.ToLower(text); {
 	case queueIDRe.MatchString(lower):
-		return Search{QueueID: lower}
+		return Search{QueueID: lower, Upstream: text}
 	case mjIDRe.MatchString(text):
-		return Search{MailjetID: text}
+		return Search{MailjetID: text, Upstream: text}
 	case uuidRe.MatchString(text):
-		return Search{UUID: lower}
+		return Search{UUID: lower, Upstream: text}
+	case upstreamIDRe.MatchString(text) && strings.ContainsAny(text, "0123456789"):
+		// A word with a digit: the text search, or an upstream's id.
+		return Search{Words: words(text), Upstream: text}
 	case domainRe.MatchString(lower):
 		return Search{Domain: strings.TrimPrefix(lower, "@")}
 	}
-	var s Search
+	return Search{Words: words(text)}
+}
+
+// words are the words of a search.
+func words(text string) []Word {
+	var out []Word
 	for _, w := range strings.Fields(text) {
 		if strings.Trim(w, `"*^:()+-.,;@<>'`) == "" {
 			continue
 		}
-		s.Words = append(s.Words, Word{Text: w, Prefix: len([]rune(w)) >= 3})
+		out = append(out, Word{Text: w, Prefix: len([]rune(w)) >= 3})
 	}
-	return s
+	return out
 }
 
 // Address keys index a message's addresses and their domains, lower-cased
 // and prefixed by kind: "f:" from (envelope and header), "t:" to, "F:" and
-// "T:" their domains.
+// "T:" their domains; and "u:" the ids the upstream gave it.
 
 // AddrFilter turns a From ("f:") or To ("t:") filter into an address key
 // ("" = none): an address, or a domain given as "@example.com" or
@@ -106,8 +118,18 @@ func (r *Row) AddrKeys() []string {
 	for _, t := range r.To() {
 		add("t:", t)
 	}
+	for _, id := range strings.Fields(r.UpstreamIDs) {
+		if k := UpstreamKey(id); !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
 	return out
 }
+
+// UpstreamKey is the address key that finds a message by an id the
+// upstream gave it.
+func UpstreamKey(id string) string { return "u:" + strings.ToLower(id) }
 
 func domainKey(prefix, addr string) string {
 	at := strings.LastIndexByte(addr, '@')

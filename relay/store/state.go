@@ -45,6 +45,17 @@ func StateNames() []string {
 // Pending reports whether a state means the message is still queued.
 func Pending(state State) bool { return state == StateQueued || state == StateDeferred }
 
+// Problem reports whether a message in state needs an explanation: it was
+// refused, failed, is deferred, was deleted from the queue, or Mailjet
+// bounced, blocked it or it was reported as spam (Summary.Why says why).
+func Problem(state State) bool {
+	switch state {
+	case StateRefused, StateFailed, StateDeferred, StateBounced, StateBlocked, StateSpam, StateDeleted:
+		return true
+	}
+	return false
+}
+
 // ValidState reports whether s is a state name.
 func ValidState(s string) bool {
 	for _, x := range States {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -66,7 +67,7 @@ func NewStatsBuilder(since, until time.Time, step time.Duration) *StatsBuilder {
 		since = until.Add(-time.Duration(n) * step).Truncate(step)
 	}
 	st := &Stats{Since: since.UTC(), Until: until.UTC(), StepSeconds: int(step / time.Second),
-		Totals: map[string]int{}, ReceivedByClass: map[string]int{}, Failures: []ReasonCount{}}
+		Totals: map[string]int{}, ReceivedByClass: map[string]int{}, Failures: []ReasonCount{}, Deferrals: []ReasonCount{}}
 	for i := range n {
 		st.Buckets = append(st.Buckets, Bucket{Time: since.Add(time.Duration(i) * step).UTC(),
 			Received: map[string]int{}, Final: map[string]int{}, Counts: map[string]int{}})
@@ -78,7 +79,7 @@ func NewStatsBuilder(since, until time.Time, step time.Duration) *StatsBuilder {
 // Add counts one counter of the window.
 func (b *StatsBuilder) Add(k StatKey, v StatVal) {
 	i := int(time.Unix(k.Minute*60, 0).Sub(b.since) / b.step)
-	if i < 0 || i >= len(b.st.Buckets) {
+	if i < 0 || i >= len(b.st.Buckets) || strings.HasPrefix(k.Kind, "rcpt_") { // the funnel's
 		return
 	}
 	bk, st, cnt := &b.st.Buckets[i], b.st, int(v.N)
@@ -90,7 +91,7 @@ func (b *StatsBuilder) Add(k StatKey, v StatVal) {
 		st.ReceivedByClass[k.Class] += cnt
 	case "final":
 		bk.Final[k.Class] += cnt
-	case "delivered", "sandboxed":
+	case "delivered": // sandboxed mail never reached Mailjet
 		b.latSum[i] += v.LatSum
 		b.latN[i] += cnt
 		bk.LatencyMaxMS = max(bk.LatencyMaxMS, v.LatMax)
@@ -98,7 +99,7 @@ func (b *StatsBuilder) Add(k StatKey, v StatVal) {
 		b.totalN += cnt
 		st.LatencyMaxMS = max(st.LatencyMaxMS, v.LatMax)
 	}
-	if failureKinds[k.Kind] {
+	if failureKinds[k.Kind] || k.Kind == "deferred" {
 		b.fails[[2]string{k.Kind, k.Reason}] += cnt
 	}
 }
@@ -115,16 +116,27 @@ func (b *StatsBuilder) Stats() *Stats {
 		st.LatencyAvgMS = b.totalSum / float64(b.totalN)
 	}
 	for k, v := range b.fails {
-		st.Failures = append(st.Failures, ReasonCount{Kind: k[0], Reason: k[1], N: v})
+		rc := ReasonCount{Kind: k[0], Reason: k[1], N: v}
+		if rc.Kind == "deferred" {
+			st.Deferrals = append(st.Deferrals, rc)
+		} else {
+			st.Failures = append(st.Failures, rc)
+		}
 	}
-	sort.Slice(st.Failures, func(i, j int) bool {
-		a, b := st.Failures[i], st.Failures[j]
+	byCount(st.Failures)
+	byCount(st.Deferrals)
+	return st
+}
+
+// byCount sorts reasons largest first.
+func byCount(rs []ReasonCount) {
+	sort.Slice(rs, func(i, j int) bool {
+		a, b := rs[i], rs[j]
 		if a.N != b.N {
 			return a.N > b.N
 		}
 		return a.Kind+a.Reason < b.Kind+b.Reason
 	})
-	return st
 }
 
 // Rows are a query's rows (database/sql's or pgx's).

@@ -53,6 +53,9 @@ type Store interface {
 	// Stats returns the counters of [since, until) in buckets of step (at
 	// least a minute; at most 1440 buckets).
 	Stats(ctx context.Context, since, until time.Time, step time.Duration) (*Stats, error)
+	// Funnel returns the delivery funnel of the days (midnight to midnight
+	// in loc) from the one holding since to the one holding until.
+	Funnel(ctx context.Context, since, until time.Time, loc *time.Location) (*Funnel, error)
 
 	// Prune removes what is past the retention now (a store also prunes
 	// by itself) and waits for it.

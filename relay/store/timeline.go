@@ -79,7 +79,14 @@ func (d *storedEvent) event(kind trafficlog.Kind, t time.Time, allTo []string) t
 func (r *Row) Message(events []StoredEvent) *Message {
 	m := &Message{Summary: r.Summary(), ClassRule: r.ClassRule, Verdict: r.Verdict, Stage: r.Stage,
 		Helo: r.Helo, TLS: r.TLS, Upstream: r.Upstream, UpdatedAt: time.UnixMilli(r.UpdatedAt).UTC(),
-		LatencyMS: r.LatencyMS, Recipients: []Recipient{}, AttemptList: []Attempt{}, Events: []webhook.Event{}}
+		LatencyMS: r.LatencyMS, Recipients: []Recipient{}, AttemptList: []Attempt{}, Events: []webhook.Event{},
+		UpstreamIDs: strings.Fields(r.UpstreamIDs)}
+	if m.UpstreamIDs == nil {
+		m.UpstreamIDs = []string{}
+	}
+	if r.State == StateSandboxed {
+		m.LatencyMS = 0 // older records timed sandboxed mail too; it never reached Mailjet
+	}
 	if r.FinalAt != 0 {
 		t := time.UnixMilli(r.FinalAt).UTC()
 		m.FinalAt = &t
@@ -163,17 +170,14 @@ func relaySteps(e *trafficlog.Event) []Step {
 		}
 		st.Text += " took " + durText(e.DurationMS)
 		if e.UpstreamID != "" {
-			st.Text += "; Mailjet id " + e.UpstreamID
+			st.Text += "; upstream id " + e.UpstreamID
 		}
 	case trafficlog.Delivered:
 		st.Text = "Accepted by Mailjet for " + orDash(to)
 	case trafficlog.Sandboxed:
 		st.Text = "Sandbox: recorded, not sent, for " + orDash(to)
 	case trafficlog.Deferred:
-		st.Text = "Deferred for " + orDash(to)
-		if !e.Next.IsZero() {
-			st.Text += "; next attempt " + e.Next.UTC().Format("2006-01-02 15:04:05 UTC")
-		}
+		st.Text, st.Next = "Deferred for "+orDash(to), e.Next
 	case trafficlog.Failed:
 		st.Text, st.Bad = "Failed for "+orDash(to), true
 		if e.Reason != "" {

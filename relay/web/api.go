@@ -13,29 +13,25 @@ import (
 
 	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/store"
+	"github.com/mjrelay/mjrelay/relay/store/mimeview"
 )
 
 // parseFilter reads the list filters of the API and the UI: state, class,
-// from, to, q, since, until, limit, cursor (and tz, the browser's offset
-// from UTC in minutes, for since/until without a zone).
+// from, to, q, reason, since, until, limit, cursor (and tz, the browser's
+// offset from UTC in minutes, for since/until without a zone).
 func parseFilter(v url.Values, now time.Time) (store.Filter, error) {
 	f := store.Filter{State: v.Get("state"), Class: v.Get("class"), From: v.Get("from"), To: v.Get("to"),
-		Q: v.Get("q"), Cursor: v.Get("cursor")}
+		Q: v.Get("q"), Reason: v.Get("reason"), Cursor: v.Get("cursor")}
 	if err := store.CheckStates(f.State); err != nil {
 		return f, err
 	}
 	if f.Feedback = v.Get("feedback"); store.CheckFeedback(f.Feedback) != nil {
 		return f, store.CheckFeedback(f.Feedback)
 	}
-	loc := time.UTC
-	if tz := v.Get("tz"); tz != "" {
-		m, err := strconv.Atoi(tz)
-		if err != nil || m < -14*60 || m > 14*60 {
-			return f, fmt.Errorf("bad tz %q: minutes east of UTC", tz)
-		}
-		loc = time.FixedZone("", m*60)
+	loc, err := parseTZ(v.Get("tz"))
+	if err != nil {
+		return f, err
 	}
-	var err error
 	if f.Since, err = store.ParseTime(v.Get("since"), now, loc); err != nil {
 		return f, fmt.Errorf("since: %w", err)
 	}
@@ -49,6 +45,23 @@ func parseFilter(v url.Values, now time.Time) (store.Filter, error) {
 	}
 	return f, nil
 }
+
+// parseTZ reads tz, the browser's offset from UTC in minutes ("" is UTC).
+func parseTZ(tz string) (*time.Location, error) {
+	if tz == "" {
+		return time.UTC, nil
+	}
+	m, err := strconv.Atoi(tz)
+	if err != nil || m < -14*60 || m > 14*60 {
+		return nil, fmt.Errorf("bad tz %q: minutes east of UTC", tz)
+	}
+	if m == 0 {
+		return time.UTC, nil
+	}
+	return time.FixedZone(fmt.Sprintf("UTC%+03d:%02d", m/60, abs(m%60)), m*60), nil
+}
+
+func abs(n int) int { return max(n, -n) }
 
 func (s *Server) apiList(w http.ResponseWriter, r *http.Request) {
 	f, err := parseFilter(r.URL.Query(), s.d.Now())
@@ -64,14 +77,44 @@ func (s *Server) apiList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, p)
 }
 
+// messageDoc is GET /api/messages/{id}: the store's record and what the
+// stored body holds.
+type messageDoc struct {
+	*store.Message
+	Body bodyDoc `json:"body"`
+	// Headers are the message's header fields in order, decoded.
+	Headers []mimeview.Field `json:"headers"`
+	// Parts are the MIME leaves; Attachments those that are attachments.
+	Parts       []partDoc `json:"parts"`
+	Attachments []partDoc `json:"attachments"`
+}
+
+// bodyDoc says whether the body is kept, and what could not be read of it.
+type bodyDoc struct {
+	Kept     bool     `json:"kept"`
+	Note     string   `json:"note,omitempty"`
+	Problems []string `json:"problems,omitempty"`
+}
+
 func (s *Server) apiGet(w http.ResponseWriter, r *http.Request) {
-	m, err := s.d.Store.Get(r.Context(), r.PathValue("id"))
+	m, c, err := s.messageContent(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, m)
+	doc := messageDoc{Message: m, Body: bodyDoc{Kept: c.Kept, Note: c.Note}, Headers: []mimeview.Field{},
+		Parts: []partDoc{}, Attachments: []partDoc{}}
+	if c.Kept {
+		doc.Body.Problems = c.MIME.Problems
+		doc.Headers = c.MIME.Header
+		doc.Parts = partDocs(m.ID, c.MIME.Parts, "parts")
+		doc.Attachments = partDocs(m.ID, c.MIME.Attachments(), "attachments")
+	}
+	writeJSON(w, http.StatusOK, doc)
 }
+
+func (s *Server) apiPart(w http.ResponseWriter, r *http.Request)       { s.servePart(w, r, false) }
+func (s *Server) apiAttachment(w http.ResponseWriter, r *http.Request) { s.servePart(w, r, true) }
 
 // apiRaw downloads the stored message, always as an attachment.
 func (s *Server) apiRaw(w http.ResponseWriter, r *http.Request) {
@@ -211,8 +254,11 @@ var windows = []struct {
 }{{"1h", time.Hour, time.Minute}, {"6h", 6 * time.Hour, 5 * time.Minute}, {"24h", 24 * time.Hour, 15 * time.Minute},
 	{"7d", 7 * 24 * time.Hour, 2 * time.Hour}, {"30d", 30 * 24 * time.Hour, 6 * time.Hour}}
 
+// defaultWindow fits a fresh install: an hour by the minute.
+const defaultWindow = "1h"
+
 func (s *Server) stats(r *http.Request, window string) (*StatsReport, error) {
-	win, step := 6*time.Hour, 5*time.Minute
+	win, step := time.Hour, time.Minute
 	for _, w := range windows {
 		if w.name == window {
 			win, step = w.window, w.step
@@ -243,7 +289,7 @@ func (s *Server) stats(r *http.Request, window string) (*StatsReport, error) {
 func (s *Server) apiStats(w http.ResponseWriter, r *http.Request) {
 	window := r.URL.Query().Get("window")
 	if window == "" {
-		window = "6h"
+		window = defaultWindow
 	}
 	valid := false
 	for _, w := range windows {
@@ -259,6 +305,33 @@ func (s *Server) apiStats(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+// apiFunnel is GET /api/funnel?days=7&tz=: the delivery funnel by day and
+// lane (days 1-400, tz the offset from UTC in minutes).
+func (s *Server) apiFunnel(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	days := 7
+	if v := q.Get("days"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 400 {
+			jsonError(w, http.StatusBadRequest, "days: 1-400")
+			return
+		}
+		days = n
+	}
+	loc, err := parseTZ(q.Get("tz"))
+	if err != nil {
+		jsonError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	now := s.d.Now()
+	f, err := s.d.Store.Funnel(r.Context(), now.AddDate(0, 0, -(days-1)), now, loc)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
 }
 
 // fail answers a store error: 404 for an unknown message, else 500 (logged).

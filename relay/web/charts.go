@@ -3,6 +3,7 @@ package web
 import (
 	"fmt"
 	"math"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +43,9 @@ type tick struct {
 	X, Y  float64
 	Label string
 	Class string // first, last: anchored so that the label stays inside
+	// Time is the tick's time (RFC 3339) for the script to write in the
+	// browser's time zone; Fmt how ("hm" or "dhm").
+	Time, Fmt string
 }
 
 // newLineChart lays out series of equal length over times.
@@ -84,12 +88,13 @@ func newLineChart(title, unit string, times []time.Time, stepSec int, series ...
 	}
 	if n > 1 {
 		for j, i := range []int{0, n / 2, n - 1} {
-			t := times[i].Add(time.Duration(stepSec) * time.Second)
-			label := t.UTC().Format("15:04")
+			t := times[i].Add(time.Duration(stepSec) * time.Second).UTC()
+			label, f := t.Format("15:04"), "hm"
 			if stepSec >= 3600 {
-				label = t.UTC().Format("Jan 2 15:04")
+				label, f = t.Format("01-02 15:04"), "dhm"
 			}
-			c.XTicks = append(c.XTicks, tick{X: x(i), Y: c.Y1 + 16, Label: label, Class: []string{"first", "", "last"}[j]})
+			c.XTicks = append(c.XTicks, tick{X: x(i), Y: c.Y1 + 16, Label: label, Class: []string{"first", "", "last"}[j],
+				Time: t.Format(time.RFC3339), Fmt: f})
 		}
 		c.XTicks[2].Label += " UTC"
 	}
@@ -173,8 +178,9 @@ func formatMS(ms float64) string {
 	return fmt.Sprintf("%.1f h", ms/3_600_000)
 }
 
-// dashboardCharts builds the dashboard's charts from a stats report.
-func dashboardCharts(rep *StatsReport) []lineChart {
+// dashboardCharts builds the dashboard's charts from a stats report. In
+// sandbox mode nothing reaches Mailjet: no series claims it did.
+func dashboardCharts(rep *StatsReport, sandbox bool) []lineChart {
 	st := rep.Stats
 	times := make([]time.Time, len(st.Buckets))
 	col := func(f func(b *store.Bucket) float64) []float64 {
@@ -193,14 +199,23 @@ func dashboardCharts(rep *StatsReport) []lineChart {
 		seriesData{name: "transactional", class: "s1", values: col(func(b *store.Bucket) float64 { return float64(b.Received["transactional"]) })},
 		seriesData{name: "bulk", class: "s2", values: col(func(b *store.Bucket) float64 { return float64(b.Received["bulk"]) })},
 		seriesData{name: "refused", class: "bad", values: col(func(b *store.Bucket) float64 { return float64(b.Counts["refused"]) })})
-	outcomes := newLineChart("Outcomes "+per, "", times, st.StepSeconds,
-		seriesData{name: "accepted by Mailjet", class: "s1", values: col(func(b *store.Bucket) float64 {
-			return float64(b.Counts["delivered"] + b.Counts["sandboxed"])
-		})},
+	var out []seriesData
+	if !sandbox {
+		out = append(out, seriesData{name: "accepted by Mailjet", class: "s1", values: col(func(b *store.Bucket) float64 {
+			return float64(b.Counts["delivered"])
+		})})
+	}
+	if sandbox || st.Totals["sandboxed"] > 0 {
+		out = append(out, seriesData{name: "sandboxed, not sent", class: "s4", values: col(func(b *store.Bucket) float64 {
+			return float64(b.Counts["sandboxed"])
+		})})
+	}
+	out = append(out,
 		seriesData{name: "deferred", class: "s3", values: col(func(b *store.Bucket) float64 { return float64(b.Counts["deferred"]) })},
 		seriesData{name: "failed, bounced, blocked", class: "bad", values: col(func(b *store.Bucket) float64 {
 			return float64(b.Counts["failed"] + b.Counts["mj_bounce"] + b.Counts["mj_blocked"])
 		})})
+	outcomes := newLineChart("Outcomes "+per, "", times, st.StepSeconds, out...)
 	var depth []seriesData
 	for i, lane := range []string{"transactional", "bulk"} {
 		if d, ok := rep.QueueDepth[lane]; ok {
@@ -215,9 +230,11 @@ func dashboardCharts(rep *StatsReport) []lineChart {
 	if len(depth) > 0 {
 		charts = append(charts, newLineChart("Queue depth, by lane", "", times, st.StepSeconds, depth...))
 	}
-	charts = append(charts, newLineChart("Delivery latency (receipt to Mailjet's acceptance)", "ms", times, st.StepSeconds,
-		seriesData{name: "average", class: "s1", unit: "ms", summary: "avg", values: col(func(b *store.Bucket) float64 { return b.LatencyAvgMS })},
-		seriesData{name: "slowest", class: "s3", unit: "ms", summary: "max", values: col(func(b *store.Bucket) float64 { return b.LatencyMaxMS })}))
+	if !sandbox {
+		charts = append(charts, newLineChart("Delivery latency (receipt to Mailjet's acceptance)", "ms", times, st.StepSeconds,
+			seriesData{name: "average", class: "s1", unit: "ms", summary: "avg", values: col(func(b *store.Bucket) float64 { return b.LatencyAvgMS })},
+			seriesData{name: "slowest", class: "s3", unit: "ms", summary: "max", values: col(func(b *store.Bucket) float64 { return b.LatencyMaxMS })}))
+	}
 	return charts
 }
 
@@ -226,17 +243,19 @@ type failureBar struct {
 	Kind, Reason string
 	N            int
 	Pct          float64
-	State        string // the list filter that shows these messages
+	// Link lists these messages.
+	Link string
 }
 
-func failureBars(fs []store.ReasonCount, limit int) []failureBar {
+func failureBars(fs []store.ReasonCount, limit int, window string) []failureBar {
 	var out []failureBar
 	top := 1
 	for _, f := range fs {
 		top = max(top, f.N)
 	}
 	kinds := map[string][2]string{"failed": {"failed", "failed"}, "refused": {"refused", "refused"},
-		"mj_bounce": {"bounced", "bounced"}, "mj_blocked": {"blocked", "blocked"}, "mj_spam": {"spam", "spam"}}
+		"mj_bounce": {"bounced", "bounced"}, "mj_blocked": {"blocked", "blocked"}, "mj_spam": {"spam", "spam"},
+		"deferred": {"deferred", "deferred"}}
 	for i, f := range fs {
 		if i == limit {
 			break
@@ -246,7 +265,12 @@ func failureBars(fs []store.ReasonCount, limit int) []failureBar {
 		if reason == "" {
 			reason = "(no reason given)"
 		}
-		out = append(out, failureBar{Kind: k[0], Reason: reason, N: f.N, Pct: math.Max(1, 100*float64(f.N)/float64(top)), State: k[1]})
+		q := url.Values{"state": {k[1]}, "since": {window}}
+		if f.Reason != "" {
+			q.Set("reason", f.Reason)
+		}
+		out = append(out, failureBar{Kind: k[0], Reason: reason, N: f.N, Pct: math.Max(1, 100*float64(f.N)/float64(top)),
+			Link: "/messages?" + q.Encode()})
 	}
 	return out
 }

@@ -35,7 +35,7 @@ type feedbackCard struct {
 	OldestAge                 string
 	ReportedLink, FailedLink  string
 	PendingLink, AlertsLink   string
-	ProblemSince, LastSuccess string
+	ProblemSince, LastSuccess time.Time
 }
 
 func (s *Server) feedbackCard(ctx context.Context, rep *StatsReport, window string) feedbackCard {
@@ -51,12 +51,10 @@ func (s *Server) feedbackCard(ctx context.Context, rep *StatsReport, window stri
 	if !st.Oldest.IsZero() {
 		c.OldestAge = s.d.Now().Sub(st.Oldest).Round(time.Second).String()
 	}
-	if !st.Since.IsZero() && st.Problem != "" {
-		c.ProblemSince = st.Since.UTC().Format("2006-01-02 15:04:05 UTC")
+	if st.Problem != "" {
+		c.ProblemSince = st.Since
 	}
-	if !st.Last.IsZero() {
-		c.LastSuccess = st.Last.UTC().Format("2006-01-02 15:04:05 UTC")
-	}
+	c.LastSuccess = st.Last
 	return c
 }
 

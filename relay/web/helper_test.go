@@ -14,12 +14,16 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/mailjet/account"
+	"github.com/mjrelay/mjrelay/mailjet/webhook"
 	"github.com/mjrelay/mjrelay/relay/deliver"
 	"github.com/mjrelay/mjrelay/relay/inspect"
 	"github.com/mjrelay/mjrelay/relay/metrics"
 	"github.com/mjrelay/mjrelay/relay/queue"
+	"github.com/mjrelay/mjrelay/relay/store"
 	"github.com/mjrelay/mjrelay/relay/store/storetest"
+	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
 var t0 = time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
@@ -56,7 +60,9 @@ type envSetup struct {
 	opts Options
 	// noMailjet leaves the sample's Mailjet events out of the store.
 	noMailjet bool
-	deps      []func(*Deps)
+	// noBodies opens the store with keep_bodies = 0.
+	noBodies bool
+	deps     []func(*Deps)
 }
 
 type envOpt func(*envSetup)
@@ -75,6 +81,10 @@ func withWebhook(t testing.TB) envOpt {
 
 func withoutMailjetEvents(s *envSetup) { s.noMailjet = true }
 
+func withoutBodies(s *envSetup) { s.noBodies = true }
+
+func withOptions(f func(*Options)) envOpt { return func(s *envSetup) { f(&s.opts) } }
+
 func withDeps(f func(*Deps)) envOpt { return func(s *envSetup) { s.deps = append(s.deps, f) } }
 
 // newEnv builds a server over a store holding the sample traffic (raw
@@ -85,7 +95,11 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	for _, o := range opts {
 		o(setup)
 	}
-	store, err := inspect.Open(filepath.Join(t.TempDir(), "store.db"), inspect.Options{KeepBodies: time.Hour,
+	keep := time.Hour
+	if setup.noBodies {
+		keep = 0
+	}
+	store, err := inspect.Open(filepath.Join(t.TempDir(), "store.db"), inspect.Options{KeepBodies: keep,
 		Now: func() time.Time { return t0.Add(time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
@@ -223,4 +237,57 @@ func (fakeDNS) LookupTXT(_ context.Context, name string) ([]string, error) {
 		return []string{"v=spf1 mx -all"}, nil
 	}
 	return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+}
+
+// addRich records the rich message (storetest.NewRich: HTML with an inline
+// image, a remote image at remote and a script that would load beacon, a
+// text part, a PDF) as received, sent through the SMTP transport with the
+// upstream id upID, and delivered by Mailjet.
+func (e *env) addRich(t testing.TB, at time.Time, remote, beacon, upID string) (string, storetest.Rich) {
+	t.Helper()
+	rich := storetest.NewRich(storetest.RichOptions{From: "invoices@acme.example", To: "mr.x@client.example", Remote: remote, Beacon: beacon})
+	id := storetest.QueueID(at, 4242)
+	f := storetest.NewFlow(at, id, "invoices@acme.example", []string{"mr.x@client.example"}, rich.Subject).
+		Received(rich.Raw).Upstream(upID).Attempt("smtp", "250 OK queued as "+upID, trafficlog.RcptResult{Rcpt: "mr.x@client.example",
+		Status: "delivered", Reply: mailjet.ParseReply("250 OK")}).Delivered()
+	for _, ev := range f.Events() {
+		e.store.Record(ev)
+	}
+	if err := e.store.RecordMailjet(context.Background(), []webhook.Event{storetest.Mailjet(f.Time().Add(time.Second), "sent", id, "mr.x@client.example", 288230376151799999)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return id, rich
+}
+
+// record stores events in the env's store.
+func (e *env) record(t testing.TB, evs ...trafficlog.Event) {
+	t.Helper()
+	for _, ev := range evs {
+		e.store.Record(ev)
+	}
+	if err := e.store.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ids lists the ids of the messages f selects.
+func (e *env) ids(t testing.TB, f store.Filter) []string { return storetest.IDs(t, e.store, f) }
+
+// checkBody fails t for each of want a body lacks and each of dontWant it
+// has.
+func checkBody(t testing.TB, body string, want, dontWant []string) {
+	t.Helper()
+	for _, s := range want {
+		if !strings.Contains(body, s) {
+			t.Errorf("page lacks %q", s)
+		}
+	}
+	for _, s := range dontWant {
+		if strings.Contains(body, s) {
+			t.Errorf("page shows %q", s)
+		}
+	}
 }

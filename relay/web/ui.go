@@ -2,15 +2,20 @@ package web
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"embed"
-	"errors"
+	"encoding/hex"
 	"fmt"
 	"html/template"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/emersion/go-message/charset"
+
+	"github.com/mjrelay/mjrelay/mailjet/account"
 	"github.com/mjrelay/mjrelay/mailjet/dnscheck"
 	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/store"
@@ -24,37 +29,35 @@ var templatesFS embed.FS
 //go:embed static
 var staticFS embed.FS
 
-var pageNames = []string{"dashboard", "messages", "message", "queue", "senders", "error"}
+var pageNames = []string{"dashboard", "messages", "message", "queue", "senders", "funnel", "error"}
+
+// timeFormat is the one way times are written; the page's script rewrites
+// them in the browser's time zone and keeps this, in UTC, for the hover.
+const timeFormat = "2006-01-02 15:04:05"
 
 var funcs = template.FuncMap{
-	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"short": func(t time.Time) string {
+	// tm writes a time as an HTML <time> element.
+	"tm": func(t time.Time) template.HTML {
 		if t.IsZero() {
 			return "-"
 		}
-		return t.UTC().Format("2006-01-02 15:04:05") + " UTC"
-	},
-	"ago": func(t time.Time) string {
-		if t.IsZero() {
-			return "never"
-		}
-		return time.Since(t).Round(time.Second).String() + " ago"
+		utc := t.UTC().Format(timeFormat) + " UTC"
+		return template.HTML(`<time datetime="` + t.UTC().Format(time.RFC3339) + `" title="` + utc + `">` + utc + `</time>`)
 	},
 	"secs":  func(s float64) string { return (time.Duration(s) * time.Second).String() },
 	"bytes": humanBytes,
 	"ms":    formatMS,
 	"join":  strings.Join,
-	"stateClass": func(state store.State) string {
-		switch state {
-		case store.StateSent, store.StateDelivered, store.StateSandboxed:
-			return "ok"
-		case store.StateQueued, store.StateDeferred:
-			return "warn"
-		case store.StateUnsub, store.StateDeleted:
-			return "muted"
+	// words decodes RFC 2047 encoded words a store kept as sent.
+	"words": func(s string) string {
+		if strings.Contains(s, "=?") {
+			if d, err := (&mime.WordDecoder{CharsetReader: charset.Reader}).DecodeHeader(s); err == nil {
+				return d
+			}
 		}
-		return "bad"
+		return s
 	},
+	"stateClass": stateClass,
 	"statusClass": func(s dnscheck.Status) string {
 		switch s {
 		case dnscheck.OK:
@@ -65,6 +68,14 @@ var funcs = template.FuncMap{
 		return "bad"
 	},
 	"pending": store.Pending,
+	"problem": store.Problem,
+	// rest is a reply without the reason label it starts with.
+	"rest": func(why, reply string) string {
+		if r, ok := strings.CutPrefix(reply, why); ok && why != "" {
+			return strings.TrimSpace(r)
+		}
+		return reply
+	},
 	"first": func(ss []string) string {
 		if len(ss) == 0 {
 			return ""
@@ -74,6 +85,28 @@ var funcs = template.FuncMap{
 		}
 		return ss[0]
 	},
+	"pct": func(r float64) string {
+		if r == 0 {
+			return "0 %"
+		}
+		return fmt.Sprintf("%.1f %%", 100*r)
+	},
+}
+
+// stateClass is a state's colour: sandboxed mail has its own, since it
+// never reached Mailjet.
+func stateClass(state store.State) string {
+	switch state {
+	case store.StateSent, store.StateDelivered:
+		return "ok"
+	case store.StateSandboxed:
+		return "sandbox"
+	case store.StateQueued, store.StateDeferred:
+		return "warn"
+	case store.StateUnsub, store.StateDeleted:
+		return "muted"
+	}
+	return "bad"
 }
 
 func humanBytes(n int64) string {
@@ -111,12 +144,19 @@ type page struct {
 	Data    any
 }
 
+// render writes a page; with ?fragment=live, only the page's "live"
+// template (what the page's script polls for), with an ETag.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name, title string, data any) {
+	t := s.pages[name]
+	if r.URL.Query().Get("fragment") == "live" && t.Lookup("live") != nil {
+		s.renderFragment(w, r, t, data)
+		return
+	}
 	p := page{Title: title, Nav: name, Flash: flashText(r.URL.Query().Get("done")), Sandbox: s.o.Sandbox, Data: data}
 	p.Dropped = s.d.Store.Health().DroppedEvents
 	p.Odoo = s.feedbackProblem(r.Context())
 	var buf bytes.Buffer
-	if err := s.pages[name].Execute(&buf, p); err != nil {
+	if err := t.Execute(&buf, p); err != nil {
 		s.log.Error("rendering a page failed", "page", name, "err", err)
 		http.Error(w, "internal error (see the relay's log)", http.StatusInternalServerError)
 		return
@@ -124,6 +164,42 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name, 
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
 	w.Write(buf.Bytes())
+}
+
+// renderFragment answers a poll: 304 when nothing changed since the
+// browser's copy (its If-None-Match), else the fragment and its ETag.
+func (s *Server) renderFragment(w http.ResponseWriter, r *http.Request, t *template.Template, data any) {
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "live", data); err != nil {
+		s.log.Error("rendering a page fragment failed", "page", t.Name(), "err", err)
+		http.Error(w, "internal error (see the relay's log)", http.StatusInternalServerError)
+		return
+	}
+	sum := sha256.Sum256(buf.Bytes())
+	etag := `"` + hex.EncodeToString(sum[:12]) + `"`
+	w.Header().Set("ETag", etag)
+	if r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Write(buf.Bytes())
+}
+
+// pollSeconds is how often pages poll, for their data-every.
+func (s *Server) pollSeconds() int { return max(1, int(s.o.Poll/time.Second)) }
+
+// liveURL is the URL a page's script polls: the page with its query and
+// ?fragment=live.
+func liveURL(path string, q url.Values) string {
+	nq := url.Values{}
+	for k, v := range q {
+		if k != "fragment" && k != "done" {
+			nq[k] = v
+		}
+	}
+	nq.Set("fragment", "live")
+	return path + "?" + nq.Encode()
 }
 
 func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, code int, msg string) {
@@ -135,188 +211,6 @@ func flashText(done string) string {
 	return map[string]string{"retried": "Retry requested: the message is due now.",
 		"retried-all": "Retry requested for every deferred message.", "deleted": "Message deleted from the queue.",
 		"checking": "DNS checks started; reload in a few seconds."}[done]
-}
-
-type dashboardData struct {
-	Window   string
-	Windows  []string
-	Stats    *StatsReport
-	Cards    []card
-	Charts   []lineChart
-	Failures []failureBar
-	Senders  SendersReport
-	Feedback feedbackCard
-}
-
-// card is one figure at the top of the dashboard.
-type card struct {
-	N, Label, Class, Link string
-}
-
-func dashboardCards(rep *StatsReport, snd SendersReport, window string) []card {
-	t := rep.Totals
-	since := url.QueryEscape(window)
-	n := func(v int) string { return fmt.Sprint(v) }
-	bad := func(v int) string {
-		if v > 0 {
-			return "bad"
-		}
-		return ""
-	}
-	queued := 0
-	for _, v := range rep.QueueNow {
-		queued += v
-	}
-	cards := []card{
-		{n(rep.ReceivedByClass["transactional"]), "transactional received", "", "/messages?class=transactional&since=" + since},
-		{n(rep.ReceivedByClass["bulk"]), "bulk received", "", "/messages?class=bulk&since=" + since},
-		{n(t["delivered"] + t["sandboxed"]), "accepted by Mailjet", "ok", "/messages?state=sent,delivered,sandboxed&since=" + since},
-		{n(t["deferred"]), "deferred attempts", "", "/messages?state=deferred"},
-		{n(t["failed"] + t["mj_bounce"] + t["mj_blocked"]), "failed, bounced, blocked", bad(t["failed"] + t["mj_bounce"] + t["mj_blocked"]),
-			"/messages?state=failed,bounced,blocked&since=" + since},
-		{n(t["refused"]), "refused at SMTP", bad(t["refused"]), "/messages?state=refused&since=" + since},
-		{n(queued), "in the queue now", "", "/queue"},
-	}
-	acct := card{Label: "Mailjet account", Link: "/senders"}
-	switch {
-	case !snd.Enabled:
-		acct.N = "off"
-	case !snd.Known:
-		acct.N, acct.Class = "unknown", "bad"
-	case snd.Stale:
-		acct.N, acct.Class = "stale", "warn"
-	default:
-		acct.N, acct.Class = "ok", "ok"
-	}
-	if snd.Failures > 0 {
-		acct.Label += fmt.Sprintf(" (%d DNS/sender problems)", snd.Failures)
-		acct.Class = "warn"
-	}
-	return append(cards, acct)
-}
-
-func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
-	window := r.URL.Query().Get("window")
-	valid := false
-	var names []string
-	for _, w := range windows {
-		names = append(names, w.name)
-		valid = valid || w.name == window
-	}
-	if !valid {
-		window = "6h"
-	}
-	rep, err := s.stats(r, window)
-	if err != nil {
-		s.log.Error("dashboard statistics failed", "err", err)
-		s.errorPage(w, r, http.StatusInternalServerError, "The traffic store could not be read; see the relay's log.")
-		return
-	}
-	snd := s.senders.report(false)
-	s.render(w, r, http.StatusOK, "dashboard", "Dashboard", dashboardData{Window: window, Windows: names, Stats: rep,
-		Cards: dashboardCards(rep, snd, window), Charts: dashboardCharts(rep), Failures: failureBars(rep.Failures, 10), Senders: snd,
-		Feedback: s.feedbackCard(r.Context(), rep, window)})
-}
-
-type messagesData struct {
-	F       url.Values
-	States  []store.State
-	Page    store.Page
-	NextURL string
-	Err     string
-}
-
-func (s *Server) messagesPage(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	d := messagesData{F: q, States: store.States}
-	d.Page.Messages = []store.Summary{}
-	if f, err := parseFilter(q, s.d.Now()); err != nil {
-		d.Err = err.Error()
-	} else if d.Page, err = s.d.Store.List(r.Context(), f); err != nil {
-		d.Err = err.Error()
-		if !errors.Is(err, store.ErrBadFilter) {
-			s.log.Error("traffic list failed", "err", err)
-			d.Err = "The traffic store could not be read; see the relay's log."
-		}
-	}
-	if d.Page.Next != "" {
-		nq := url.Values{}
-		for k, v := range q {
-			nq[k] = v
-		}
-		nq.Set("cursor", d.Page.Next)
-		d.NextURL = "/messages?" + nq.Encode()
-	}
-	s.render(w, r, http.StatusOK, "messages", "Traffic", d)
-}
-
-type messageData struct {
-	M        *store.Message
-	CanQueue bool
-}
-
-func (s *Server) messagePage(w http.ResponseWriter, r *http.Request) {
-	m, err := s.d.Store.Get(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		s.errorPage(w, r, http.StatusNotFound, "No message with this id in the traffic store (it may have been pruned after store.retention).")
-		return
-	}
-	if err != nil {
-		s.log.Error("message detail failed", "err", err)
-		s.errorPage(w, r, http.StatusInternalServerError, "The traffic store could not be read; see the relay's log.")
-		return
-	}
-	s.render(w, r, http.StatusOK, "message", m.Subject, messageData{M: m, CanQueue: s.d.Queue != nil && store.Pending(m.State)})
-}
-
-// back redirects after a UI action to the page it came from.
-func back(w http.ResponseWriter, r *http.Request, to, done string) {
-	http.Redirect(w, r, to+"?done="+url.QueryEscape(done), http.StatusSeeOther)
-}
-
-func (s *Server) uiRetry(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if _, err := s.retry(r, id); err != nil {
-		s.uiQueueError(w, r, err)
-		return
-	}
-	back(w, r, returnTo(r, "/messages/"+url.PathEscape(id)), "retried")
-}
-
-func (s *Server) uiDelete(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if err := s.remove(r, id); err != nil {
-		s.uiQueueError(w, r, err)
-		return
-	}
-	back(w, r, returnTo(r, "/messages/"+url.PathEscape(id)), "deleted")
-}
-
-func (s *Server) uiRetryAll(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.retry(r, ""); err != nil {
-		s.uiQueueError(w, r, err)
-		return
-	}
-	back(w, r, "/queue", "retried-all")
-}
-
-// returnTo is the form's "return" field when it names a local page.
-func returnTo(r *http.Request, def string) string {
-	if v := r.FormValue("return"); v == "/queue" {
-		return v
-	}
-	return def
-}
-
-func (s *Server) uiQueueError(w http.ResponseWriter, r *http.Request, err error) {
-	switch {
-	case errors.Is(err, errNoQueue):
-		s.errorPage(w, r, http.StatusServiceUnavailable, err.Error())
-	case errors.Is(err, queue.ErrNotFound):
-		s.errorPage(w, r, http.StatusNotFound, "The message is not in the queue any more (delivered, failed or deleted meanwhile).")
-	default:
-		s.errorPage(w, r, http.StatusConflict, err.Error())
-	}
 }
 
 type queueData struct {
@@ -345,11 +239,91 @@ func (s *Server) queuePage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "queue", "Queue", d)
 }
 
+// sendersData is the senders page: the report, and what the relay does
+// with mail (sandbox mode sends nothing).
+type sendersData struct {
+	SendersReport
+	Sandbox bool
+	// Fates say what happens to mail from each sender, by email.
+	Fates map[string]string
+}
+
 func (s *Server) sendersPage(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, http.StatusOK, "senders", "Senders & domains", s.senders.report(false))
+	d := sendersData{SendersReport: s.senders.report(false), Sandbox: s.o.Sandbox}
+	d.Fates = d.fates()
+	s.render(w, r, http.StatusOK, "senders", "Senders & domains", d)
 }
 
 func (s *Server) uiSendersCheck(w http.ResponseWriter, r *http.Request) {
 	s.senders.report(true)
 	back(w, r, "/senders", "checking")
+}
+
+// Effect says what the relay does with mail given its sender policy and
+// mode, in the words an admin acts on.
+func (d sendersData) Effect() []string {
+	var out []string
+	if d.Sandbox {
+		out = append(out, "Sandbox mode: the relay accepts and records mail and sends none of it; nothing reaches Mailjet, whatever the sender.")
+	}
+	switch {
+	case !d.Enabled:
+		s := fmt.Sprintf("Senders are not checked against a Mailjet account (policy.sender_check = %q, or no Mailjet keys): "+
+			"any From is accepted, within the logins' allowed_from.", d.SenderCheck)
+		if !d.Sandbox {
+			s += " Mailjet itself holds or refuses mail from senders it has not validated."
+		}
+		out = append(out, s)
+	case d.SenderCheck == "warn":
+		s := "sender_check = warn: no mail is refused for its sender. Mail from a sender the Mailjet account does not have " +
+			"is accepted, and the refusal enforce would have given is logged as a warning"
+		if !d.Sandbox {
+			s += "; Mailjet itself may then hold or refuse it"
+		}
+		out = append(out, s+".")
+	default:
+		out = append(out, "sender_check = enforce: mail from a sender that is not an active sender (or on an active domain) of the "+
+			"Mailjet account is refused at SMTP with 550 5.7.1, the fix in the reply; Odoo shows it on the mail.")
+	}
+	return out
+}
+
+// UnknownEffect says what happens while the account state is unknown.
+func (d sendersData) UnknownEffect() string {
+	if d.SenderCheck == "warn" {
+		return "senders are accepted unchecked until the Mailjet API answers (warn mode: a warning is logged for each)"
+	}
+	return "every sender gets 451 4.7.0 until the Mailjet API answers (Odoo does not retry: the mail stays in exception)"
+}
+
+// fates says, for each sender of the account, what happens to mail from
+// it: Mailjet's rule (an Active sender with that address, or an Active
+// "*@domain") decides, as the sender check applies it.
+func (d sendersData) fates() map[string]string {
+	sent := "accepted and sent"
+	if d.Sandbox {
+		sent = "accepted and recorded, not sent"
+	}
+	snap := account.NewSnapshot(time.Time{}, "", d.Senders, nil)
+	out := map[string]string{}
+	for _, sn := range d.Senders {
+		ok, by := sn.Status == account.StatusActive, sn.Email
+		if !sn.IsWildcard() {
+			m := snap.Authorize(sn.Email)
+			ok, by = m.Allowed, m.Sender.Email
+		}
+		switch {
+		case ok && sn.IsWildcard():
+			out[sn.Email] = sent + " (any address of the domain)"
+		case ok && by != sn.Email:
+			out[sn.Email] = sent + " (covered by " + by + ")"
+		case ok:
+			out[sn.Email] = sent
+		case d.SenderCheck == "warn":
+			out[sn.Email] = sent + ", with a warning"
+		default:
+			out[sn.Email] = "refused (550 5.7.1)"
+		}
+	}
+	return out
 }

@@ -45,16 +45,7 @@ func TestPages(t *testing.T) {
 				t.Fatalf("%d, want %d", w.Code, tc.code)
 			}
 			body := w.Body.String()
-			for _, s := range tc.want {
-				if !strings.Contains(body, s) {
-					t.Errorf("page lacks %q", s)
-				}
-			}
-			for _, s := range tc.dontWant {
-				if strings.Contains(body, s) {
-					t.Errorf("page shows %q", s)
-				}
-			}
+			checkBody(t, body, tc.want, tc.dontWant)
 		})
 	}
 }

@@ -5,6 +5,15 @@
 // Options of plain values; the wiring (relay) builds them from the
 // configuration.
 //
+// The pages' only script is /static/app.js (the CSP allows no other): it
+// writes times in the browser's zone and polls the dashboard and the
+// traffic list for changes (?fragment=live, with an ETag). A message's HTML
+// body is shown in a sandboxed frame (no allow-scripts, no
+// allow-same-origin) from /messages/{id}/body, under a policy of its own
+// (bodyCSP: no script ever, images only from the message itself unless
+// the admin asks for remote ones); its parts and attachments download with
+// Content-Disposition: attachment (relay/store/mimeview reads them).
+//
 // Access: without [[http.users]] everything but the webhook answers only
 // requests from a loopback address with a loopback Host header (config
 // validation requires users whenever http.listen is not loopback; the Host
@@ -49,6 +58,9 @@ type Options struct {
 	// are the sender policy the senders page reports against.
 	SenderCheck             string
 	RequireDKIM, RequireSPF bool
+	// Poll is how often the dashboard and the traffic list ask for
+	// changes (default 5 s).
+	Poll time.Duration
 }
 
 // User is a login: a name and the bcrypt hash of its password.
@@ -98,6 +110,10 @@ type Server struct {
 	senders *senders
 	pages   map[string]*template.Template
 	handler http.Handler
+	// week and reasonList cache the dashboard's 7-day funnel and the
+	// traffic list's reasons to filter by.
+	week       minuteCache[*store.Funnel]
+	reasonList minuteCache[[]string]
 }
 
 // New builds the server.
@@ -113,6 +129,9 @@ func New(o Options, d Deps) (*Server, error) {
 	}
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if o.Poll <= 0 {
+		o.Poll = 5 * time.Second
 	}
 	if d.Resolver == nil {
 		d.Resolver = dnscheck.NewResolver("")
@@ -161,16 +180,21 @@ func (s *Server) routes() http.Handler {
 	app.HandleFunc("GET /{$}", s.dashboard)
 	app.HandleFunc("GET /messages", s.messagesPage)
 	app.HandleFunc("GET /messages/{id}", s.messagePage)
+	app.HandleFunc("GET /messages/{id}/body", s.messageBody)
 	app.HandleFunc("POST /messages/{id}/retry", s.uiRetry)
 	app.HandleFunc("POST /messages/{id}/delete", s.uiDelete)
 	app.HandleFunc("GET /queue", s.queuePage)
 	app.HandleFunc("POST /queue/retry", s.uiRetryAll)
 	app.HandleFunc("GET /senders", s.sendersPage)
 	app.HandleFunc("POST /senders/check", s.uiSendersCheck)
+	app.HandleFunc("GET /funnel", s.funnelPage)
 	// API
 	app.HandleFunc("GET /api/messages", s.apiList)
 	app.HandleFunc("GET /api/messages/{id}", s.apiGet)
 	app.HandleFunc("GET /api/messages/{id}/raw", s.apiRaw)
+	app.HandleFunc("GET /api/messages/{id}/parts/{part}", s.apiPart)
+	app.HandleFunc("GET /api/messages/{id}/attachments/{part}", s.apiAttachment)
+	app.HandleFunc("GET /api/funnel", s.apiFunnel)
 	app.HandleFunc("POST /api/messages/{id}/retry", s.apiRetry)
 	app.HandleFunc("DELETE /api/messages/{id}", s.apiDelete)
 	app.HandleFunc("GET /api/queue", s.apiQueue)

@@ -689,6 +689,18 @@ func (c *Conn) handleRcpt(arg string) {
 
 	p := parser{s: strings.TrimSpace(arg)}
 	recipient, err := p.parsePath()
+	if err != nil && c.server.AcceptMalformedRcpt {
+		// mjrelay: the session decides (see Server.AcceptMalformedRcpt).
+		recipient, p.s = strings.TrimSpace(arg), ""
+		opts := &RcptOptions{Malformed: err}
+		if err := c.Session().Rcpt(recipient, opts); err != nil {
+			c.writeError(451, EnhancedCode{4, 0, 0}, err)
+			return
+		}
+		c.recipients = append(c.recipients, recipient)
+		c.writeResponse(250, EnhancedCode{2, 0, 0}, fmt.Sprintf("I'll make sure <%v> gets this", recipient))
+		return
+	}
 	if err != nil {
 		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting RCPT arg syntax of TO:<address>")
 		return

@@ -47,6 +47,13 @@ type Server struct {
 	// checks none (MAIL's SIZE parameter, DATA, BDAT).
 	AdvertisedMaxMessageBytes int64
 
+	// mjrelay: with AcceptMalformedRcpt, a RCPT whose path does not parse
+	// is handed to Session.Rcpt (the argument as sent, with
+	// RcptOptions.Malformed set) instead of being answered 501 here, so
+	// that a backend can accept it and refuse the whole message later
+	// rather than one recipient of several.
+	AcceptMalformedRcpt bool
+
 	// Advertise SMTPUTF8 (RFC 6531) capability.
 	// Should be used only if backend supports it.
 	EnableSMTPUTF8 bool

@@ -130,4 +130,9 @@ type RcptOptions struct {
 
 	// Value of MT-PRIORITY= or nil if unset.
 	MTPriority *int
+
+	// mjrelay: Malformed is why the path did not parse, when
+	// Server.AcceptMalformedRcpt handed the argument to Session.Rcpt as
+	// sent (no other option is set then).
+	Malformed error
 }

@@ -97,22 +97,32 @@ func testListOldestFirst(t *testing.T, h Harness) {
 func testSetState(t *testing.T, h Harness) {
 	q := open(t, h, Limits{})
 	ctx := context.Background()
-	env := put(t, q, 1, 200)
+	env := put(t, q, 3, 200)
 	other := put(t, q, 2, 200)
+	if it, err := q.Get(env.ID); err != nil || it.Held() != hold(3) || hold(3) == "" {
+		t.Fatalf("a message put with a Hold: Held() = %q, %v", it.Held(), err)
+	}
 	next := time.Now().Add(time.Hour).Truncate(time.Millisecond)
 	states := []queue.State{
-		{ID: env.ID, Attempts: 1, Next: next, LastError: "451 4.7.0 later", Pending: []string{"b1@client.example"}},
-		{ID: env.ID, Attempts: 2, Next: next.Add(time.Hour), LastError: "421 again"},
+		{ID: env.ID, Released: true},
+		{ID: env.ID, Attempts: 1, Next: next, LastError: "451 4.7.0 later", Pending: []string{"b1@client.example"}, Released: true},
+		{ID: env.ID, Attempts: 2, Next: next.Add(time.Hour), LastError: "421 again", Released: true},
 	}
 	for _, st := range states {
 		if err := q.SetState(ctx, st); err != nil {
 			t.Fatal(err)
 		}
-		checkItem(t, q, env, body(1, 200), st)
+		checkItem(t, q, env, body(3, 200), st)
+		if it, _ := q.Get(env.ID); it.Held() != "" {
+			t.Errorf("released, yet Held() = %q", it.Held())
+		}
 	}
-	if items := q.List(); len(items) != 2 || !sameState(items[0].State, states[1]) || !sameState(items[1].State, queue.State{ID: other.ID}) {
+	if items := q.List(); len(items) != 2 || !sameState(items[0].State, states[2]) || !sameState(items[1].State, queue.State{ID: other.ID}) {
 		t.Errorf("List = %+v", items)
 	}
+	// The hold and its release survive a restart.
+	q = q.restart(t)
+	checkItem(t, q, env, body(3, 200), states[2])
 }
 
 // testDone: a message done is gone for every call at once; a second Done

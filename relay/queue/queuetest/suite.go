@@ -59,7 +59,15 @@ func envelope(q queue.Queue, n int) *queue.Envelope {
 		From: fmt.Sprintf("sender%d@acme.example", n), To: []string{"a@client.example", fmt.Sprintf("b%d@client.example", n)},
 		User: "odoo", Client: "192.0.2.10:51234", Helo: "odoo.example", UTF8: n%2 == 0,
 		HeaderFrom: "Acme <sender@acme.example>", Subject: fmt.Sprintf("Invoice %d", n), MessageID: fmt.Sprintf("<%d@odoo.example>", n),
-		Class: "bulk", ClassRule: "list-unsubscribe-post", Campaign: "spring"}
+		Class: "bulk", ClassRule: "list-unsubscribe-post", Campaign: "spring", Hold: hold(n)}
+}
+
+// hold is message n's Hold: every third message was accepted held.
+func hold(n int) string {
+	if n%3 != 0 {
+		return ""
+	}
+	return "sender not checked yet: the Mailjet account state is unknown"
 }
 
 // body returns message n's bytes (about size bytes).
@@ -113,7 +121,7 @@ func withoutTime(e queue.Envelope) queue.Envelope {
 }
 
 func sameState(a, b queue.State) bool {
-	return a.ID == b.ID && a.Attempts == b.Attempts && a.Next.Equal(b.Next) && a.LastError == b.LastError &&
+	return a.ID == b.ID && a.Attempts == b.Attempts && a.Next.Equal(b.Next) && a.LastError == b.LastError && a.Released == b.Released &&
 		fmt.Sprint(a.Pending) == fmt.Sprint(b.Pending) && (a.Pending == nil) == (b.Pending == nil)
 }
 

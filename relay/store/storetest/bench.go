@@ -149,6 +149,10 @@ func BenchQueries(b *testing.B, s store.Store) {
 		{"q=mailjet-id", store.Filter{Q: "288230376151911744", Limit: 50}},
 		{"since/until 1h", store.Filter{Since: mid, Until: mid.Add(time.Hour), Limit: 50}},
 		{"since/until+state", store.Filter{Since: mid, Until: mid.Add(24 * time.Hour), State: "failed", Limit: 50}},
+		{"reason", store.Filter{Reason: "550 5.1.1", Limit: 50}},
+		{"reason(rare)", store.Filter{Reason: "421 4.7.0", Limit: 50}},
+		{"reason+since/until", store.Filter{Reason: "550 5.1.1", Since: mid, Until: mid.Add(24 * time.Hour), Limit: 50}},
+		{"q=upstream-id(none)", store.Filter{Q: "4XqZ9k1aB2", Limit: 50}},
 	}
 	for _, q := range queries {
 		b.Run("List/"+q.name, func(b *testing.B) {
@@ -166,6 +170,13 @@ func BenchQueries(b *testing.B, s store.Store) {
 	b.Run("Get", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := s.Get(ctx, someID); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Funnel/30d", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.Funnel(ctx, BenchStart, BenchStart.Add(30*24*time.Hour), time.UTC); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -125,7 +125,7 @@ func testConcurrentRecordAndQuery(t *testing.T, h Harness) {
 		t.Errorf("%d messages sent, want %d (dropped %d)", n, writers*perWriter, dropped)
 	}
 	if dropped == 0 {
-		if ids := List(t, s, store.Filter{Limit: 1000}); len(ids) != writers*perWriter {
+		if ids := IDs(t, s, store.Filter{Limit: 1000}); len(ids) != writers*perWriter {
 			t.Errorf("%d messages stored, want %d", len(ids), writers*perWriter)
 		}
 	}
@@ -210,11 +210,11 @@ func testConcurrentMailjetEvents(t *testing.T, h Harness) {
 		want[state]++
 	}
 	for state, w := range want {
-		if ids := List(t, s, store.Filter{State: state, Limit: 1000}); len(ids) != w {
+		if ids := IDs(t, s, store.Filter{State: state, Limit: 1000}); len(ids) != w {
 			t.Errorf("%d messages %s, want %d", len(ids), state, w)
 		}
 	}
-	if ids := List(t, s, store.Filter{Q: "new", Limit: 1000}); len(ids) != 100 && s.Health().DroppedEvents == 0 {
+	if ids := IDs(t, s, store.Filter{Q: "new", Limit: 1000}); len(ids) != 100 && s.Health().DroppedEvents == 0 {
 		t.Errorf("%d new messages, want 100", len(ids))
 	}
 }

@@ -52,7 +52,7 @@ func testFeedback(t *testing.T, h Harness) {
 	}
 	for f, want := range map[string][]string{store.FeedbackReported: {a}, store.FeedbackFailed: {b}, store.FeedbackAlert: {c},
 		store.FeedbackPending: nil, "any": {c, b, a}} {
-		if got := List(t, s, store.Filter{Feedback: f}); !slices.Equal(got, want) {
+		if got := IDs(t, s, store.Filter{Feedback: f}); !slices.Equal(got, want) {
 			t.Errorf("feedback %s: %v, want %v", f, got, want)
 		}
 	}

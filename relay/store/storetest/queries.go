@@ -19,7 +19,7 @@ func testListFilters(t *testing.T, h Harness) {
 	Feed(t, s, sample.Events, sample.Mailjet...)
 	ids := sample.IDs
 	refused := func() string {
-		r := List(t, s, store.Filter{State: "refused"})
+		r := IDs(t, s, store.Filter{State: "refused"})
 		if len(r) != 1 {
 			t.Fatalf("refused: %v", r)
 		}
@@ -67,7 +67,7 @@ func testListFilters(t *testing.T, h Harness) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := List(t, s, tc.f); !slices.Equal(got, tc.want) {
+			if got := IDs(t, s, tc.f); !slices.Equal(got, tc.want) {
 				t.Errorf("got %v\nwant %v", got, tc.want)
 			}
 		})

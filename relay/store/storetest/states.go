@@ -73,7 +73,7 @@ func testStates(t *testing.T, h Harness) {
 			s := open(t, h, Options{})
 			Feed(t, s, tc.events, tc.mj...)
 			if tc.state == "" {
-				if ids := List(t, s, store.Filter{}); len(ids) != 0 {
+				if ids := IDs(t, s, store.Filter{}); len(ids) != 0 {
 					t.Fatalf("List = %v; want nothing", ids)
 				}
 				return
@@ -101,7 +101,7 @@ func testRefusedGetsAnID(t *testing.T, h Harness) {
 	s := open(t, h, Options{})
 	r := Refused(T0, "data", "sender_not_found", "550 5.7.1 no", "spoof@evil.example", []string{"v@client.example"})
 	Feed(t, s, []trafficlog.Event{r, r})
-	ids := List(t, s, store.Filter{State: "refused"})
+	ids := IDs(t, s, store.Filter{State: "refused"})
 	if len(ids) != 2 || ids[0] == "" || ids[0] == ids[1] {
 		t.Fatalf("refusals = %v, want two with distinct ids", ids)
 	}
@@ -127,7 +127,7 @@ func testAggregatedRefusal(t *testing.T, h Harness) {
 	if st.Totals["refused"] != 42 {
 		t.Errorf("refused total %d, want 42", st.Totals["refused"])
 	}
-	ids := List(t, s, store.Filter{State: "refused"})
+	ids := IDs(t, s, store.Filter{State: "refused"})
 	if len(ids) != 2 {
 		t.Fatalf("refusals listed: %v", ids)
 	}
@@ -283,7 +283,7 @@ func testRetention(t *testing.T, h Harness) {
 			}
 		}
 	}
-	if ids := List(t, s, store.Filter{}); len(ids) != 2 {
+	if ids := IDs(t, s, store.Filter{}); len(ids) != 2 {
 		t.Errorf("after pruning: %v, want the stuck and the new one", ids)
 	}
 	if _, err := s.Get(ctx, QueueID(T0, 1)); !errors.Is(err, store.ErrNotFound) {

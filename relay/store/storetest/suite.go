@@ -4,7 +4,8 @@
 // the conformance suite every store.Store backend must pass (Run).
 //
 // The suite checks behaviour (states, Mailjet's events joined, filters,
-// search, paging, detail, raw bodies, statistics, pruning, errors),
+// search, paging, detail, raw bodies, statistics, pruning, errors, reason
+// labels, upstream ids, attachment counts, the delivery funnel),
 // crash-replay (what a Flush returned for survives a restart and a crash)
 // and concurrency (recording while others record, query and receive
 // Mailjet's events). It knows nothing of files or servers: a backend's
@@ -46,7 +47,8 @@ func Run(t *testing.T, h Harness) {
 		testStates, testRefusedGetsAnID, testAggregatedRefusal, testMailjetJoin, testReceivedAfterAttempt,
 		testListFilters, testPaging, testDetail, testNotFound, testRawBodies, testRetention, testStats,
 		testStatsBuckets, testHealth, testClosed, testFlushedSurvives, testConcurrentRecordAndQuery,
-		testConcurrentMailjetEvents, testFeedback,
+		testConcurrentMailjetEvents, testReasons, testUpstreamIDs, testAttachments, testFunnel, testSandboxNotMailjet,
+		testDeferredStep, testFeedback,
 	)
 }
 
@@ -102,8 +104,11 @@ func get(t testing.TB, s store.Store, id string) *store.Message {
 	return m
 }
 
-// List returns the ids of the messages s lists for f.
-func List(t testing.TB, s store.Store, f store.Filter) []string {
+// list is IDs, by the name the suite's files used first.
+func list(t testing.TB, s store.Store, f store.Filter) []string { t.Helper(); return IDs(t, s, f) }
+
+// IDs lists the ids of the messages f selects (the first page).
+func IDs(t testing.TB, s store.Store, f store.Filter) []string {
 	t.Helper()
 	p, err := s.List(context.Background(), f)
 	if err != nil {
@@ -151,7 +156,7 @@ func checkSample(t *testing.T, s store.Store, sample *Sample, states map[string]
 			t.Errorf("%s: state %q, want %q", name, m.State, want)
 		}
 	}
-	if ids := List(t, s, store.Filter{State: store.StateRefused}); len(ids) != 1 {
+	if ids := IDs(t, s, store.Filter{State: store.StateRefused}); len(ids) != 1 {
 		t.Errorf("refusals: %v, want one", ids)
 	}
 	inv := get(t, s, sample.IDs["invoice"])
@@ -163,7 +168,7 @@ func checkSample(t *testing.T, s store.Store, sample *Sample, states map[string]
 	} else if b, _ := io.ReadAll(r); !strings.Contains(string(b), "Hello Mr. X") {
 		t.Errorf("invoice raw body = %q", b)
 	}
-	if ids := List(t, s, store.Filter{Q: "288230376151711744"}); !slices.Equal(ids, []string{sample.IDs["invoice"]}) {
+	if ids := IDs(t, s, store.Filter{Q: "288230376151711744"}); !slices.Equal(ids, []string{sample.IDs["invoice"]}) {
 		t.Errorf("search by Mailjet id: %v", ids)
 	}
 }

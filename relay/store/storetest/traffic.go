@@ -28,8 +28,13 @@ type Flow struct {
 	recv   time.Time
 	n      int
 	tr     string
+	upID   string
 	events []trafficlog.Event
 }
+
+// Upstream sets the id the upstream gives the message ("queued as") in the
+// attempts and outcomes added after it.
+func (f *Flow) Upstream(id string) *Flow { f.upID = id; return f }
 
 // NewFlow starts a message received at t.
 func NewFlow(t time.Time, id, from string, to []string, subject string) *Flow {
@@ -69,7 +74,7 @@ func (f *Flow) Attempt(transport, reply string, rcpts ...trafficlog.RcptResult) 
 	f.n, f.tr = f.n+1, transport
 	e := f.ev(trafficlog.Attempt, 2*time.Second)
 	e.Transport, e.Upstream, e.Reply, e.Attempt, e.DurationMS = transport, "in-v3.mailjet.com:587", mailjet.ParseReply(reply), f.n, 180
-	e.Rcpts = rcpts
+	e.Rcpts, e.UpstreamID = rcpts, f.upID
 	f.events = append(f.events, e)
 	return f
 }
@@ -80,6 +85,9 @@ func (f *Flow) outcome(kind trafficlog.Kind, reply, reason string, to []string) 
 		e.To = to
 	}
 	e.Transport, e.Upstream, e.Reply, e.Reason, e.Attempt = f.tr, "in-v3.mailjet.com:587", mailjet.ParseReply(reply), reason, f.n
+	if kind != trafficlog.Deleted {
+		e.UpstreamID = f.upID
+	}
 	e.DurationMS = float64(f.t.Sub(f.recv).Milliseconds())
 	f.events = append(f.events, e)
 	return f
