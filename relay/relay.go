@@ -20,9 +20,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/mailjet/account"
 	"github.com/mjrelay/mjrelay/policy"
+	"github.com/mjrelay/mjrelay/relay/cluster"
 	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/control"
 	"github.com/mjrelay/mjrelay/relay/deliver"
@@ -92,6 +95,13 @@ type Relay struct {
 
 	sup       *supervise.Group
 	listening atomic.Bool // SMTP
+
+	// Cluster mode (cluster.postgres_url): the pool, the node's queue,
+	// its depths and actions for the whole cluster.
+	pool       *pgxpool.Pool
+	cluster    *cluster.Queue
+	depths     *clusterDepths
+	clusterCtl cluster.Control
 }
 
 // Start opens the queue, starts delivery and binds the listeners: the
@@ -111,7 +121,11 @@ func Start(cfg *config.Config, o Options) (*Relay, error) {
 			"data_dir", cfg.DataDir, "mode", st.Mode().Perm().String())
 	}
 	// The metrics come first: every component records to them.
-	r := &Relay{cfg: cfg, o: o, log: log, metrics: metrics.New(log), sup: supervise.New(log)}
+	node := ""
+	if cfg.Clustered() {
+		node = cfg.Cluster.NodeName
+	}
+	r := &Relay{cfg: cfg, o: o, log: log, metrics: metrics.NewNode(log, node), sup: supervise.New(log)}
 	if err := r.sup.Start(context.Background(), r.components()...); err != nil {
 		return nil, err
 	}
@@ -125,24 +139,29 @@ func Start(cfg *config.Config, o Options) (*Relay, error) {
 // socket and the account refresh stop, and the upstream connections, the
 // traffic store, the queue and the traffic log close.
 func (r *Relay) components() []supervise.Component {
-	cs := []supervise.Component{
-		{Name: "traffic log", Start: r.openTraffic, Stop: r.closeTraffic},
+	cs := []supervise.Component{{Name: "traffic log", Start: r.openTraffic, Stop: r.closeTraffic}}
+	if r.cfg.Clustered() {
+		cs = append(cs, supervise.Component{Name: "postgres", Start: r.openPool, Stop: func(context.Context) error { r.pool.Close(); return nil }})
+	}
+	cs = append(cs, []supervise.Component{
 		{Name: "queue", Start: r.openQueue, Stop: func(context.Context) error { return r.Queue.Close() }},
 		{Name: "traffic store", Start: r.openStore, Stop: func(context.Context) error { return r.Store.Close() }},
 		{Name: "upstream", Start: r.openUpstream, Stop: r.closeUpstream},
-	}
+	}...)
 	if r.cfg.Odoo.Enabled() {
 		cs = append(cs, supervise.Component{Name: "feedback outbox", Start: r.openOutbox, Stop: r.closeOutbox})
 	}
 	if r.o.Policy == nil && r.cfg.Policy.SenderCheck != "off" && r.cfg.HasKeys() {
-		cs = append(cs, supervise.Component{Name: "mailjet account", Start: r.startAccount,
-			Run: func(ctx context.Context) error { return r.Account.Run(ctx) }})
+		cs = append(cs, supervise.Component{Name: "mailjet account", Start: r.startAccount, Run: r.runAccount})
 	}
 	cs = append(cs,
 		supervise.Component{Name: "wiring", Start: r.build},
 		supervise.Component{Name: "control socket", Run: func(ctx context.Context) error {
-			return control.Serve(ctx, r.cfg.ControlSocket(), control.Live{Queue: r.Queue, Sched: r.Sched})
+			return control.Serve(ctx, r.cfg.ControlSocket(), r.queueActions())
 		}})
+	if r.cfg.Clustered() {
+		cs = append(cs, supervise.Component{Name: "cluster housekeeping", Run: r.pruneJob})
+	}
 	if r.cfg.Odoo.Enabled() {
 		cs = append(cs, supervise.Component{Name: "odoo feedback", Run: func(ctx context.Context) error { return r.Feedback.Run(ctx) }})
 	}
@@ -171,8 +190,20 @@ func (r *Relay) closeTraffic(context.Context) error {
 	return r.traffic.Close()
 }
 
-func (r *Relay) openQueue(context.Context) (err error) {
-	r.Queue, err = OpenQueue(r.cfg, r.log)
+func (r *Relay) openPool(ctx context.Context) (err error) {
+	r.pool, err = OpenPool(ctx, r.cfg, r.log)
+	return err
+}
+
+func (r *Relay) openQueue(ctx context.Context) (err error) {
+	if r.cfg.Clustered() {
+		if r.cluster, err = openClusterQueue(ctx, r.cfg, r.pool, r.log); err == nil {
+			r.Queue = r.cluster
+			r.log.Info("cluster node", "node", r.cfg.Cluster.NodeName, "instance", r.cluster.PG().Instance(), "lease", r.cfg.Cluster.Lease.D())
+		}
+	} else {
+		r.Queue, err = OpenQueue(r.cfg, r.log)
+	}
 	if errors.Is(err, ErrQueueInUse) {
 		return fmt.Errorf("another mjrelay is already running with data_dir %s", r.cfg.DataDir)
 	}
@@ -230,6 +261,18 @@ func (r *Relay) startAccount(ctx context.Context) (err error) {
 	return nil
 }
 
+// runAccount refreshes the Mailjet account state every policy.refresh: in
+// cluster mode on one node only (the others read it at start and again
+// when an unknown sender shows up).
+func (r *Relay) runAccount(ctx context.Context) error {
+	if r.pool == nil {
+		return r.Account.Run(ctx)
+	}
+	cluster.Singleton{Pool: r.pool, Name: "mailjet account refresh", Retry: min(r.cfg.Policy.Refresh.D(), time.Minute), Log: r.log}.
+		Hold(ctx, func(ctx context.Context) { r.Account.Run(ctx) })
+	return nil
+}
+
 // build wires the components over what the ones before opened: the
 // scheduler, the sender policy, intake and the SMTP server, and the web
 // server, all recording to the same recorders.
@@ -242,13 +285,26 @@ func (r *Relay) build(context.Context) (err error) {
 		MaxLifetime: cfg.Queue.MaxLifetime.D(), Traffic: traffic, Logger: log,
 		Gate: deliver.GateFunc(func(ctx context.Context, env queue.Envelope) error { return in.Release(ctx, env) }),
 	}
+	var dq deliver.Queue = r.Queue
+	if r.cluster != nil {
+		// The scheduler attempts only what this node claimed; the lanes'
+		// concurrency and rate are the cluster's, granted by the claims.
+		dq = r.cluster.Deliverer()
+		dopts.Lanes = append([]lanes.Lane(nil), r.lanes...)
+		for i := range dopts.Lanes {
+			dopts.Lanes[i].Rate = 0
+		}
+	}
 	var fb web.Feedback
 	var fstate func() metrics.Feedback
 	if cfg.Odoo.Enabled() {
 		r.newReporter(traffic)
 		dopts.Final, fb, fstate = r.Feedback.Failed, r.Feedback, r.feedbackState
 	}
-	r.Sched = deliver.New(r.Queue, dopts)
+	r.Sched = deliver.New(dq, dopts)
+	if r.cluster != nil {
+		r.startCluster(traffic)
+	}
 	r.Queue.Subscribe(r.Sched.Enqueue)
 	if st := r.Queue.Stats(); st.Messages > 0 {
 		log.Info("resuming the queue", "messages", st.Messages)
@@ -260,21 +316,33 @@ func (r *Relay) build(context.Context) (err error) {
 	if r.Account != nil {
 		acct, acctState = r.Account, r.Account
 	}
-	r.metrics.Observe(metrics.State{QueueDepth: r.queueDepth, Held: r.held, Account: acctState, Store: r.Store, Feedback: fstate})
+	ms := metrics.State{QueueDepth: r.queueDepth, Held: r.held, Account: acctState, Store: r.Store, Feedback: fstate}
+	if r.cluster != nil {
+		ms.Cluster = r.cluster
+	}
+	r.metrics.Observe(ms)
 	checker := r.o.Policy
 	if checker == nil {
 		if checker, err = policy.New(policyOptions(cfg), acct, log); err != nil {
 			return err
 		}
 	}
+	var flow intake.Flow = r.Sched
+	if r.cluster != nil {
+		flow = clusterFlow{sched: r.Sched, depths: r.depths}
+	}
 	in = intake.New(intakeOptions(cfg, r.Store.WantsBodies()), intake.Deps{Queue: r.Queue, Policy: checker,
-		Classifier: lanes.NewClassifier(classifierOptions(cfg, acct)), Flow: r.Sched, Traffic: traffic, Logger: log})
+		Classifier: lanes.NewClassifier(classifierOptions(cfg, acct)), Flow: flow, Traffic: traffic, Logger: log})
 	if r.smtp, err = smtpd.New(smtpOptions(cfg), smtpd.Deps{Intake: in, Traffic: traffic, Logger: log}); err != nil {
 		return err
 	}
 	if cfg.HTTP.Listen != "" {
-		r.web, err = web.New(webOptions(cfg), web.Deps{Store: r.Store, Queue: control.Live{Queue: r.Queue, Sched: r.Sched},
-			Account: acctState, QueueDepth: r.queueDepth, Ready: r.ready, Metrics: r.metrics, Logger: log, Feedback: fb})
+		deps := web.Deps{Store: r.Store, Queue: r.queueActions(),
+			Account: acctState, QueueDepth: r.queueDepth, Ready: r.ready, Metrics: r.metrics, Logger: log, Feedback: fb}
+		if r.cluster != nil {
+			deps.Degraded, deps.Nodes = r.degradedNote, r.nodes
+		}
+		r.web, err = web.New(webOptions(cfg), deps)
 	}
 	return err
 }
@@ -304,7 +372,19 @@ func (r *Relay) listenSMTP(context.Context) error {
 	return nil
 }
 
+// queueActions are retry, delete and list for the control socket and the
+// web: the whole cluster's in cluster mode.
+func (r *Relay) queueActions() control.Queue {
+	if r.cluster != nil {
+		return r.clusterCtl
+	}
+	return control.Live{Queue: r.Queue, Sched: r.Sched}
+}
+
 func (r *Relay) queueDepth() map[string]int {
+	if r.depths != nil {
+		return r.depths.perLane()
+	}
 	out := map[string]int{}
 	for lane, d := range r.Sched.Depths() {
 		out[lane] = d.Ready + d.Deferred + d.InFlight + d.Held

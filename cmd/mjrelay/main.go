@@ -4,6 +4,7 @@
 //	mjrelay check --config FILE ...    check the Mailjet account and DNS
 //	mjrelay queue list|retry ID|--all|delete ID [--config FILE]
 //	mjrelay log --config FILE [filters]  search the traffic store
+//	mjrelay migrate --config FILE --to-cluster  move data_dir into the cluster's database
 //	mjrelay hash-password              read a password, print its bcrypt hash
 //	mjrelay version                    version and VCS revision (also --version)
 package main
@@ -29,6 +30,7 @@ const usage = `usage:
   mjrelay queue [--config FILE] list | retry ID | retry --all | delete ID
   mjrelay log --config FILE [--state S] [--class C] [--feedback F] [--from A] [--to A] [-q TEXT]
               [--since T] [--until T] [--limit N] [--cursor C] [--json] [ID] [--raw ID]
+  mjrelay migrate --config FILE --to-cluster   (data_dir's queue and history into cluster.postgres_url)
   mjrelay hash-password   (asks twice without echo on a terminal; else reads a line on stdin)
   mjrelay version         (or --version)
 `
@@ -54,6 +56,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runQueue(ctx, args[1:], stdout, stderr)
 	case "log":
 		return runLog(ctx, args[1:], stdout, stderr)
+	case "migrate":
+		return runMigrate(ctx, args[1:], stdout, stderr)
 	case "hash-password":
 		return runHashPassword(stdin, stdout, stderr)
 	case "version", "--version", "-version":

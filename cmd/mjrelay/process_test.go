@@ -49,7 +49,7 @@ func TestMain(m *testing.M) {
 
 // world is an upstream emulator plus a data_dir and config for the binary.
 type world struct {
-	t       *testing.T
+	t       testing.TB
 	up      *mjtest.SMTPRelay
 	dir     string
 	cfgPath string
@@ -57,7 +57,7 @@ type world struct {
 
 // newWorld sets up an upstream and a config; edits are old→new
 // replacements applied to the config text.
-func newWorld(t *testing.T, edits ...string) *world {
+func newWorld(t testing.TB, edits ...string) *world {
 	up, err := mjtest.NewSMTPRelay(apiKey, secretKey, mjtest.StartTLS)
 	if err != nil {
 		t.Fatal(err)
@@ -111,6 +111,7 @@ type proc struct {
 	stderr *bytes.Buffer
 	mu     *sync.Mutex
 	exited chan struct{}
+	ready  chan struct{} // closed once it listens
 }
 
 func (w *world) serve() *proc {
@@ -120,15 +121,25 @@ func (w *world) serve() *proc {
 
 // startProc starts cmd (mjrelay serve) and waits until it logs its first
 // smtpListeners SMTP addresses.
-func startProc(t *testing.T, cmd *exec.Cmd, smtpListeners int) *proc {
+func startProc(t testing.TB, cmd *exec.Cmd, smtpListeners int) *proc {
 	t.Helper()
+	p := &proc{cmd: cmd}
+	p.start(t, smtpListeners)
+	p.waitListening(t, "mjrelay")
+	return p
+}
+
+// start starts p.cmd and reads its log (safe from any goroutine: a failure
+// shows in waitListening).
+func (p *proc) start(t testing.TB, smtpListeners int) {
 	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	p.cmd.Stderr = pw
+	p.stderr, p.mu, p.exited, p.ready = &bytes.Buffer{}, &sync.Mutex{}, make(chan struct{}), make(chan struct{})
+	if err := p.cmd.Start(); err != nil {
+		p.stderr.WriteString(err.Error())
+		close(p.exited)
+		return
 	}
-	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, exited: make(chan struct{})}
-	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
@@ -141,30 +152,37 @@ func startProc(t *testing.T, cmd *exec.Cmd, smtpListeners int) *proc {
 					p.http = line.Addr
 				case "SMTP listening":
 					if p.smtp = append(p.smtp, line.Addr); len(p.smtp) == smtpListeners {
-						close(ready)
+						p.addr = p.smtp[0]
+						close(p.ready)
 					}
 				}
 			}
 			p.mu.Unlock()
 		}
 	}()
-	go func() { cmd.Wait(); pw.Close(); close(p.exited) }()
+	go func() { p.cmd.Wait(); pw.Close(); close(p.exited) }()
+	t.Cleanup(func() {
+		if p.cmd.Process != nil {
+			p.cmd.Process.Kill()
+		}
+		<-p.exited
+	})
+}
+
+// waitListening waits until p listens (name: for the failure message).
+func (p *proc) waitListening(t testing.TB, name string) {
+	t.Helper()
 	select {
-	case <-ready:
-		p.mu.Lock()
-		p.addr = p.smtp[0]
-		p.mu.Unlock()
+	case <-p.ready:
 	case <-p.exited:
-		t.Fatalf("mjrelay exited at start:\n%s", p.log())
-	case <-time.After(15 * time.Second):
-		t.Fatalf("mjrelay did not start:\n%s", p.log())
+		t.Fatalf("%s exited at start:\n%s", name, p.log())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not start:\n%s", name, p.log())
 	}
-	t.Cleanup(func() { p.cmd.Process.Kill(); <-p.exited })
-	return p
 }
 
 // web waits for the web UI's address (logged after SMTP's).
-func (p *proc) web(t *testing.T) string {
+func (p *proc) web(t testing.TB) string {
 	t.Helper()
 	var addr string
 	waitUntil(t, "the web UI to listen", 10*time.Second, func() bool {
@@ -238,7 +256,7 @@ func waitAllDelivered(t *testing.T, w *world, acked map[string]bool) int {
 	return dups
 }
 
-func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
+func waitUntil(t testing.TB, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {

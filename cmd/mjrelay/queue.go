@@ -53,7 +53,7 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "mjrelay:", err)
 		return 1
 	}
-	api, closeFn, err := openQueue(cfg)
+	api, closeFn, err := openQueue(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "mjrelay queue:", err)
 		return 1
@@ -93,7 +93,10 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return 2
 }
 
-func openQueue(cfg *config.Config) (queueAPI, func(), error) {
+func openQueue(ctx context.Context, cfg *config.Config) (queueAPI, func(), error) {
+	if cfg.Clustered() {
+		return openClusterQueue(ctx, cfg)
+	}
 	q, err := relay.OpenQueue(cfg, nil)
 	if errors.Is(err, relay.ErrQueueInUse) {
 		return control.NewClient(cfg.ControlSocket()), func() {}, nil
@@ -134,3 +137,32 @@ func printQueue(w io.Writer, l control.Listing) {
 	tw.Flush()
 	fmt.Fprintf(w, "%d message(s), %d bytes on disk\n", l.Stats.Messages, l.Stats.DiskBytes)
 }
+
+// openClusterQueue: in cluster mode the queue is the whole cluster's. The
+// node running here (its control socket) acts for it, so that what it
+// holds locally is included; with none running, the database is used
+// directly (a message that a live node holds is deleted by that node).
+func openClusterQueue(ctx context.Context, cfg *config.Config) (queueAPI, func(), error) {
+	c := control.NewClient(cfg.ControlSocket())
+	if _, err := c.List(ctx); err == nil {
+		return c, func() {}, nil
+	}
+	rec, closeRec, err := relay.OpenOfflineRecorder(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctl, closeCtl, err := relay.OpenClusterAdmin(ctx, cfg, rec)
+	if err != nil {
+		closeRec()
+		return nil, nil, err
+	}
+	return clusterAPI{ctl}, func() { closeCtl(); closeRec() }, nil
+}
+
+type clusterAPI struct{ c control.Queue }
+
+func (a clusterAPI) List(context.Context) (control.Listing, error) {
+	return control.Listing{Stats: a.c.Stats(), Items: a.c.List()}, nil
+}
+func (a clusterAPI) Retry(ctx context.Context, id string) (int, error) { return a.c.Retry(ctx, id) }
+func (a clusterAPI) Delete(ctx context.Context, id string) error       { return a.c.Delete(ctx, id) }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
 	"github.com/mjrelay/mjrelay/relay/odoo/odootest"
+	"github.com/mjrelay/mjrelay/relay/pg/pgtest"
 )
 
 // TestSecretsNeverWritten runs the relay with real keys and a sender check
@@ -121,4 +123,50 @@ func get(t *testing.T, url string) []byte {
 func getJSON(t *testing.T, url string, v any) {
 	t.Helper()
 	json.Unmarshal(get(t, url), v)
+}
+
+// TestClusterSecretsNeverShown: the database password, in the URL (node
+// 1) or in MJRELAY_POSTGRES_PASSWORD (node 2), is nowhere in the nodes'
+// logs, pages, API, metrics or data_dir. (The throw-away cluster trusts
+// local connections, so any password connects.)
+func TestClusterSecretsNeverShown(t *testing.T) {
+	const inURL, inEnv = "pgURL-s3cret-marker", "pgENV-s3cret-marker"
+	db := pgtest.New(t)
+	url := strings.Replace(db.URL("postgres"), "postgres@", "postgres:"+inURL+"@", 1)
+	cw := newClusterWorld(t, url, 2, "10s")
+	cfg2, _ := os.ReadFile(cw.cfgs[1])
+	os.WriteFile(cw.cfgs[1], bytes.Replace(cfg2, []byte(":"+inURL), nil, 1), 0o600)
+	p1 := cw.node(1)
+	cmd := exec.Command(binary, "serve", "--config", cw.cfgs[1])
+	cmd.Env = append(os.Environ(), "MJRELAY_POSTGRES_PASSWORD="+inEnv)
+	p2 := startProc(t, cmd, 1)
+	c := dial(t, p1.addr)
+	if err := sendToken(c, "cluster-secret-check"); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+	waitUntil(t, "delivery", 20*time.Second, func() bool { return len(cw.up.Received()) == 1 })
+	if out, code := runCLI(t, "queue", "--config", cw.cfgs[0], "list"); code != 0 || strings.Contains(out, inURL) {
+		t.Errorf("mjrelay queue list (exit %d) shows the password or failed:\n%s", code, out)
+	}
+	for _, p := range []*proc{p1, p2} {
+		web := "http://" + p.web(t)
+		for _, path := range []string{"/", "/queue", "/nodes", "/api/nodes", "/api/queue", "/metrics", "/readyz"} {
+			b := get(t, web+path)
+			if bytes.Contains(b, []byte(inURL)) || bytes.Contains(b, []byte(inEnv)) {
+				t.Errorf("GET %s shows the database password", path)
+			}
+		}
+		if l := p.log(); strings.Contains(l, inURL) || strings.Contains(l, inEnv) {
+			t.Errorf("the process log shows the database password")
+		}
+	}
+	filepath.Walk(cw.dir, func(path string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && !strings.HasSuffix(path, ".toml") {
+			if data, _ := os.ReadFile(path); bytes.Contains(data, []byte(inURL)) || bytes.Contains(data, []byte(inEnv)) {
+				t.Errorf("%s holds the database password", path)
+			}
+		}
+		return nil
+	})
 }

@@ -34,6 +34,26 @@ type Config struct {
 	Webhooks Webhooks `toml:"webhooks"`
 	Log      Log      `toml:"log"`
 	Odoo     Odoo     `toml:"odoo"`
+	Cluster  Cluster  `toml:"cluster"`
+}
+
+// Cluster configures cluster mode: several nodes on one PostgreSQL
+// database. With PostgresURL empty the relay runs embedded (segment spool
+// and SQLite in data_dir).
+type Cluster struct {
+	// PostgresURL is a PostgreSQL connection URL or key=value string. It
+	// may hold a password, so it never prints either.
+	PostgresURL Secret `toml:"postgres_url"`
+	// Password is used when the URL has none: from the environment
+	// (MJRELAY_POSTGRES_PASSWORD, else PGPASSWORD); never from the file.
+	Password Secret `toml:"-"`
+	// NodeName names this node in the UI and the records (default: the
+	// host name).
+	NodeName string `toml:"node_name"`
+	// Lease is how long a node's claim on a message lasts without being
+	// renewed: after a node dies, the others take its messages over
+	// within it.
+	Lease Duration `toml:"lease"`
 }
 
 // SMTP configures the listeners that Odoo connects to.
@@ -213,10 +233,11 @@ func Default() *Config {
 			MaxMessages:  1000000,
 			MinFreeBytes: 256 << 20,
 		},
-		HTTP:   HTTP{Listen: "127.0.0.1:8025"},
-		Policy: Policy{SenderCheck: "enforce", Refresh: Duration(5 * time.Minute)},
-		Log:    Log{Level: "info"},
-		Odoo:   defaultOdoo(),
+		HTTP:    HTTP{Listen: "127.0.0.1:8025"},
+		Policy:  Policy{SenderCheck: "enforce", Refresh: Duration(5 * time.Minute)},
+		Log:     Log{Level: "info"},
+		Cluster: Cluster{Lease: Duration(time.Minute)},
+		Odoo:    defaultOdoo(),
 	}
 }
 
@@ -254,6 +275,14 @@ func Parse(data []byte) (*Config, error) {
 	if c.Mailjet.SecretKey == "" {
 		c.Mailjet.SecretKey = Secret(os.Getenv("MJ_APIKEY_PRIVATE"))
 	}
+	if c.Cluster.PostgresURL != "" {
+		if c.Cluster.Password = Secret(os.Getenv("MJRELAY_POSTGRES_PASSWORD")); c.Cluster.Password == "" {
+			c.Cluster.Password = Secret(os.Getenv("PGPASSWORD"))
+		}
+		if c.Cluster.NodeName == "" {
+			c.Cluster.NodeName, _ = os.Hostname()
+		}
+	}
 	c.Odoo.applyEnv()
 	if c.Mailjet.Transport == "" {
 		c.Mailjet.Transport = TransportSMTP
@@ -279,7 +308,12 @@ func (c *Config) HasKeys() bool { return c.Mailjet.APIKey != "" && c.Mailjet.Sec
 // Sandbox reports whether the relay records mail without sending it.
 func (c *Config) Sandbox() bool { return c.Mailjet.Transport == TransportSandbox }
 
-// QueueDir is where the spool lives.
+// Clustered reports whether the relay runs as a node of a cluster on
+// PostgreSQL (cluster.postgres_url set).
+func (c *Config) Clustered() bool { return c.Cluster.PostgresURL != "" }
+
+// QueueDir is where the spool lives (in cluster mode: the local spool that
+// holds mail while PostgreSQL is unreachable).
 func (c *Config) QueueDir() string { return filepath.Join(c.DataDir, "queue") }
 
 // ControlSocket is the unix socket `mjrelay queue` uses to reach a running server.
@@ -461,6 +495,7 @@ func (c *Config) validate() error {
 	if c.Policy.Refresh <= 0 {
 		bad("policy.refresh", "must be positive")
 	}
+	c.validateCluster(bad)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

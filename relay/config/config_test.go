@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 
@@ -77,5 +78,45 @@ func TestSecretNeverPrints(t *testing.T) {
 	out := buf.String() + string(j) + fmt.Sprintf("%v %+v %#v", c, c.Mailjet, c.SMTP.Users)
 	if strings.Contains(out, "TOPSECRET") || strings.Contains(out, "HASHHASH") {
 		t.Fatalf("a secret was printed: %s", out)
+	}
+}
+
+func TestCluster(t *testing.T) {
+	t.Setenv("MJRELAY_POSTGRES_PASSWORD", "")
+	t.Setenv("PGPASSWORD", "from-pgpassword")
+	c, err := config.Parse([]byte("[cluster]\npostgres_url = \"postgres://mjrelay:URLSECRET@db.example/mjrelay\"\nnode_name = \"a1\""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Clustered() || c.Cluster.NodeName != "a1" || c.Cluster.Lease.D().String() != "1m0s" || c.Cluster.Password.Reveal() != "from-pgpassword" {
+		t.Fatalf("cluster: %+v", c.Cluster)
+	}
+	t.Setenv("MJRELAY_POSTGRES_PASSWORD", "ENVSECRET")
+	c, err = config.Parse([]byte("[cluster]\npostgres_url = \"host=db user=mjrelay\""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host, _ := os.Hostname(); c.Cluster.NodeName != host || c.Cluster.Password.Reveal() != "ENVSECRET" {
+		t.Fatalf("defaults: node %q", c.Cluster.NodeName)
+	}
+	var buf bytes.Buffer
+	c2, _ := config.Parse([]byte("[cluster]\npostgres_url = \"postgres://u:URLSECRET@db/x\""))
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("cfg", "cluster", c2.Cluster, "c", c2)
+	j, _ := json.Marshal(c2)
+	if out := buf.String() + string(j) + fmt.Sprintf("%v %+v %#v", c2, c2.Cluster, c2); strings.Contains(out, "URLSECRET") || strings.Contains(out, "ENVSECRET") {
+		t.Fatalf("a cluster secret was printed: %s", out)
+	}
+	if e, _ := config.Parse(nil); e.Clustered() {
+		t.Fatal("clustered without postgres_url")
+	}
+	for doc, want := range map[string]string{
+		"[cluster]\npostgres_url = \"db.example\"":                             "cluster.postgres_url",
+		"[cluster]\npostgres_url = \"postgres://x@db/y\"\nlease = \"10ms\"":    "cluster.lease",
+		"[cluster]\npostgres_url = \"postgres://x@db/y\"\nnode_name = \"a b\"": "cluster.node_name",
+		"[cluster]\nnode = \"x\"":                                              "unknown configuration key cluster.node",
+	} {
+		if _, err := config.Parse([]byte(doc)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", doc, err, want)
+		}
 	}
 }

@@ -34,7 +34,7 @@ type metrics struct {
 	notBounced *prometheus.CounterVec
 }
 
-func newMetrics(reg *prometheus.Registry) *metrics {
+func newMetrics(reg prometheus.Registerer) *metrics {
 	f := func(name, help string, labels ...string) *prometheus.CounterVec {
 		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mjrelay_" + name, Help: help}, labels)
 		reg.MustRegister(c)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -17,18 +18,29 @@ import (
 // Metrics is the relay's registry and what feeds it.
 type Metrics struct {
 	reg     *prometheus.Registry
+	node    prometheus.Registerer // reg, with the node label in cluster mode
 	m       *metrics
 	handler http.Handler
 }
 
 // New builds the registry with the event and webhook series and the Go and
 // process collectors; log (nil: nowhere) gets the errors of a scrape.
-func New(log *slog.Logger) *Metrics {
+func New(log *slog.Logger) *Metrics { return NewNode(log, "") }
+
+// NewNode is New for a node of a cluster: the series of this process
+// (events, webhook, Go and process) carry the label node="name", so that
+// the nodes' counters add up; the queue depths, read from the database,
+// are the cluster's and carry none. An empty name is New.
+func NewNode(log *slog.Logger, name string) *Metrics {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	reg := prometheus.NewRegistry()
-	return &Metrics{reg: reg, m: newMetrics(reg),
+	var node prometheus.Registerer = reg
+	if name != "" {
+		node = prometheus.WrapRegistererWith(prometheus.Labels{"node": name}, reg)
+	}
+	return &Metrics{reg: reg, node: node, m: newMetrics(node),
 		handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{log.With("component", "metrics")}})}
 }
 
@@ -51,12 +63,25 @@ type State struct {
 	Store interface{ Health() store.Health }
 	// Feedback returns the Odoo feedback's state (nil: it is off).
 	Feedback func() Feedback
+	// Cluster is a cluster node's local hold (nil in embedded mode).
+	Cluster Node
+}
+
+// Node is what a cluster node reports of its local hold.
+type Node interface {
+	// HeldLocally is how many messages its local spool holds.
+	HeldLocally() int
+	// Degraded: PostgreSQL is unreachable, new mail is held locally.
+	Degraded() (bool, time.Time)
 }
 
 // Observe adds the series read from s at scrape time; call it once, when
 // the scheduler (whose depths it reads) is built.
 func (m *Metrics) Observe(s State) {
 	m.reg.MustRegister(&stateCollector{d: s})
+	if s.Cluster != nil {
+		m.node.MustRegister(&nodeCollector{n: s.Cluster})
+	}
 	if s.Feedback != nil {
 		m.reg.MustRegister(feedbackCollector(s.Feedback))
 	}

@@ -20,9 +20,6 @@ package spool
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -82,8 +79,7 @@ type Spool struct {
 	noFallocate bool
 	tagged      int // tagged records read at replay
 
-	idPrefix [4]byte
-	idSeq    atomic.Uint32
+	ids *queue.IDs
 
 	freeMu       sync.Mutex
 	freeBytes    int64
@@ -146,9 +142,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
-	if _, err := rand.Read(s.idPrefix[:]); err != nil {
-		return nil, err
-	}
+	s.ids = queue.NewIDs(4)
 	if err := s.replay(); err != nil {
 		s.closeFiles()
 		return nil, err
@@ -217,14 +211,8 @@ func (s *Spool) closeFiles() {
 }
 
 // NewID returns a fresh queue id: 12 hex digits of Unix milliseconds, so ids
-// sort by time, then 12 of a per-process random prefix and a counter.
-func (s *Spool) NewID() string {
-	var b [10]byte
-	ms := uint64(time.Now().UnixMilli())
-	b[0], b[1], b[2], b[3], b[4], b[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
-	binary.BigEndian.PutUint32(b[6:], binary.BigEndian.Uint32(s.idPrefix[:])+s.idSeq.Add(1))
-	return hex.EncodeToString(b[:])
-}
+// sort by time, then 8 of a per-process random prefix and a counter.
+func (s *Spool) NewID() string { return s.ids.New() }
 
 // Put stores a message durably; the message is the concatenation of parts.
 // When it returns nil the message and its envelope are fsynced and will

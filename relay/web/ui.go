@@ -29,7 +29,7 @@ var templatesFS embed.FS
 //go:embed static
 var staticFS embed.FS
 
-var pageNames = []string{"dashboard", "messages", "message", "queue", "senders", "funnel", "error"}
+var pageNames = []string{"dashboard", "messages", "message", "queue", "senders", "funnel", "error", "nodes"}
 
 // timeFormat is the one way times are written; the page's script rewrites
 // them in the browser's time zone and keeps this, in UTC, for the hover.
@@ -140,6 +140,7 @@ type page struct {
 	Flash   string
 	Sandbox bool
 	Dropped uint64
+	Cluster bool   // a cluster node: the nav shows Nodes
 	Odoo    string // the Odoo feedback's standing fault
 	Data    any
 }
@@ -154,6 +155,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name, 
 	}
 	p := page{Title: title, Nav: name, Flash: flashText(r.URL.Query().Get("done")), Sandbox: s.o.Sandbox, Data: data}
 	p.Dropped = s.d.Store.Health().DroppedEvents
+	p.Cluster = s.d.Nodes != nil
 	p.Odoo = s.feedbackProblem(r.Context())
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, p); err != nil {

@@ -27,6 +27,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -96,6 +97,12 @@ type Deps struct {
 	Resolver dnscheck.Resolver
 	// Now is the clock (tests). Default time.Now.
 	Now func() time.Time
+	// Nodes lists a cluster's nodes (nodes.go); nil when the relay is
+	// not a cluster node (no nodes page).
+	Nodes func(ctx context.Context) ([]Node, error)
+	// Degraded says why a cluster node holds mail locally ("" when it
+	// does not); /readyz still answers 200 with it.
+	Degraded func() string
 	// Feedback is the Odoo feedback; nil when it is off.
 	Feedback Feedback
 }
@@ -201,6 +208,8 @@ func (s *Server) routes() http.Handler {
 	app.HandleFunc("GET /api/senders", s.apiSenders)
 	app.HandleFunc("POST /api/senders/check", s.apiSendersCheck)
 	app.HandleFunc("GET /api/stats", s.apiStats)
+	app.HandleFunc("GET /nodes", s.nodesPage)
+	app.HandleFunc("GET /api/nodes", s.apiNodes)
 	app.HandleFunc("GET /api/feedback", s.apiFeedback)
 
 	guarded := s.guard(http.NewCrossOriginProtection().Handler(app))
@@ -268,10 +277,23 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	fmt.Fprintln(w, "ready")
+	if deg := s.degraded(); deg != "" {
+		// Still accepting safely: a load balancer keeps sending mail.
+		fmt.Fprintf(w, "ready (degraded: %s)\n", deg)
+	} else {
+		fmt.Fprintln(w, "ready")
+	}
 	if note := s.readyNote(r.Context()); note != "" {
 		fmt.Fprintln(w, note)
 	}
+}
+
+// degraded is why a cluster node holds mail locally, or "".
+func (s *Server) degraded() string {
+	if s.d.Degraded == nil {
+		return ""
+	}
+	return s.d.Degraded()
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
