@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -36,15 +37,13 @@ func OpenQueue(cfg *config.Config, log *slog.Logger) (queue.Queue, error) {
 // configured retention: in data_dir, or the cluster's in cluster mode
 // (nil log: none).
 func OpenStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
-	url, password := storeDB(cfg)
-	return openStore(cfg, url, password, false, log)
+	return openOwnStore(context.Background(), cfg, false, log)
 }
 
 // ReadStore opens the traffic store for queries only, while a relay may be
 // running or not; it fails if there is none.
 func ReadStore(cfg *config.Config) (store.Store, error) {
-	url, password := storeDB(cfg)
-	return openStore(cfg, url, password, true, nil)
+	return openOwnStore(context.Background(), cfg, true, nil)
 }
 
 // openTraffic opens the traffic log that log.traffic names (nil for "off").

@@ -12,17 +12,28 @@ import (
 	"github.com/mjrelay/mjrelay/relay/feedback/journal"
 	"github.com/mjrelay/mjrelay/relay/metrics"
 	"github.com/mjrelay/mjrelay/relay/odoo"
+	"github.com/mjrelay/mjrelay/relay/pgfeedback"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
 // The Odoo feedback ([odoo]): its outbox lives beside the queue, in
-// data_dir/outbox, and is opened with it; the reporter is built with the
-// other components (build) and runs until the relay stops.
+// data_dir/outbox (in cluster mode in the cluster's database, where the
+// webhook of any node adds and the reporter of any node claims), and is
+// opened with it; the reporter is built with the other components (build)
+// and runs until the relay stops.
 
 // OutboxDir is where the embedded feedback outbox lives.
 func OutboxDir(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "outbox") }
 
-func (r *Relay) openOutbox(context.Context) error {
+func (r *Relay) openOutbox(ctx context.Context) error {
+	if r.pool != nil {
+		o, err := pgfeedback.New(ctx, r.pool, r.log)
+		if err != nil {
+			return fmt.Errorf("feedback outbox in PostgreSQL: %w", err)
+		}
+		r.outbox = o
+		return nil
+	}
 	j, err := journal.Open(OutboxDir(r.cfg), r.log)
 	if err != nil {
 		return fmt.Errorf("feedback outbox: %w", err)

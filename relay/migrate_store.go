@@ -26,17 +26,9 @@ const migrateChunk = 500
 // statistics it brings are set, not added again. The embedded store is
 // only read.
 func MigrateStore(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	url, password := storeDB(cfg)
-	if url == "" {
+	if !cfg.Clustered() {
 		return errors.New("cluster.postgres_url is not set: no cluster to move the traffic history into")
 	}
-	host, _ := os.Hostname()
-	return migrateStore(ctx, cfg, url, password, host, log)
-}
-
-// migrateStore copies data_dir's store into the store at url; the
-// statistics it brings are those of node.
-func migrateStore(ctx context.Context, cfg *config.Config, url, password, node string, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -50,7 +42,7 @@ func migrateStore(ctx context.Context, cfg *config.Config, url, password, node s
 		return fmt.Errorf("traffic store %s: %w", path, err)
 	}
 	defer src.Close()
-	st, err := openStore(cfg, url, password, false, log)
+	st, err := openOwnStore(ctx, cfg, false, log)
 	if err != nil {
 		return fmt.Errorf("cluster traffic store: %w", err)
 	}
@@ -70,7 +62,7 @@ func migrateStore(ctx context.Context, cfg *config.Config, url, password, node s
 	}
 	stats, err := src.ExportStats(ctx)
 	if err == nil {
-		err = dst.ImportStats(ctx, "migrated:"+node, stats)
+		err = dst.ImportStats(ctx, "migrated:"+cfg.Cluster.NodeName, stats)
 	}
 	if err != nil {
 		return fmt.Errorf("migrating the traffic statistics: %w", err)

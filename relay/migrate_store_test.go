@@ -55,8 +55,11 @@ func TestMigrateStore(t *testing.T) {
 	emb.Close()
 
 	url := pgtest.DB(t)
+	// The same node's config, in cluster mode.
+	ccfg := *cfg
+	ccfg.Cluster.PostgresURL, ccfg.Cluster.NodeName = config.Secret(url), "node1"
 	// The cluster delivered the deferred message before the history came.
-	node, err := relay.OpenStoreAt(cfg, url, "", false, nil)
+	node, err := relay.OpenStore(&ccfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +71,7 @@ func TestMigrateStore(t *testing.T) {
 	storetest.Feed(t, node, later)
 
 	ctx := context.Background()
-	if err := relay.MigrateStoreTo(ctx, cfg, url, "", "node1", nil); err != nil {
+	if err := relay.MigrateStore(ctx, &ccfg, nil); err != nil {
 		t.Fatal(err)
 	}
 	emb, err = relay.ReadStore(cfg)
@@ -111,7 +114,7 @@ func TestMigrateStore(t *testing.T) {
 	}
 
 	before := tables(t, url)
-	if err := relay.MigrateStoreTo(ctx, cfg, url, "", "node1", nil); err != nil {
+	if err := relay.MigrateStore(ctx, &ccfg, nil); err != nil {
 		t.Fatal(err)
 	}
 	if after := tables(t, url); after != before {

@@ -210,8 +210,8 @@ func (r *Relay) openQueue(ctx context.Context) (err error) {
 	return err
 }
 
-func (r *Relay) openStore(context.Context) (err error) {
-	if r.Store, err = OpenStore(r.cfg, r.log); err != nil {
+func (r *Relay) openStore(ctx context.Context) (err error) {
+	if r.Store, err = openStore(ctx, r.cfg, r.pool, false, false, r.log); err != nil {
 		return fmt.Errorf("traffic store: %w", err)
 	}
 	return nil
@@ -245,7 +245,7 @@ func (r *Relay) closeUpstream(context.Context) error {
 // the start; an unreachable API does not (the last saved snapshot is used).
 func (r *Relay) startAccount(ctx context.Context) (err error) {
 	o := accountOptions(r.cfg, r.log)
-	if o.Snapshots, err = accountSnapshots(ctx, r.Store, r.log); err != nil {
+	if o.Snapshots, err = accountSnapshots(ctx, r.pool, r.log); err != nil {
 		return fmt.Errorf("Mailjet account snapshot: %w", err)
 	}
 	cache, err := account.New(o)
@@ -262,14 +262,27 @@ func (r *Relay) startAccount(ctx context.Context) (err error) {
 }
 
 // runAccount refreshes the Mailjet account state every policy.refresh: in
-// cluster mode on one node only (the others read it at start and again
-// when an unknown sender shows up).
+// cluster mode on one node only; the others follow it, adopting the
+// snapshot it saves in the cluster's database (and refresh on demand when
+// an unknown sender shows up).
 func (r *Relay) runAccount(ctx context.Context) error {
 	if r.pool == nil {
 		return r.Account.Run(ctx)
 	}
+	follow := func() (stop func()) {
+		fctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); r.Account.Follow(fctx) }()
+		return func() { cancel(); <-done }
+	}
+	stop := follow()
 	cluster.Singleton{Pool: r.pool, Name: "mailjet account refresh", Retry: min(r.cfg.Policy.Refresh.D(), time.Minute), Log: r.log}.
-		Hold(ctx, func(ctx context.Context) { r.Account.Run(ctx) })
+		Hold(ctx, func(ctx context.Context) {
+			stop()
+			r.Account.Run(ctx)
+			stop = follow()
+		})
+	stop()
 	return nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/mjrelay/mjrelay/mailjet/account"
 	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/inspect"
@@ -18,43 +20,53 @@ import (
 // The traffic store's backend: the embedded SQLite store in data_dir, or
 // in cluster mode the cluster's store in PostgreSQL, which every node
 // records into and reads (the web UI, the API, the webhook, mjrelay log).
+// A relay opens it on its one pool (r.pool); a command alone (mjrelay log,
+// the migration) on a pool of its own.
 
-// storeDB is where the traffic store is kept in cluster mode: the
-// cluster's database URL and password ("" for the embedded store).
-func storeDB(cfg *config.Config) (url, password string) { return "", "" }
-
-// openStore opens the traffic store at url (the embedded store when
-// url is ""); read-only for queries alone (mjrelay log).
-func openStore(cfg *config.Config, url, password string, readOnly bool, log *slog.Logger) (store.Store, error) {
+// openStore opens the traffic store: the embedded one when pool is nil,
+// else the cluster's on pool (closed with the store when closePool);
+// read-only for queries alone (mjrelay log).
+func openStore(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, closePool, readOnly bool, log *slog.Logger) (store.Store, error) {
 	o := store.Options{ReadOnly: readOnly, Retention: cfg.Store.Retention.D(), KeepBodies: cfg.Store.KeepBodies.D(), Logger: log}
-	if url == "" {
+	if pool == nil {
 		st, err := inspect.Open(inspect.Path(cfg.DataDir), o)
 		if err != nil {
 			return nil, err
 		}
 		return st, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	pool, err := pg.Open(ctx, pg.Options{URL: url, Password: password, MaxConns: 8, AppName: "mjrelay store", Logger: log})
+	st, err := pgstore.Open(ctx, pgstore.Options{Options: o, Pool: pool, ClosePool: closePool})
 	if err != nil {
-		return nil, err
-	}
-	st, err := pgstore.Open(ctx, pgstore.Options{Options: o, Pool: pool, ClosePool: true})
-	if err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("%w (PostgreSQL at %s)", err, pg.Where(url))
+		return nil, fmt.Errorf("%w (PostgreSQL at %s)", err, pg.Where(cfg.Cluster.PostgresURL.Reveal()))
 	}
 	return st, nil
 }
 
-// accountSnapshots is where the Mailjet account snapshot is kept: with
-// the traffic store in the cluster's database, there too (every node finds
-// the newest any node fetched); else nil, the file in data_dir.
-func accountSnapshots(ctx context.Context, st store.Store, log *slog.Logger) (account.Snapshots, error) {
-	ps, ok := st.(*pgstore.Store)
-	if !ok {
+// openOwnStore opens the configured traffic store for a command: in
+// cluster mode on a pool of its own, closed with the store.
+func openOwnStore(ctx context.Context, cfg *config.Config, readOnly bool, log *slog.Logger) (store.Store, error) {
+	if !cfg.Clustered() {
+		return openStore(ctx, cfg, nil, false, readOnly, log)
+	}
+	pool, err := OpenPool(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	st, err := openStore(ctx, cfg, pool, true, readOnly, log)
+	if err != nil {
+		pool.Close()
+	}
+	return st, err
+}
+
+// accountSnapshots is where the Mailjet account snapshot is kept: in
+// cluster mode in the cluster's database (every node finds the newest any
+// node fetched); else nil, the file in data_dir.
+func accountSnapshots(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (account.Snapshots, error) {
+	if pool == nil {
 		return nil, nil
 	}
-	return pgaccount.New(ctx, ps.Pool(), log)
+	return pgaccount.New(ctx, pool, log)
 }

@@ -25,9 +25,3 @@ func TestTestHelpersStayInTests(t *testing.T) {
 		}
 	})
 }
-
-// MigrateStoreTo is migrateStore for relay_test: into the store at url.
-var MigrateStoreTo = migrateStore
-
-// OpenStoreAt is openStore for relay_test: the traffic store at url.
-var OpenStoreAt = openStore

@@ -82,7 +82,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if s.Inbox = store.NewInbox(o.Options, s.log); o.ReadOnly {
 		return s, nil
 	}
-	if err := pg.Migrate(ctx, o.Pool, Component, migrations, s.log); err != nil {
+	if err := pg.Migrate(ctx, o.Pool, Component, migrations, o.Logger); err != nil {
 		return nil, fmt.Errorf("traffic store: %w", err)
 	}
 	s.w = newWriter(s)

@@ -20,6 +20,9 @@ type Node struct {
 	Info      map[string]any `json:"info"`
 }
 
+// Age is how long ago the node's last heartbeat was, in whole seconds.
+func (n Node) Age() time.Duration { return time.Since(n.Heartbeat).Truncate(time.Second) }
+
 // nodesData is the nodes page's data.
 type nodesData struct {
 	Nodes    []Node
