@@ -13,7 +13,6 @@ import (
 	"github.com/mjrelay/mjrelay/relay/feedback"
 	"github.com/mjrelay/mjrelay/relay/inspect"
 	"github.com/mjrelay/mjrelay/relay/odoo/odootest"
-	"github.com/mjrelay/mjrelay/relay/pg"
 	"github.com/mjrelay/mjrelay/relay/pg/pgtest"
 	"github.com/mjrelay/mjrelay/relay/pgfeedback"
 )
@@ -61,12 +60,7 @@ func TestClusterSharedStoreAndFeedback(t *testing.T) {
 		t.Fatalf("node 1's webhook answered %d", code)
 	}
 	ctx := context.Background()
-	pool, err := pg.Open(ctx, pg.Options{URL: url, MaxConns: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	ob, err := pgfeedback.New(ctx, pool, nil)
+	ob, err := pgfeedback.New(ctx, pgtest.Pool(t, url, 1), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/mjrelay/mjrelay/mailjet/account"
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
-	"github.com/mjrelay/mjrelay/relay/pg"
 	"github.com/mjrelay/mjrelay/relay/pg/pgtest"
 	"github.com/mjrelay/mjrelay/relay/pgaccount"
 )
@@ -22,13 +21,7 @@ const (
 
 func open(t *testing.T, url string) *pgaccount.Snapshots {
 	t.Helper()
-	ctx := context.Background()
-	pool, err := pg.Open(ctx, pg.Options{URL: url, MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	s, err := pgaccount.New(ctx, pool, nil)
+	s, err := pgaccount.New(context.Background(), pgtest.Pool(t, url, 2), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/mjrelay/mjrelay/relay/feedback"
 	"github.com/mjrelay/mjrelay/relay/feedback/feedbacktest"
-	"github.com/mjrelay/mjrelay/relay/pg"
 	"github.com/mjrelay/mjrelay/relay/pg/pgtest"
 	"github.com/mjrelay/mjrelay/relay/pgfeedback"
 )
@@ -19,13 +18,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // open opens an outbox on its own pool over the database url (a node).
 func open(t testing.TB, url string) *pgfeedback.Outbox {
 	t.Helper()
-	ctx := context.Background()
-	pool, err := pg.Open(ctx, pg.Options{URL: url, MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	o, err := pgfeedback.New(ctx, pool, nil)
+	o, err := pgfeedback.New(context.Background(), pgtest.Pool(t, url, 4), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

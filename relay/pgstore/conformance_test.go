@@ -5,7 +5,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/mjrelay/mjrelay/relay/pg"
 	"github.com/mjrelay/mjrelay/relay/pg/pgtest"
 	"github.com/mjrelay/mjrelay/relay/pgstore"
 	"github.com/mjrelay/mjrelay/relay/store"
@@ -49,14 +48,8 @@ func harness() storetest.Harness {
 // ends.
 func openStore(t testing.TB, url string, o pgstore.Options) *pgstore.Store {
 	t.Helper()
-	ctx := context.Background()
-	pool, err := pg.Open(ctx, pg.Options{URL: url, MaxConns: 6})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	o.Pool = pool
-	s, err := pgstore.Open(ctx, o)
+	o.Pool = pgtest.Pool(t, url, 6)
+	s, err := pgstore.Open(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
