@@ -80,7 +80,7 @@ func testReasons(t *testing.T, h Harness) {
 }
 
 // testUpstreamIDs: an upstream's "queued as" id finds its message, whatever
-// it looks like.
+// it looks like, also when the message was stored before its attempt.
 func testUpstreamIDs(t *testing.T, h Harness) {
 	s := open(t, h, Options{})
 	upstream := map[string]string{
@@ -89,7 +89,7 @@ func testUpstreamIDs(t *testing.T, h Harness) {
 		"digits only":    "1234567890",
 		"a Send API one": "5ef0c1d2-aaaa-4bbb-8ccc-0123456789ab",
 	}
-	var evs []trafficlog.Event
+	var received, evs []trafficlog.Event
 	byID := map[string]string{}
 	n := uint32(0)
 	for name, up := range upstream {
@@ -97,12 +97,13 @@ func testUpstreamIDs(t *testing.T, h Harness) {
 		at := T0.Add(time.Duration(n) * time.Second)
 		f := NewFlow(at, QueueID(at, n), "s@acme.example", []string{"r@x.example"}, name).Received(nil).
 			Upstream(up).Attempt("smtp", "250 OK queued as "+up, accepted("r@x.example")).Delivered()
-		evs = append(evs, f.Events()...)
+		received, evs = append(received, f.Events()[0]), append(evs, f.Events()[1:]...)
 		byID[up] = f.base.ID
 	}
 	other := NewFlow(T0.Add(time.Minute), QueueID(T0.Add(time.Minute), 99), "s@acme.example", []string{"r@x.example"}, "Order 4XqZ").
 		Received(nil)
-	Feed(t, s, append(evs, other.Events()...))
+	Feed(t, s, append(received, other.Events()...))
+	Feed(t, s, evs)
 	for up, id := range byID {
 		for _, q := range []string{up, strings.ToUpper(up), strings.ToLower(up)} {
 			if got := IDs(t, s, store.Filter{Q: q}); !slices.Equal(got, []string{id}) {
