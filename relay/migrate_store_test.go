@@ -98,8 +98,20 @@ func TestMigrateStore(t *testing.T) {
 	if m.State != store.StateSent || !slices.Equal(storetest.Kinds(m), []string{"received", "policy", "attempt", "deferred", "attempt", "delivered"}) {
 		t.Errorf("the message the cluster delivered: %s, %v", m.State, storetest.Kinds(m))
 	}
-	for _, f := range []store.Filter{{Limit: 1000}, {Q: "bulk", Limit: 1000}, {To: "x.example", Limit: 1000}, {State: "refused"},
-		{Feedback: "any"}} {
+	filters := []store.Filter{{Limit: 1000}, {Q: "bulk", Limit: 1000}, {To: "x.example", Limit: 1000}, {State: "refused"},
+		{Feedback: "any"}}
+	// The reason filter finds the same messages (the labels migrated).
+	problems, err := emb.List(ctx, store.Filter{State: "failed,bounced,refused", Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range problems.Messages {
+		if m.Why == "" {
+			t.Fatalf("%s (%s) has no reason label", m.ID, m.State)
+		}
+		filters = append(filters, store.Filter{Reason: m.Why})
+	}
+	for _, f := range filters {
 		if got, want := storetest.IDs(t, node, f), storetest.IDs(t, emb, f); !slices.Equal(got, want) {
 			t.Errorf("List(%+v): %d in the cluster, %d embedded", f, len(got), len(want))
 		}
