@@ -12,7 +12,6 @@ import (
 	"github.com/mjrelay/mjrelay/relay/feedback/journal"
 	"github.com/mjrelay/mjrelay/relay/metrics"
 	"github.com/mjrelay/mjrelay/relay/odoo"
-	"github.com/mjrelay/mjrelay/relay/pgfeedback"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
@@ -25,14 +24,10 @@ import (
 // OutboxDir is where the embedded feedback outbox lives.
 func OutboxDir(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "outbox") }
 
-func (r *Relay) openOutbox(ctx context.Context) error {
+func (r *Relay) openOutbox(ctx context.Context) (err error) {
 	if r.pool != nil {
-		o, err := pgfeedback.New(ctx, r.pool, r.log)
-		if err != nil {
-			return fmt.Errorf("feedback outbox in PostgreSQL: %w", err)
-		}
-		r.outbox = o
-		return nil
+		r.outbox, err = clusterOutbox(ctx, r.pool, r.log)
+		return err
 	}
 	j, err := journal.Open(OutboxDir(r.cfg), r.log)
 	if err != nil {

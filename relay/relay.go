@@ -262,27 +262,13 @@ func (r *Relay) startAccount(ctx context.Context) (err error) {
 }
 
 // runAccount refreshes the Mailjet account state every policy.refresh: in
-// cluster mode on one node only; the others follow it, adopting the
-// snapshot it saves in the cluster's database (and refresh on demand when
-// an unknown sender shows up).
+// cluster mode on one node only, the others following it
+// (followAccount).
 func (r *Relay) runAccount(ctx context.Context) error {
 	if r.pool == nil {
 		return r.Account.Run(ctx)
 	}
-	follow := func() (stop func()) {
-		fctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { defer close(done); r.Account.Follow(fctx) }()
-		return func() { cancel(); <-done }
-	}
-	stop := follow()
-	cluster.Singleton{Pool: r.pool, Name: "mailjet account refresh", Retry: min(r.cfg.Policy.Refresh.D(), time.Minute), Log: r.log}.
-		Hold(ctx, func(ctx context.Context) {
-			stop()
-			r.Account.Run(ctx)
-			stop = follow()
-		})
-	stop()
+	followAccount(ctx, r.pool, r.Account, r.cfg.Policy.Refresh.D(), r.log)
 	return nil
 }
 
