@@ -31,6 +31,14 @@
 # Commands run in the container see the same configuration:
 #   docker exec mjrelay mjrelay log
 #   docker exec mjrelay mjrelay queue list
+# As PID 1 the relay is its own init: it runs the relay server as its child,
+# forwards signals to it and stays up when a restart replaces it, so these
+# refuse no connection:
+#   docker kill -s HUP mjrelay               reload the configuration
+#   docker kill -s USR2 mjrelay              restart in place (or: docker exec
+#                                            mjrelay mjrelay restart)
+#   docker stop -t 45 mjrelay                SIGTERM: sessions finish (30 s)
+# With another init as PID 1 (docker run --init), set MJRELAY_INIT=1.
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./

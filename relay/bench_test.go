@@ -251,7 +251,7 @@ func BenchmarkTransactionalDuringBulk(b *testing.B) {
 			}
 			time.Sleep(200 * time.Millisecond) // the backlog builds up
 			burst50, burst99 := transactionalLatency(b, e, probes)
-			backlog := e.r.Sched.Depths()["bulk"]
+			backlog := e.r.Sched().Depths()["bulk"]
 			wg.Wait()
 			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 			b.ReportMetric(ms(idle50), "idle-p50-ms")

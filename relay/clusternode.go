@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -117,31 +118,57 @@ func (d *clusterDepths) depths() map[string]pgqueue.Depth {
 	return m
 }
 
-// perLane is ready + deferred + in flight per lane, cluster-wide, plus the
-// messages held locally (counted in their lane).
+// perLane is ready + deferred + in flight + held per lane, cluster-wide,
+// plus the messages held locally (counted in their lane).
 func (d *clusterDepths) perLane() map[string]int {
 	out := map[string]int{}
 	for lane, v := range d.depths() {
-		out[lane] = v.Ready + v.Deferred + v.InFlight
+		out[lane] = v.Ready + v.Deferred + v.InFlight + v.Held
 	}
+	d.local(out, func(queue.Item) bool { return true })
+	return out
+}
+
+// held is the messages per lane that wait for their sender check,
+// cluster-wide, plus those in the local spool.
+func (d *clusterDepths) held() map[string]int {
+	out := map[string]int{}
+	for lane, v := range d.depths() {
+		out[lane] = v.Held
+	}
+	d.local(out, func(it queue.Item) bool { return it.Held() != "" })
+	return out
+}
+
+// local counts the messages of the local spool that count selects, in
+// their lane.
+func (d *clusterDepths) local(out map[string]int, count func(queue.Item) bool) {
 	for _, it := range d.q.LocalList() {
+		if !count(it) {
+			continue
+		}
 		lane := it.Envelope.Class
 		if lane != config.ClassBulk {
 			lane = config.ClassTransactional
 		}
 		out[lane]++
 	}
-	return out
 }
 
-// startCluster wires what a node adds: deletions asked by other nodes go
-// to this node's scheduler, the heartbeat reports the node's addresses and
-// what it holds locally, and the queue's housekeeping runs once per
-// cluster.
-func (r *Relay) startCluster(traffic trafficlog.Recorder) {
-	cq := r.cluster
+// clusterPart is what a delivery adds in cluster mode: the node's queue,
+// the cluster's depths, and the queue actions for the whole cluster.
+type clusterPart struct {
+	cq     *cluster.Queue
+	depths *clusterDepths
+	ctl    cluster.Control
+}
+
+// startCluster wires what a node adds to a delivery: deletions asked by
+// other nodes go to its scheduler, and the heartbeat reports the node's
+// addresses and what it holds locally.
+func (r *Relay) startCluster(cq *cluster.Queue, sched *deliver.Scheduler) *clusterPart {
 	cq.PG().OnDelete(func(id string) {
-		if err := r.Sched.Delete(context.Background(), id); err != nil {
+		if err := sched.Delete(context.Background(), id); err != nil {
 			r.log.Info("delete asked by another node", "id", id, "result", err)
 		}
 	})
@@ -162,25 +189,83 @@ func (r *Relay) startCluster(traffic trafficlog.Recorder) {
 		}
 		return info
 	})
-	r.depths = &clusterDepths{q: cq, log: r.log}
-	r.clusterCtl = cluster.Control{Queue: cq, PG: cq.PG(), Sched: r.Sched, Traffic: traffic}
+	return &clusterPart{cq: cq, depths: &clusterDepths{q: cq, log: r.log},
+		ctl: cluster.Control{Queue: cq, PG: cq.PG(), Sched: sched, Traffic: r.recs}}
+}
+
+// clusterPart is the open delivery's cluster part (nil in embedded mode,
+// and while the queue is handed over to or from another process).
+func (r *Relay) clusterPart() *clusterPart {
+	if d := r.cur.Load(); d != nil {
+		return d.cluster
+	}
+	return nil
+}
+
+// clusterLanes are the scheduler's lanes in cluster mode: it attempts only
+// what this node claimed, and the lanes' rate is the cluster's, granted by
+// the claims.
+func clusterLanes(ls []lanes.Lane) []lanes.Lane {
+	out := append([]lanes.Lane(nil), ls...)
+	for i := range out {
+		out[i].Rate = 0
+	}
+	return out
+}
+
+// openQueue opens this process's queue: the spool in data_dir, or in
+// cluster mode the node's queue (the cluster's and the local spool).
+func (r *Relay) openQueue(ctx context.Context, cfg *config.Config) (queue.Queue, error) {
+	if !cfg.Clustered() {
+		return OpenQueue(cfg, r.log)
+	}
+	cq, err := openClusterQueue(ctx, cfg, r.pool, r.log)
+	if err != nil {
+		return nil, err
+	}
+	r.log.Info("cluster node", "node", cfg.Cluster.NodeName, "instance", cq.PG().Instance(), "lease", cfg.Cluster.Lease.D())
+	return cq, nil
 }
 
 // pruneJob keeps the queue's tombstones and node rows for a week, on one
 // node of the cluster.
 func (r *Relay) pruneJob(ctx context.Context) error {
 	return cluster.Singleton{Pool: r.pool, Name: "queue housekeeping", Every: time.Hour, Retry: 5 * time.Minute, Log: r.log}.
-		Run(ctx, func(ctx context.Context) error { return r.cluster.PG().Prune(ctx, 7*24*time.Hour) })
+		Run(ctx, func(ctx context.Context) error {
+			c := r.clusterPart()
+			if c == nil {
+				return errors.New("the queue is being handed over")
+			}
+			return c.cq.PG().Prune(ctx, 7*24*time.Hour)
+		})
+}
+
+// nodeState is the node's local hold for the metrics.
+type nodeState struct{ r *Relay }
+
+func (n nodeState) HeldLocally() int {
+	if c := n.r.clusterPart(); c != nil {
+		return c.cq.HeldLocally()
+	}
+	return 0
+}
+
+func (n nodeState) Degraded() (bool, time.Time) {
+	if c := n.r.clusterPart(); c != nil {
+		return c.cq.Degraded()
+	}
+	return false, time.Time{}
 }
 
 // degradedNote is what /readyz adds while mail is held locally ("" when
 // not degraded).
 func (r *Relay) degradedNote() string {
-	if r.cluster == nil {
+	c := r.clusterPart()
+	if c == nil {
 		return ""
 	}
-	deg, since := r.cluster.Degraded()
-	held := r.cluster.HeldLocally()
+	deg, since := c.cq.Degraded()
+	held := c.cq.HeldLocally()
 	if !deg && held == 0 {
 		return ""
 	}
@@ -195,23 +280,15 @@ var _ queue.Queue = (*cluster.Queue)(nil)
 
 // nodes lists the cluster's nodes for the web's nodes page.
 func (r *Relay) nodes(ctx context.Context) ([]web.Node, error) {
-	ns, err := r.cluster.PG().Nodes(ctx)
+	c := r.clusterPart()
+	if c == nil {
+		return nil, errors.New("the queue is being handed over between two processes of this node: try again")
+	}
+	ns, err := c.cq.PG().Nodes(ctx)
 	out := make([]web.Node, len(ns))
 	for i, n := range ns {
 		out[i] = web.Node{Node: n.Node, Instance: n.Instance, Started: n.Started, Heartbeat: n.Heartbeat,
 			Stopped: n.Stopped, Alive: n.Alive, Holds: n.Holds, Info: n.Info}
 	}
 	return out, err
-}
-
-// clusterFlow paces intake (Postfix's in_flow_delay, see deliver's Pace)
-// on the cluster's backlog of the lane: this node's scheduler holds only
-// its claims.
-type clusterFlow struct {
-	sched  *deliver.Scheduler
-	depths *clusterDepths
-}
-
-func (f clusterFlow) Pace(ctx context.Context, class lanes.Class) time.Duration {
-	return f.sched.PaceBehind(ctx, class, f.depths.depths()[string(class)].Ready)
 }

@@ -111,7 +111,7 @@ func (f *feedbackEnv) settled(what string, cond func() bool) {
 	f.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		st := f.r.Feedback.Status(context.Background())
+		st := f.r.Feedback().Status(context.Background())
 		if st.Pending == 0 && cond() {
 			return
 		}
@@ -268,7 +268,7 @@ func TestOdooFeedbackOutage(t *testing.T) {
 		t.Fatalf("webhook answered %d while Odoo is down", code)
 	}
 	f.waitFor("a failed attempt", func() bool {
-		st := f.r.Feedback.Status(context.Background())
+		st := f.r.Feedback().Status(context.Background())
 		return st.Pending == 2 && f.r.Store.Flush(context.Background()) == nil
 	})
 	f.odoo.SetKey("replaced")
@@ -281,7 +281,7 @@ func TestOdooFeedbackOutage(t *testing.T) {
 		t.Fatalf("webhook answered %d", code)
 	}
 	f.waitFor("the login problem to show", func() bool {
-		return strings.Contains(f.r.Feedback.Status(context.Background()).Problem, "refused the login")
+		return strings.Contains(f.r.Feedback().Status(context.Background()).Problem, "refused the login")
 	})
 	resp, err := http.Get("http://" + f.r.HTTPAddr().String() + "/readyz")
 	if err != nil {
@@ -301,7 +301,7 @@ func TestOdooFeedbackOutage(t *testing.T) {
 	if n, d := len(f.odoo.Bounces()), f.odoo.DuplicateDSNs(); n != 4 || len(d) > 0 {
 		t.Fatalf("%d bounces, duplicates %v", n, d)
 	}
-	if p := f.r.Feedback.Status(context.Background()).Problem; p != "" {
+	if p := f.r.Feedback().Status(context.Background()).Problem; p != "" {
 		t.Fatalf("problem still shown: %s", p)
 	}
 }

@@ -53,7 +53,7 @@ func TestFirstStartWithAPIDownHolds(t *testing.T) {
 	c.Quit()
 
 	const n = 5 // the batch's 3 + its SMTPUTF8 message + the stranger's
-	e.waitFor("5 held messages", func() bool { return e.r.Sched.Depths()["transactional"].Held == n })
+	e.waitFor("5 held messages", func() bool { return e.r.Sched().Depths()["transactional"].Held == n })
 	for _, it := range e.r.Queue.List() {
 		if !strings.Contains(it.Held(), "Mailjet account state is not known") {
 			t.Errorf("%s: held %q", it.Envelope.ID, it.Held())

@@ -156,7 +156,7 @@ func TestRetryingMessageDoesNotBlockItsLane(t *testing.T) {
 	e.waitDelivered(5)
 	// The stuck message's attempt runs alongside the others; wait for its
 	// deferral rather than assume it came first.
-	e.waitFor("the stuck message deferred", func() bool { return e.r.Sched.Depths()["transactional"].Deferred == 1 })
+	e.waitFor("the stuck message deferred", func() bool { return e.r.Sched().Depths()["transactional"].Deferred == 1 })
 	if got := len(e.up.Received()); got != 5 {
 		t.Fatalf("%d messages upstream, want the 5 behind the stuck one", got)
 	}

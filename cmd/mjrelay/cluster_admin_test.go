@@ -182,7 +182,7 @@ func TestClusterBulkBacklogDoesNotDelayTransactional(t *testing.T) {
 	cw := newClusterWorld(t, pgtest.New(t).URL("postgres"), 2, "10s")
 	cw.up.SetDataDelay(100 * time.Millisecond)
 	ps := cw.startAll()
-	bulk := []*odooLoad{startOdooLoad(t, ps[0].addr, "bulk-a", 3, "bulk"), startOdooLoad(t, ps[0].addr, "bulk-b", 3, "bulk")}
+	bulk := []*clusterLoad{startClusterLoad(t, ps[0].addr, "bulk-a", 3, "bulk"), startClusterLoad(t, ps[0].addr, "bulk-b", 3, "bulk")}
 	for _, l := range bulk {
 		l.wait(t)
 	}

@@ -11,7 +11,7 @@ import (
 )
 
 // ackedSet gathers the tokens the senders were told 250 for.
-func ackedSet(loads ...*odooLoad) (map[string]bool, []string) {
+func ackedSet(loads ...*clusterLoad) (map[string]bool, []string) {
 	acked := map[string]bool{}
 	var errs []string
 	for _, l := range loads {
@@ -37,12 +37,7 @@ func TestClusterKill9UnderLoad(t *testing.T) {
 	cw := newClusterWorld(t, pgtest.New(t).URL("postgres"), 3, lease.String())
 	cw.up.SetDataDelay(20 * time.Millisecond) // attempts last: some are in flight at the kill
 	ps := cw.startAll()
-	var loads []*odooLoad
-	for i, p := range ps {
-		for s := range 2 {
-			loads = append(loads, startOdooLoad(t, p.addr, fmt.Sprintf("n%d-s%d", i+1, s), 6, ""))
-		}
-	}
+	loads := startLoads(t, ps, "n", 6)
 	waitUntil(t, "mail accepted by node 3", 30*time.Second, func() bool { return loads[4].acked() > 20 && loads[5].acked() > 20 })
 	ps[2].kill9()
 	killed := time.Now()
@@ -92,7 +87,7 @@ func TestClusterKill9UnderLoad(t *testing.T) {
 		}
 		return alive == 3
 	})
-	again := startOdooLoad(t, p3.addr, "rejoined", 1, "")
+	again := startClusterLoad(t, p3.addr, "rejoined", 1, "")
 	ok, errs := again.wait(t)
 	if len(ok) == 0 || len(errs) > 0 {
 		t.Fatalf("node 3 after its restart: %d accepted, errors %v", len(ok), errs)
@@ -121,12 +116,7 @@ func TestClusterPostgresOutage(t *testing.T) {
 	cw := newClusterWorld(t, db.URL("postgres"), 2, "60s")
 	cw.up.SetDataDelay(5 * time.Millisecond)
 	ps := cw.startAll()
-	var loads []*odooLoad
-	for i, p := range ps {
-		for s := range 2 {
-			loads = append(loads, startOdooLoad(t, p.addr, fmt.Sprintf("o%d-s%d", i+1, s), 40, ""))
-		}
-	}
+	loads := startLoads(t, ps, "o", 40)
 	waitUntil(t, "mail flowing", 30*time.Second, func() bool { return loads[0].acked() > 20 && loads[2].acked() > 20 })
 	if err := db.Stop(); err != nil {
 		t.Fatal(err)

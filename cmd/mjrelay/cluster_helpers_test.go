@@ -77,8 +77,20 @@ func startProcAsync(t testing.TB, cmd *exec.Cmd) *proc {
 	return p
 }
 
-// odooLoad is an Odoo-replay sender (testdata/odoo_load.py) on one node.
-type odooLoad struct {
+// startLoads starts two Odoo-replay senders on each node for secs seconds
+// (loads[2i] and loads[2i+1] on node i+1; tokens prefixNODE-sSENDER-…).
+func startLoads(t *testing.T, ps []*proc, prefix string, secs float64) []*clusterLoad {
+	var loads []*clusterLoad
+	for i, p := range ps {
+		for s := range 2 {
+			loads = append(loads, startClusterLoad(t, p.addr, fmt.Sprintf("%s%d-s%d", prefix, i+1, s), secs, ""))
+		}
+	}
+	return loads
+}
+
+// clusterLoad is an Odoo-replay sender (testdata/odoo_cluster_load.py) on one node.
+type clusterLoad struct {
 	cmd  *exec.Cmd
 	mu   sync.Mutex
 	ok   []string
@@ -86,11 +98,11 @@ type odooLoad struct {
 	done chan struct{}
 }
 
-// startOdooLoad sends to addr for at most secs seconds (or until stop).
-func startOdooLoad(t *testing.T, addr, prefix string, secs float64, class string) *odooLoad {
+// startClusterLoad sends to addr for at most secs seconds (or until stop).
+func startClusterLoad(t *testing.T, addr, prefix string, secs float64, class string) *clusterLoad {
 	t.Helper()
 	host, port, _ := strings.Cut(addr, ":")
-	cmd := exec.Command(odootest.Python3(t), "testdata/odoo_load.py", host, port, "odoo", odooPass, prefix, fmt.Sprint(secs), class)
+	cmd := exec.Command(odootest.Python3(t), "testdata/odoo_cluster_load.py", host, port, "odoo", odooPass, prefix, fmt.Sprint(secs), class)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +111,7 @@ func startOdooLoad(t *testing.T, addr, prefix string, secs float64, class string
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	l := &odooLoad{cmd: cmd, done: make(chan struct{})}
+	l := &clusterLoad{cmd: cmd, done: make(chan struct{})}
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
@@ -119,10 +131,10 @@ func startOdooLoad(t *testing.T, addr, prefix string, secs float64, class string
 	return l
 }
 
-func (l *odooLoad) stop() { l.cmd.Process.Signal(syscall.SIGTERM) }
+func (l *clusterLoad) stop() { l.cmd.Process.Signal(syscall.SIGTERM) }
 
 // wait waits for the sender to end and returns what it was told.
-func (l *odooLoad) wait(t *testing.T) (acked []string, errs []string) {
+func (l *clusterLoad) wait(t *testing.T) (acked []string, errs []string) {
 	t.Helper()
 	select {
 	case <-l.done:
@@ -134,4 +146,4 @@ func (l *odooLoad) wait(t *testing.T) (acked []string, errs []string) {
 	return l.ok, l.errs
 }
 
-func (l *odooLoad) acked() int { l.mu.Lock(); defer l.mu.Unlock(); return len(l.ok) }
+func (l *clusterLoad) acked() int { l.mu.Lock(); defer l.mu.Unlock(); return len(l.ok) }

@@ -14,7 +14,7 @@ import (
 // Go duration strings, however they are passed, groups included.
 func TestLoggerDurations(t *testing.T) {
 	var buf bytes.Buffer
-	log := newLogger(config.Default(), &buf)
+	log, _ := newLogger(config.Default(), &buf)
 	log.Info("x", "grace", 30*time.Second, slog.Duration("retry", 90*time.Second),
 		"refresh", config.Duration(5*time.Minute), slog.Group("lane", "delay", time.Second), "count", 3)
 	var got map[string]any

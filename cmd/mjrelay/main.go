@@ -1,6 +1,8 @@
 // Command mjrelay is an SMTP relay between Odoo and Mailjet.
 //
 //	mjrelay serve --config FILE        run the relay
+//	mjrelay reload --config FILE       make the running relay read its configuration again
+//	mjrelay restart --config FILE      hand the running relay over to a new process (upgrade)
 //	mjrelay check --config FILE ...    check the Mailjet account and DNS
 //	mjrelay queue list|retry ID|--all|delete ID [--config FILE]
 //	mjrelay log --config FILE [filters]  search the traffic store
@@ -26,6 +28,8 @@ var version = "dev"
 
 const usage = `usage:
   mjrelay serve --config FILE
+  mjrelay reload --config FILE    (the running relay reads its configuration again, as on SIGHUP)
+  mjrelay restart --config FILE   (a new process from the binary on disk takes over, as on SIGUSR2)
   mjrelay check --config FILE [--domain D ...] [--dns HOST:PORT] [--json]
   mjrelay queue [--config FILE] list | retry ID | retry --all | delete ID
   mjrelay log --config FILE [--state S] [--class C] [--feedback F] [--from A] [--to A] [-q TEXT]
@@ -50,6 +54,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	switch args[0] {
 	case "serve":
 		return runServe(ctx, args[1:], stderr)
+	case "reload":
+		return runReload(ctx, args[1:], stdout, stderr)
+	case "restart":
+		return runRestart(ctx, args[1:], stdout, stderr)
 	case "check":
 		return runCheck(ctx, args[1:], stdout, stderr)
 	case "queue":

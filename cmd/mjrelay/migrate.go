@@ -26,7 +26,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "mjrelay:", err)
 		return 1
 	}
-	log := newLogger(cfg, stderr)
+	log, _ := newLogger(cfg, stderr)
 	moved, skipped, err := relay.MigrateQueue(ctx, cfg, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "mjrelay migrate: queue:", err)

@@ -210,7 +210,13 @@ func dial(t testing.TB, addr string) *smtp.Client {
 }
 
 func sendToken(c *smtp.Client, token string) error {
-	if err := c.Mail("bounce@example.com", nil); err != nil {
+	return sendFrom(c, "bounce@example.com", "john@example.com", token)
+}
+
+// sendFrom sends a message from the envelope sender from and the header
+// From headerFrom, with token as its subject.
+func sendFrom(c *smtp.Client, from, headerFrom, token string) error {
+	if err := c.Mail(from, nil); err != nil {
 		return err
 	}
 	if err := c.Rcpt("client@example.org", nil); err != nil {
@@ -220,7 +226,7 @@ func sendToken(c *smtp.Client, token string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "From: john@example.com\r\nTo: client@example.org\r\nSubject: %s\r\n\r\n%s\r\n%s\r\n", token, token, strings.Repeat(strings.Repeat("z", 78)+"\r\n", 50))
+	fmt.Fprintf(w, "From: %s\r\nTo: client@example.org\r\nSubject: %s\r\n\r\n%s\r\n%s\r\n", headerFrom, token, token, strings.Repeat(strings.Repeat("z", 78)+"\r\n", 50))
 	return w.Close()
 }
 

@@ -258,6 +258,16 @@ func (d Deliverer) Body(id string) ([]byte, error) {
 	return d.q.pg.Deliverer().Body(id)
 }
 
+// Unclaim gives back a held message whose check cannot run now: a local
+// one may be moved in again, a claim of the cluster's goes to another node.
+func (d Deliverer) Unclaim(ctx context.Context, id string) {
+	if d.q.isLocal(id) {
+		d.q.ended(id)
+		return
+	}
+	d.q.pg.Deliverer().Unclaim(ctx, id)
+}
+
 // SetState records the attempt's outcome.
 func (d Deliverer) SetState(ctx context.Context, st queue.State) error { return d.q.SetState(ctx, st) }
 

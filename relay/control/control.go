@@ -6,6 +6,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"time"
 
 	"github.com/mjrelay/mjrelay/relay/queue"
@@ -35,9 +35,13 @@ type Listing struct {
 	Items []queue.Item `json:"items"`
 }
 
-// Handler serves the control API.
-func Handler(q Queue) http.Handler {
+// Handler serves the control API: the queue actions on q, and the
+// process's own actions on p (nil: none).
+func Handler(q Queue, p Process) http.Handler {
 	mux := http.NewServeMux()
+	if p != nil {
+		processRoutes(mux, p)
+	}
 	mux.HandleFunc("GET /queue", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, Listing{Stats: q.Stats(), Items: q.List()})
 	})
@@ -69,22 +73,16 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// Serve listens on the unix socket path until ctx ends.
-func Serve(ctx context.Context, path string, q Queue) error {
-	os.Remove(path)
-	l, err := net.Listen("unix", path)
+// Serve listens on the unix socket path until ctx ends (p may be nil).
+func Serve(ctx context.Context, path string, q Queue, p Process) error {
+	l, err := ListenUnix(path)
 	if err != nil {
 		return err
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return err
-	}
-	srv := &http.Server{Handler: Handler(q), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: Handler(q, p), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		srv.Close()
-		os.Remove(path)
 	}()
 	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 		return err
@@ -93,17 +91,20 @@ func Serve(ctx context.Context, path string, q Queue) error {
 }
 
 // Client talks to a running server's control socket.
-type Client struct{ hc *http.Client }
+type Client struct {
+	hc *http.Client
+	// slow has no time limit of its own (a restart waits for the new
+	// process): the caller's context bounds it.
+	slow *http.Client
+}
 
 // NewClient returns a client for the socket at path.
 func NewClient(path string) *Client {
-	return &Client{hc: &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		}},
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
 	}}
+	return &Client{hc: &http.Client{Timeout: 30 * time.Second, Transport: tr}, slow: &http.Client{Transport: tr}}
 }
 
 // List returns the queue.
@@ -129,23 +130,41 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 func idQuery(id string) string { return url.Values{"id": {id}}.Encode() }
 
 func (c *Client) do(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://mjrelay"+path, nil)
+	return c.call(ctx, c.hc, method, path, nil, out)
+}
+
+func (c *Client) doSlow(ctx context.Context, method, path string, in, out any) error {
+	return c.call(ctx, c.slow, method, path, in, out)
+}
+
+func (c *Client) call(ctx context.Context, hc *http.Client, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://mjrelay"+path, body)
 	if err != nil {
 		return err
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	got, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if resp.StatusCode != http.StatusOK {
 		var e map[string]string
-		json.Unmarshal(body, &e)
+		if json.Unmarshal(got, &e) != nil || e["error"] == "" {
+			return fmt.Errorf("the relay answered %s", resp.Status)
+		}
 		return fmt.Errorf("%s", e["error"])
 	}
 	if out != nil {
-		return json.Unmarshal(body, out)
+		return json.Unmarshal(got, out)
 	}
 	return nil
 }

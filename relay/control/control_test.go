@@ -20,7 +20,7 @@ func serve(t *testing.T, q control.Queue) *control.Client {
 	sock := filepath.Join(t.TempDir(), "control.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- control.Serve(ctx, sock, q) }()
+	go func() { served <- control.Serve(ctx, sock, q, nil) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-served; err != nil {

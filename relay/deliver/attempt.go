@@ -12,8 +12,11 @@ import (
 
 // attempt delivers one message once through its lane's transports, in
 // order: recipients that fail temporarily on one transport are tried on the
-// next; a transport that cannot carry the message hands all of it on.
-func (s *Scheduler) attempt(id string, l *lane) {
+// next; a transport that cannot carry the message hands all of it on. A
+// message deferred is returned, to be scheduled again once it is no longer
+// in flight (else a short backoff could make it due while still marked in
+// flight, and it would be dropped from its lane).
+func (s *Scheduler) attempt(id string, l *lane) (again *queue.Item) {
 	// Bookkeeping must not be cut short by shutdown: it is what makes the
 	// outcome durable.
 	ctx := context.Background()
@@ -30,21 +33,28 @@ func (s *Scheduler) attempt(id string, l *lane) {
 	if remaining == nil {
 		remaining = it.Envelope.To
 	}
+	// The lane's transports as they are now: a reload (SetLanes) may
+	// change them meanwhile; these stay open until this attempt ends.
+	s.mu.Lock()
+	targets, hs, prio, inUse := l.Targets, l.health, l.Priority, s.inUse
+	inUse.Add(1)
+	s.mu.Unlock()
+	defer inUse.Done()
 	attemptNo := it.State.Attempts + 1
 	tried, unsupported := 0, ""
 	var lastTransport, lastUpstream string
 	var temp []mailjet.RcptResult
-	for i, t := range l.Targets {
+	for i, t := range targets {
 		if len(remaining) == 0 {
 			break
 		}
-		if !l.health[i].available(time.Now()) {
+		if !hs[i].available(time.Now()) {
 			continue
 		}
 		tried++
 		m := &mailjet.Message{ID: id, From: it.Envelope.From, Rcpts: remaining, UTF8: it.Envelope.UTF8, Body: body,
-			Hints: mailjet.Hints{Priority: l.Priority, Campaign: it.Envelope.Campaign}}
-		res := s.deliverOnce(ctx, t, l.health[i], m, it, attemptNo)
+			Hints: mailjet.Hints{Priority: prio, Campaign: it.Envelope.Campaign}}
+		res := s.deliverOnce(ctx, t, hs[i], m, it, attemptNo)
 		lastTransport, lastUpstream = t.Name(), res.Upstream
 		if res.Unsupported {
 			unsupported = fmt.Sprintf("%s transport: %s", t.Name(), res.Reply)
@@ -90,8 +100,8 @@ func (s *Scheduler) attempt(id string, l *lane) {
 		if final("no transport of the "+string(l.Class)+" lane can carry this message: "+unsupported, true) {
 			return
 		}
-	case time.Since(it.Envelope.Received) > s.opts.MaxLifetime:
-		if final(fmt.Sprintf("gave up after %d attempts over %s (queue.max_lifetime)", attemptNo, s.opts.MaxLifetime), true) {
+	case time.Since(it.Envelope.Received) > s.retry.Load().MaxLifetime:
+		if final(fmt.Sprintf("gave up after %d attempts over %s (queue.max_lifetime)", attemptNo, s.retry.Load().MaxLifetime), true) {
 			return
 		}
 	}
@@ -102,7 +112,7 @@ func (s *Scheduler) attempt(id string, l *lane) {
 		// All transports are cooling down: wait for the first probe, and
 		// do not count an attempt that was not made.
 		st.Attempts = it.State.Attempts
-		st.Next = s.earliestProbe(l)
+		st.Next = earliestProbe(hs)
 		why.Text = "all transports of the " + string(l.Class) + " lane are cooling down after repeated failures"
 	} else {
 		st.Next = time.Now().Add(s.backoff(attemptNo))
@@ -114,7 +124,7 @@ func (s *Scheduler) attempt(id string, l *lane) {
 	}
 	s.opts.Traffic.Record(trafficlog.NewDeferred(it.Envelope, trafficlog.Try{Attempt: st.Attempts, To: st.Pending,
 		Transport: lastTransport, Upstream: lastUpstream, Reply: why, Next: st.Next}))
-	s.Enqueue(queue.Item{Envelope: it.Envelope, State: st})
+	return &queue.Item{Envelope: it.Envelope, State: st}
 }
 
 // deliverOnce runs one transport and records the attempt and the final
@@ -193,10 +203,11 @@ func (s *Scheduler) finish(ctx context.Context, it queue.Item) {
 	}
 }
 
-// earliestProbe is when the first of a lane's transports may be tried again.
-func (s *Scheduler) earliestProbe(l *lane) time.Time {
+// earliestProbe is when the first of a lane's transports (their health
+// hs) may be tried again.
+func earliestProbe(hs []*health) time.Time {
 	var t time.Time
-	for _, h := range l.health {
+	for _, h := range hs {
 		if w := h.wait(); t.IsZero() || w.Before(t) {
 			t = w
 		}

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -81,11 +82,22 @@ type Scheduler struct {
 	holdWake chan struct{}
 	inFlight map[string]bool
 	deleted  map[string]bool // deleted while in flight
-	wake     chan struct{}
-	running  sync.WaitGroup
+	// twice: made ready again while in flight (a queue shared by nodes:
+	// its claim loop and this scheduler's timer may hand out the same
+	// message at once); looked at again when the attempt ends, when the
+	// queue's Get says whether it is still to attempt.
+	twice   map[string]bool
+	wake    chan struct{}
+	running sync.WaitGroup
 
 	abortCtx context.Context
 	abort    context.CancelFunc
+
+	// retry holds RetryMin, RetryMax and MaxLifetime (SetRetry).
+	retry atomic.Pointer[Retry]
+	// inUse counts the attempts using the lanes' transports as they are
+	// now (SetLanes replaces it).
+	inUse *sync.WaitGroup
 }
 
 type lane struct {
@@ -116,21 +128,13 @@ func New(q Queue, opts Options) *Scheduler {
 	}
 	s := &Scheduler{
 		q: q, opts: opts, log: opts.Logger,
-		inFlight: map[string]bool{}, deleted: map[string]bool{},
-		wake: make(chan struct{}, 1), holdWake: make(chan struct{}, 1),
+		inFlight: map[string]bool{}, deleted: map[string]bool{}, twice: map[string]bool{},
+		wake: make(chan struct{}, 1), holdWake: make(chan struct{}, 1), inUse: new(sync.WaitGroup),
 	}
+	s.retry.Store(&Retry{RetryMin: opts.RetryMin, RetryMax: opts.RetryMax, MaxLifetime: opts.MaxLifetime})
 	for _, l := range opts.Lanes {
-		ln := &lane{Lane: l}
-		if ln.Concurrency <= 0 {
-			ln.Concurrency = 1
-		}
-		ln.freed = make(chan struct{}, ln.Concurrency)
-		if l.Rate > 0 {
-			ln.limiter = rate.NewLimiter(rate.Limit(l.Rate), max(1, int(l.Rate)))
-		}
-		for range l.Targets {
-			ln.health = append(ln.health, &health{min: min(coolMin, opts.RetryMin), max: max(min(coolMax, opts.RetryMax), min(coolMin, opts.RetryMin))})
-		}
+		ln := &lane{}
+		s.setLane(ln, l)
 		s.lanes = append(s.lanes, ln)
 	}
 	s.abortCtx, s.abort = context.WithCancel(context.Background())
@@ -197,12 +201,19 @@ func (s *Scheduler) Run(ctx context.Context) {
 			s.running.Add(1)
 			go func() {
 				defer s.running.Done()
-				s.attempt(id, l)
+				again := s.attempt(id, l)
 				s.mu.Lock()
 				l.busy--
 				delete(s.inFlight, id)
 				delete(s.deleted, id)
+				if s.twice[id] {
+					delete(s.twice, id)
+					l.ready = append(l.ready, id)
+				}
 				s.mu.Unlock()
+				if again != nil {
+					s.Enqueue(*again)
+				}
 				select {
 				case l.freed <- struct{}{}:
 				default:
@@ -241,6 +252,7 @@ func (s *Scheduler) next() (string, *lane, time.Duration) {
 		for len(l.ready) > 0 && l.busy < l.Concurrency {
 			id := l.ready[0]
 			if s.inFlight[id] {
+				s.twice[id] = true
 				l.ready = l.ready[1:]
 				continue
 			}
@@ -336,12 +348,13 @@ func (s *Scheduler) Depths() map[string]Depth {
 // backoff is min(RetryMin·2^(n-1), RetryMax), jittered by ±20% and kept
 // within [RetryMin, RetryMax].
 func (s *Scheduler) backoff(attempts int) time.Duration {
-	d := s.opts.RetryMin << min(attempts-1, 30)
-	if d > s.opts.RetryMax || d <= 0 {
-		d = s.opts.RetryMax
+	r := s.retry.Load()
+	d := r.RetryMin << min(attempts-1, 30)
+	if d > r.RetryMax || d <= 0 {
+		d = r.RetryMax
 	}
 	d = time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-	return min(max(d, s.opts.RetryMin), s.opts.RetryMax)
+	return min(max(d, r.RetryMin), r.RetryMax)
 }
 
 type delayed struct {

@@ -36,15 +36,16 @@ func (s *Scheduler) PaceBehind(ctx context.Context, class lanes.Class, ready int
 			s.log.Info("lane caught up: intake no longer paced", "lane", l.Class, "ready", ready)
 		}
 	}
+	delay, freed := l.FlowDelay, l.freed
 	s.mu.Unlock()
 	if !behind {
 		return 0
 	}
 	start := time.Now()
-	t := time.NewTimer(l.FlowDelay)
+	t := time.NewTimer(delay)
 	defer t.Stop()
 	select {
-	case <-l.freed:
+	case <-freed:
 	case <-t.C:
 	case <-ctx.Done():
 	}

@@ -24,6 +24,15 @@ type Gate interface {
 	Release(ctx context.Context, env queue.Envelope) error
 }
 
+// Unclaimer is a Queue that other processes share (cluster mode, see
+// relay/pgqueue): its Get takes a claim on a held message for the check,
+// and Unclaim gives that claim back when the check cannot run here, so
+// that a node that can run it takes the message. A held message that Get
+// returns already released (by another node) joins its lane unchecked.
+type Unclaimer interface {
+	Unclaim(ctx context.Context, id string)
+}
+
 // GateFunc is a function that is a Gate.
 type GateFunc func(ctx context.Context, env queue.Envelope) error
 
@@ -106,7 +115,13 @@ func (s *Scheduler) releaseRound(ctx context.Context) {
 		}
 		it, err := s.q.Get(h.id)
 		if err != nil {
-			s.unhold(h.id) // deleted meanwhile
+			s.unhold(h.id) // deleted meanwhile (or another node checks it)
+			continue
+		}
+		if it.Held() == "" { // released meanwhile by another node
+			if s.unhold(h.id) {
+				s.ready(h.id, h.lane)
+			}
 			continue
 		}
 		err = s.opts.Gate.Release(ctx, it.Envelope)
@@ -117,7 +132,7 @@ func (s *Scheduler) releaseRound(ctx context.Context) {
 				released++
 			}
 		case errors.As(err, &refusal):
-			done, kept := s.refuse(ctx, it, h.lane, refusal.Reply())
+			done, kept := s.refuse(ctx, it, refusal.Reply())
 			if kept {
 				return // Final cannot keep failures now: the next round tries again
 			}
@@ -126,7 +141,7 @@ func (s *Scheduler) releaseRound(ctx context.Context) {
 			}
 		case time.Since(it.Envelope.Received) > s.opts.MaxLifetime:
 			reason := fmt.Sprintf("gave up after %s held (queue.max_lifetime): %s", s.opts.MaxLifetime, it.Envelope.Hold)
-			done, kept := s.expire(ctx, it, h.lane, reason)
+			done, kept := s.expire(ctx, it, reason)
 			if kept {
 				return
 			}
@@ -134,6 +149,9 @@ func (s *Scheduler) releaseRound(ctx context.Context) {
 				failed++
 			}
 		default:
+			if u, ok := s.q.(Unclaimer); ok {
+				u.Unclaim(ctx, h.id)
+			}
 			return
 		}
 	}
@@ -153,32 +171,34 @@ func (s *Scheduler) release(ctx context.Context, it queue.Item, l *lane) bool {
 		// Delivered anyway: after a restart it is only checked again.
 		s.log.Error("cannot record the release of a held message", "id", it.Envelope.ID, "err", err)
 	}
-	s.mu.Lock()
-	l.ready = append(l.ready, it.Envelope.ID)
-	s.mu.Unlock()
-	s.poke()
+	s.ready(it.Envelope.ID, l)
 	return true
 }
 
+// ready puts a released message in its lane.
+func (s *Scheduler) ready(id string, l *lane) {
+	s.mu.Lock()
+	l.ready = append(l.ready, id)
+	s.mu.Unlock()
+	s.poke()
+}
+
 // refuse fails a held message for good with the reply its check gave.
-func (s *Scheduler) refuse(ctx context.Context, it queue.Item, l *lane, reply mailjet.Reply) (failed, kept bool) {
-	return s.failHeld(ctx, it, l, trafficlog.Try{To: it.Envelope.To, Reply: reply, Reason: reply.Text})
+func (s *Scheduler) refuse(ctx context.Context, it queue.Item, reply mailjet.Reply) (failed, kept bool) {
+	return s.failHeld(ctx, it, trafficlog.Try{To: it.Envelope.To, Reply: reply, Reason: reply.Text})
 }
 
 // expire fails a message held too long.
-func (s *Scheduler) expire(ctx context.Context, it queue.Item, l *lane, reason string) (failed, kept bool) {
-	return s.failHeld(ctx, it, l, trafficlog.Try{To: it.Envelope.To, Reason: reason})
+func (s *Scheduler) expire(ctx context.Context, it queue.Item, reason string) (failed, kept bool) {
+	return s.failHeld(ctx, it, trafficlog.Try{To: it.Envelope.To, Reason: reason})
 }
 
 // failHeld fails a held message for good, as attempt does a message: the
 // failure is handed to Options.Final (the Odoo feedback) before it is
 // recorded and the message leaves the queue. kept: Final could not keep
-// it, and the message stays held until the next round.
-func (s *Scheduler) failHeld(ctx context.Context, it queue.Item, l *lane, f trafficlog.Try) (failed, kept bool) {
+// it, and the message stays held (and counted so) until the next round.
+func (s *Scheduler) failHeld(ctx context.Context, it queue.Item, f trafficlog.Try) (failed, kept bool) {
 	id := it.Envelope.ID
-	if !s.unhold(id) {
-		return false, false // deleted meanwhile
-	}
 	ev := trafficlog.NewFailed(it.Envelope, f)
 	if s.opts.Final != nil {
 		body, err := s.q.Body(id)
@@ -186,15 +206,15 @@ func (s *Scheduler) failHeld(ctx context.Context, it queue.Item, l *lane, f traf
 			err = s.reportFinal(ctx, ev, body)
 		}
 		if errors.Is(err, queue.ErrNotFound) {
-			return false, false
+			s.unhold(id)
+			return false, false // deleted meanwhile
 		}
 		if err != nil {
-			s.mu.Lock()
-			s.held = append([]heldMsg{{id: id, lane: l}}, s.held...)
-			l.held++
-			s.mu.Unlock()
 			return false, true
 		}
+	}
+	if !s.unhold(id) {
+		return false, false // deleted meanwhile
 	}
 	if err := s.q.Done(ctx, id); err != nil {
 		if !errors.Is(err, queue.ErrNotFound) {

@@ -22,9 +22,13 @@ type writer struct {
 
 	lastKey int64
 	seq     int64
-	stats   store.StatCounts
-	cache   rowCache
-	dirty   map[int64]*row // rows to write at the end of the batch
+	// dataVersion is the database's data_version this writer last saw: it
+	// changes when another connection commits (another relay process,
+	// for the moment a restart hands over).
+	dataVersion int64
+	stats       store.StatCounts
+	cache       rowCache
+	dirty       map[int64]*row // rows to write at the end of the batch
 
 	lastErrLog time.Time
 	unjoined   uint64
@@ -75,6 +79,10 @@ func newWriter(s *Store) (*writer, error) {
 		w.st[name] = st
 	}
 	if err := conn.QueryRowContext(ctx, `SELECT coalesce(max(key), 0) FROM messages`).Scan(&w.lastKey); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if err := conn.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&w.dataVersion); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -175,7 +183,10 @@ func (w *writer) tx(fn func() error) error {
 	if _, err := w.conn.ExecContext(w.ctx, `BEGIN IMMEDIATE`); err != nil {
 		return err
 	}
-	err := fn()
+	err := w.catchUp()
+	if err == nil {
+		err = fn()
+	}
 	if err == nil {
 		_, err = w.conn.ExecContext(w.ctx, `COMMIT`)
 	}
@@ -187,6 +198,27 @@ func (w *writer) tx(fn func() error) error {
 		clear(w.dirty)
 	}
 	return err
+}
+
+// catchUp, in a write transaction, forgets what this writer keeps in
+// memory if another connection wrote meanwhile: for a moment during a
+// restart, two relay processes record into the store; each then reads
+// again the rows it had cached, and makes new message keys after the
+// other's.
+func (w *writer) catchUp() error {
+	var v, maxKey int64
+	if err := w.conn.QueryRowContext(w.ctx, `PRAGMA data_version`).Scan(&v); err != nil {
+		return err
+	}
+	if v == w.dataVersion {
+		return nil
+	}
+	if err := w.conn.QueryRowContext(w.ctx, `SELECT coalesce(max(key), 0) FROM messages`).Scan(&maxKey); err != nil {
+		return err
+	}
+	w.cache.reset()
+	w.lastKey, w.dataVersion = max(w.lastKey, maxKey), v
+	return nil
 }
 
 func (w *writer) logErr(msg string, err error, args ...any) {

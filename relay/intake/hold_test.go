@@ -11,6 +11,7 @@ import (
 	"github.com/mjrelay/mjrelay/policy"
 	"github.com/mjrelay/mjrelay/relay/intake"
 	"github.com/mjrelay/mjrelay/relay/spool"
+	"github.com/mjrelay/mjrelay/relay/spool/spooltest"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
@@ -55,7 +56,7 @@ func unknownAccount(t *testing.T) (rule *policy.Rule, known func()) {
 // unverified one with the reply Accept gives once the state is known.
 func TestHeldWhileAccountUnknown(t *testing.T) {
 	rule, known := unknownAccount(t)
-	sp := openSpool(t, spool.Options{})
+	sp := spooltest.Open(t, "", spool.Options{})
 	traffic := &trafficlog.Memory{}
 	in := intake.New(intake.Options{Hostname: "relay.test"}, intake.Deps{Queue: sp, Policy: rule, Traffic: traffic})
 	ctx := context.Background()
@@ -112,7 +113,7 @@ func TestHeldWhileAccountUnknown(t *testing.T) {
 // MAIL and the end of the data: the envelope sender is checked then.
 func TestSenderUncheckedAtMailCheckedAtData(t *testing.T) {
 	rule, known := unknownAccount(t)
-	sp := openSpool(t, spool.Options{})
+	sp := spooltest.Open(t, "", spool.Options{})
 	in := intake.New(intake.Options{Hostname: "relay.test"}, intake.Deps{Queue: sp, Policy: rule})
 	pending, _ := in.CheckSender(context.Background(), intake.Sender{From: "bounce@unverified.example"})
 	if !pending {

@@ -9,6 +9,7 @@ import (
 	"github.com/mjrelay/mjrelay/policy"
 	"github.com/mjrelay/mjrelay/relay/intake"
 	"github.com/mjrelay/mjrelay/relay/spool"
+	"github.com/mjrelay/mjrelay/relay/spool/spooltest"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
@@ -16,16 +17,6 @@ import (
 const mailing = "From: News <news@example.com>\r\nTo: b@example.org\r\nSubject: =?utf-8?q?Offre_sp=C3=A9ciale?=\r\n" +
 	"Message-Id: <42@odoo>\r\nList-Unsubscribe: <https://erp.example.com/mailing/12/unsubscribe_oneclick?x=1>\r\n" +
 	"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\nHello\r\n"
-
-func openSpool(t *testing.T, o spool.Options) *spool.Spool {
-	t.Helper()
-	sp, err := spool.Open(t.TempDir(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
-	return sp
-}
 
 // inBuffer is msg read into a buffer after the reserved room, as the SMTP
 // session reads it.
@@ -42,7 +33,7 @@ func submission(buf []byte) intake.Submission {
 // received, with a copy of the bytes when the buffer is used again.
 func TestAccept(t *testing.T) {
 	for _, recycled := range []bool{true, false} {
-		sp := openSpool(t, spool.Options{})
+		sp := spooltest.Open(t, "", spool.Options{})
 		traffic := &trafficlog.Memory{}
 		in := intake.New(intake.Options{Hostname: "relay.test", CampaignFromMailing: true, WantBodies: true},
 			intake.Deps{Queue: sp, Traffic: traffic})
@@ -94,7 +85,7 @@ func TestAccept(t *testing.T) {
 // TestAcceptCopiesWithoutRoom: a message that is not in a buffer with room
 // (a bare-LF message the session normalized into a copy) is stored the same.
 func TestAcceptCopiesWithoutRoom(t *testing.T) {
-	sp := openSpool(t, spool.Options{})
+	sp := spooltest.Open(t, "", spool.Options{})
 	in := intake.New(intake.Options{Hostname: "relay.test"}, intake.Deps{Queue: sp})
 	sub := submission(inBuffer(mailing))
 	sub.Message = []byte(mailing)
@@ -149,7 +140,7 @@ func TestRefusals(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			sp := openSpool(t, spool.Options{MaxMessages: 1})
+			sp := spooltest.Open(t, "", spool.Options{MaxMessages: 1})
 			traffic := &trafficlog.Memory{}
 			in := intake.New(intake.Options{Hostname: "relay.test"}, intake.Deps{Queue: sp, Policy: rule, Traffic: traffic})
 			queued := 0

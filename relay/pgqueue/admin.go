@@ -90,14 +90,15 @@ func (q *Queue) AskDelete(ctx context.Context, instance, id string) error {
 	return err
 }
 
-// Depth is one lane's messages in the cluster: ready, deferred, and held
-// by a node (in flight).
-type Depth struct{ Ready, Deferred, InFlight int }
+// Depth is one lane's messages in the cluster: ready, deferred, claimed
+// by a node (in flight), and held (waiting for their check, see held.go).
+type Depth struct{ Ready, Deferred, InFlight, Held int }
 
 // Depths counts each lane's messages in the whole cluster.
 func (q *Queue) Depths(ctx context.Context) (map[string]Depth, error) {
-	rows, err := q.pool.Query(ctx, `SELECT class, count(*) FILTER (WHERE owner IS NULL AND due <= now()),
-		count(*) FILTER (WHERE owner IS NULL AND due > now()), count(*) FILTER (WHERE owner IS NOT NULL)
+	rows, err := q.pool.Query(ctx, `SELECT class, count(*) FILTER (WHERE owner IS NULL AND due <= now() AND `+notWaiting+`),
+		count(*) FILTER (WHERE owner IS NULL AND due > now() AND `+notWaiting+`),
+		count(*) FILTER (WHERE owner IS NOT NULL AND `+notWaiting+`), count(*) FILTER (WHERE NOT `+notWaiting+`)
 		FROM mjrelay_queue GROUP BY class`)
 	if err != nil {
 		return nil, err
@@ -110,7 +111,7 @@ func (q *Queue) Depths(ctx context.Context) (map[string]Depth, error) {
 	for rows.Next() {
 		var class string
 		var d Depth
-		if err := rows.Scan(&class, &d.Ready, &d.Deferred, &d.InFlight); err != nil {
+		if err := rows.Scan(&class, &d.Ready, &d.Deferred, &d.InFlight, &d.Held); err != nil {
 			return nil, err
 		}
 		out[class] = d
@@ -180,11 +181,12 @@ func (q *Queue) Insert(ctx context.Context, ms []Moved) (int, error) {
 		if !st.Next.IsZero() {
 			next, due = &st.Next, st.Next
 		}
-		b.Queue(`INSERT INTO mjrelay_queue (id, class, envelope, size, body, attempts, next_at, due, last_error, pending, accepted_by)
-			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+		b.Queue(`INSERT INTO mjrelay_queue (id, class, envelope, size, body, attempts, next_at, due, last_error, pending, accepted_by, held, released)
+			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
 			WHERE NOT EXISTS (SELECT 1 FROM mjrelay_queue_done WHERE id = $1)
 			ON CONFLICT (id) DO NOTHING`,
-			env.ID, q.laneOf(env.Class), j, env.Size, m.Body, st.Attempts, next, due, st.LastError, st.Pending, q.o.Node)
+			env.ID, q.laneOf(env.Class), j, env.Size, m.Body, st.Attempts, next, due, st.LastError, st.Pending, q.o.Node,
+			env.Hold != "", st.Released)
 	}
 	b.Queue(`SELECT pg_notify('mjrelay_queue', 'moved')`)
 	tx, err := q.pool.Begin(ctx)

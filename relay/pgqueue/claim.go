@@ -83,6 +83,9 @@ func (q *Queue) claimAll(nextDue map[string]time.Time) time.Duration {
 		return q.beatEvery()
 	}
 	reap := q.mayReap()
+	if err := q.feedHeld(q.ctx); err != nil && q.ctx.Err() == nil {
+		q.log.Warn("reading the held messages", "err", err)
+	}
 	q.mu.Lock()
 	dirty := q.dirty
 	q.dirty = nil
@@ -139,16 +142,16 @@ const reapSQL = `UPDATE mjrelay_queue SET owner = NULL WHERE class = $1 AND owne
 // live nodes) and, with a rate ($4 per second, burst $5), the tokens of
 // its bucket, oldest due first; %s narrows the candidates.
 const claimSQL = `WITH live AS (SELECT instance FROM mjrelay_nodes WHERE heartbeat_at > now() - make_interval(secs => $3)),
-busy AS (SELECT count(*) AS n FROM mjrelay_queue WHERE class = $1 AND owner IN (SELECT instance FROM live)),
+busy AS (SELECT count(*) AS n FROM mjrelay_queue WHERE class = $1 AND owner IN (SELECT instance FROM live) AND ` + notWaiting + `),
 bucket AS (SELECT coalesce((SELECT least($5::float8, tokens + extract(epoch FROM now() - at) * $4::float8)
 	FROM mjrelay_lanes WHERE class = $1), $5::float8) AS tokens),
-pick AS (SELECT id FROM mjrelay_queue WHERE class = $1 AND owner IS NULL AND due <= now() %s
+pick AS (SELECT id FROM mjrelay_queue WHERE class = $1 AND owner IS NULL AND due <= now() AND ` + notWaiting + ` %s
 	ORDER BY due, id
 	LIMIT greatest(0, least($2::bigint - (SELECT n FROM busy),
 		CASE WHEN $4::float8 > 0 THEN floor((SELECT tokens FROM bucket))::bigint ELSE $2::bigint END))
 	FOR UPDATE SKIP LOCKED),
 claimed AS (UPDATE mjrelay_queue q SET owner = $6 FROM pick WHERE q.id = pick.id
-	RETURNING q.envelope, q.attempts, q.next_at, q.last_error, q.pending, q.body),
+	RETURNING q.envelope, q.attempts, q.next_at, q.last_error, q.pending, q.released, q.body),
 spent AS (INSERT INTO mjrelay_lanes (class, tokens, at)
 	SELECT $1, (SELECT tokens FROM bucket) - (SELECT count(*) FROM claimed), now() WHERE $4::float8 > 0
 	ON CONFLICT (class) DO UPDATE SET tokens = excluded.tokens, at = excluded.at)
@@ -168,7 +171,7 @@ func (q *Queue) claimLane(ctx context.Context, l Lane, reap bool, id string) ([]
 	burst := max(1, l.Rate)
 	if id == "" {
 		b.Queue(fmt.Sprintf(claimSQL, ""), l.Class, l.Concurrency, lease, l.Rate, burst, q.instance)
-		b.Queue(`SELECT min(due) FROM mjrelay_queue WHERE class = $1 AND owner IS NULL`, l.Class)
+		b.Queue(`SELECT min(due) FROM mjrelay_queue WHERE class = $1 AND owner IS NULL AND `+notWaiting, l.Class)
 	} else {
 		b.Queue(fmt.Sprintf(claimSQL, "AND id = $7"), l.Class, l.Concurrency, lease, l.Rate, burst, q.instance, id)
 	}
@@ -226,9 +229,9 @@ func (q *Queue) claimLane(ctx context.Context, l Lane, reap bool, id string) ([]
 }
 
 // Deliverer is the queue as this node's scheduler sees it: Get hands out
-// only what this node may attempt now — a message it claimed, or a
-// deferred one that is due and that it claims on the spot within its
-// lane's capacity — so that a timer firing here never attempts a message
+// only what this node may attempt now — a message it claimed, a deferred
+// one that is due and that it claims on the spot within its lane's
+// capacity, or a held one it claims for its check (held.go) — so that a timer firing here never attempts a message
 // another node holds. Nothing is handed out once this node's lease may
 // have run out.
 type Deliverer struct{ q *Queue }
@@ -259,6 +262,9 @@ func (d Deliverer) Get(id string) (queue.Item, error) {
 	it, err := q.Get(id)
 	if err != nil {
 		return queue.Item{}, queue.ErrNotFound
+	}
+	if it.Held() != "" {
+		return q.claimHeld(q.ctxOrBackground(), id)
 	}
 	got, _, err := q.claimLane(q.ctxOrBackground(), q.lane(it.Envelope.Class), false, id)
 	if err != nil || len(got) == 0 {

@@ -49,6 +49,10 @@
 // tick. The loop also runs after each local completion (capacity freed),
 // at the earliest due time, and every lease/4 (reaping).
 //
+// Held mail (accepted while the sender could not be checked) waits in
+// the database outside the lanes until a node that can run the check
+// releases it: see held.go.
+//
 // Administration from any node: RetryNow and Delete act in the database;
 // a message that a live node holds is deleted by that node (a NOTIFY on
 // mjrelay_control reaches its OnDelete, i.e. its scheduler, which knows
@@ -114,6 +118,7 @@ type Queue struct {
 
 	mu       sync.Mutex
 	held     map[string]*held // claims of this instance
+	fedHeld  map[string]bool  // held messages the subscribers were fed (held.go)
 	subs     []func(queue.Item)
 	claiming bool            // the claim loop runs
 	dirty    map[string]bool // lanes to claim in at the next round
@@ -156,7 +161,7 @@ func Open(ctx context.Context, pool *pgxpool.Pool, o Options) (*Queue, error) {
 	if err := pg.Migrate(ctx, pool, component, migrations, o.Logger); err != nil {
 		return nil, err
 	}
-	q := &Queue{pool: pool, o: o, log: o.Logger, held: map[string]*held{}, pending: map[string]*queue.State{},
+	q := &Queue{pool: pool, o: o, log: o.Logger, held: map[string]*held{}, fedHeld: map[string]bool{}, pending: map[string]*queue.State{},
 		wake: make(chan struct{}, 1)}
 	var r [4]byte
 	q.ids = queue.NewIDs(6)
@@ -241,6 +246,7 @@ func (q *Queue) Admit(size int64) error { return q.tot.admit(q.o, size, false) }
 
 type putOp struct {
 	id, class string
+	held      bool
 	env       []byte
 	body      []byte
 	due       time.Time
@@ -275,7 +281,7 @@ func (q *Queue) Put(ctx context.Context, env *queue.Envelope, parts ...[]byte) e
 	if due.IsZero() {
 		due = time.Now()
 	}
-	if err := q.puts.do(ctx, &putOp{id: env.ID, class: q.laneOf(env.Class), env: ej, body: body, due: due}); err != nil {
+	if err := q.puts.do(ctx, &putOp{id: env.ID, class: q.laneOf(env.Class), held: env.Hold != "", env: ej, body: body, due: due}); err != nil {
 		return err
 	}
 	q.tot.add(1, env.Size)
@@ -289,16 +295,17 @@ func (q *Queue) insert(ctx context.Context, ops []*putOp) []error {
 	n := len(ops)
 	ids, classes, accepted := make([]string, n), make([]string, n), make([]string, n)
 	envs, bodies := make([][]byte, n), make([][]byte, n)
-	sizes, dues := make([]int64, n), make([]time.Time, n)
+	sizes, dues, held := make([]int64, n), make([]time.Time, n), make([]bool, n)
 	for i, o := range ops {
 		ids[i], classes[i], envs[i], bodies[i], sizes[i], dues[i], accepted[i] = o.id, o.class, o.env, o.body, int64(len(o.body)), o.due, q.o.Node
+		held[i] = o.held
 	}
 	_, err := q.pool.Exec(ctx, `WITH ins AS (
-		INSERT INTO mjrelay_queue (id, class, envelope, size, body, due, accepted_by)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bigint[], $5::bytea[], $6::timestamptz[], $7::text[])
+		INSERT INTO mjrelay_queue (id, class, envelope, size, body, due, accepted_by, held)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bigint[], $5::bytea[], $6::timestamptz[], $7::text[], $8::bool[])
 		RETURNING class)
 		SELECT pg_notify('mjrelay_queue', string_agg(DISTINCT class, ',')) FROM ins`,
-		ids, classes, envs, sizes, bodies, dues, accepted)
+		ids, classes, envs, sizes, bodies, dues, accepted, held)
 	errs := make([]error, n)
 	for i := range errs {
 		errs[i] = err
@@ -316,14 +323,14 @@ func (q *Queue) laneOf(class string) string {
 	return q.o.Lanes[0].Class
 }
 
-const itemCols = `envelope, attempts, next_at, last_error, pending`
+const itemCols = `envelope, attempts, next_at, last_error, pending, released`
 
 // scanItem reads the columns of itemCols (then those in more).
 func scanItem(row pgx.Row, more ...any) (queue.Item, error) {
 	var it queue.Item
 	var env []byte
 	var next *time.Time
-	dest := append([]any{&env, &it.State.Attempts, &next, &it.State.LastError, &it.State.Pending}, more...)
+	dest := append([]any{&env, &it.State.Attempts, &next, &it.State.LastError, &it.State.Pending, &it.State.Released}, more...)
 	if err := row.Scan(dest...); err != nil {
 		return it, err
 	}
@@ -374,22 +381,30 @@ func (q *Queue) List() []queue.Item { return q.items("listing the queue", "") }
 // items lists the queued messages that where selects, oldest first (what
 // is logged as doing on failure).
 func (q *Queue) items(doing, where string) []queue.Item {
-	rows, err := q.pool.Query(q.ctxOrBackground(), `SELECT `+itemCols+` FROM mjrelay_queue `+where+` ORDER BY id`)
+	out, err := q.query(q.ctxOrBackground(), where)
 	if err != nil {
 		q.log.Warn(doing, "err", err)
-		return nil
+	}
+	return out
+}
+
+// query lists the queued messages that where (with args) selects, oldest
+// first.
+func (q *Queue) query(ctx context.Context, where string, args ...any) ([]queue.Item, error) {
+	rows, err := q.pool.Query(ctx, `SELECT `+itemCols+` FROM mjrelay_queue `+where+` ORDER BY id`, args...)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var out []queue.Item
 	for rows.Next() {
 		it, err := scanItem(rows)
 		if err != nil {
-			q.log.Warn(doing, "err", err)
-			return out
+			return out, err
 		}
 		out = append(out, it)
 	}
-	return out
+	return out, rows.Err()
 }
 
 // Stats returns the cluster's totals (DiskBytes: the messages' bytes).
@@ -433,9 +448,9 @@ func (q *Queue) writeState(ctx context.Context, st queue.State) error {
 	var class string
 	var ready bool
 	err := q.pool.QueryRow(ctx, `UPDATE mjrelay_queue SET attempts = $2, next_at = $3, due = coalesce($3, now()),
-			last_error = $4, pending = $5, owner = CASE WHEN owner = $6 THEN NULL ELSE owner END
+			last_error = $4, pending = $5, owner = CASE WHEN owner = $6 THEN NULL ELSE owner END, released = $7
 		WHERE id = $1 RETURNING class, due <= now() AND owner IS NULL`,
-		st.ID, st.Attempts, next, st.LastError, st.Pending, q.instance).Scan(&class, &ready)
+		st.ID, st.Attempts, next, st.LastError, st.Pending, q.instance, st.Released).Scan(&class, &ready)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return queue.ErrNotFound
 	}

@@ -18,6 +18,10 @@ const component = "queue"
 //   - mjrelay_nodes: one row per node instance, its heartbeat (which is
 //     the lease of all its claims) and what it reports about itself.
 //   - mjrelay_lanes: each lane's cluster-wide token bucket (lane rate).
+//
+// Version 2: held mail (queue.Envelope.Hold, State.Released). held is
+// whether the envelope has a Hold, released whether its check passed; a
+// message held and not released is claimed by no lane (see held.go).
 var migrations = []pg.Migration{{Version: 1, Name: "queue, tombstones, nodes, lanes", SQL: `
 CREATE TABLE mjrelay_queue (
 	id text PRIMARY KEY,
@@ -54,4 +58,8 @@ CREATE TABLE mjrelay_lanes (
 	tokens double precision NOT NULL,
 	at timestamptz NOT NULL
 );
+`}, {Version: 2, Name: "held mail", SQL: `
+ALTER TABLE mjrelay_queue ADD COLUMN held boolean NOT NULL DEFAULT false,
+	ADD COLUMN released boolean NOT NULL DEFAULT false;
+CREATE INDEX mjrelay_queue_waiting ON mjrelay_queue (id) WHERE held AND NOT released;
 `}}

@@ -116,7 +116,7 @@ func (s *session) AuthMechanisms() []string {
 }
 
 func (s *session) authAllowed() bool {
-	return authAllowed(s.tls(), s.ip, s.srv.opts.AllowInsecureAuth)
+	return authAllowed(s.tls(), s.ip, s.srv.settings().AllowInsecureAuth)
 }
 
 // authAllowed: AUTH over TLS, from loopback, or anywhere with allow_insecure_auth.
@@ -144,7 +144,8 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 // again without being checked or counted, so smtplib's LOGIN after a
 // failed PLAIN with the same password is one failure, not two.
 func (s *session) checkLogin(identity, username, password string) error {
-	d := s.srv.users.digest(identity, username, password)
+	users := s.srv.users.Load()
+	d := users.digest(identity, username, password)
 	turn, err := s.srv.guesses.Wait(context.Background(), s.ip.String(), hex.EncodeToString(d[:]))
 	var th *authlimit.Throttled
 	if errors.As(err, &th) {
@@ -159,7 +160,7 @@ func (s *session) checkLogin(identity, username, password string) error {
 		return s.authFailed(username, false)
 	}
 	if identity == "" || identity == username {
-		if u, ok := s.srv.users.check(username, password); ok {
+		if u, ok := users.check(username, password); ok {
 			turn.Succeeded(clip(username, 100))
 			s.user = &u
 			s.srv.open.touch(s.slot, false)

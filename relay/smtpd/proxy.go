@@ -44,15 +44,17 @@ const defaultProxyHeaderTimeout = 10 * time.Second
 var errProxyRefused = fmt.Errorf("PROXY protocol header refused: %w", net.ErrClosed)
 
 // proxyWrap returns what wraps each accepted connection for the PROXY
-// protocol (nil when no proxy is configured); plain says whether the
-// listener speaks SMTP first (not TLS).
+// protocol (the connection itself while no proxy is configured: the
+// addresses are read per connection, so that a reload applies them);
+// plain says whether the listener speaks SMTP first (not TLS).
 func (s *Server) proxyWrap(plain bool) func(*slotConn) net.Conn {
-	if len(s.opts.ProxyFrom) == 0 {
-		return nil
-	}
 	return func(sc *slotConn) net.Conn {
+		from := s.settings().ProxyFrom
+		if len(from) == 0 {
+			return sc
+		}
 		ip := addrIP(sc.RemoteAddr())
-		for _, p := range s.opts.ProxyFrom {
+		for _, p := range from {
 			if p.Contains(ip) {
 				pc := &proxied{deadlineConn: deadlineConn{Conn: sc}, slot: sc, srv: s, br: bufio.NewReader(sc)}
 				if plain {
@@ -89,7 +91,7 @@ type proxied struct {
 
 func (c *proxied) readHeader() error {
 	c.once.Do(func() {
-		restore, _ := c.within(cmp.Or(c.srv.opts.ProxyHeaderTimeout, defaultProxyHeaderTimeout))
+		restore, _ := c.within(cmp.Or(c.srv.settings().ProxyHeaderTimeout, defaultProxyHeaderTimeout))
 		c.header, c.err = proxyproto.Read(c.br)
 		restore()
 		if c.err == nil && c.header.Command.IsProxy() {

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,7 +75,13 @@ type Deps struct {
 	// intake records what it accepts).
 	Traffic trafficlog.Recorder
 	Logger  *slog.Logger
-	TLS     *tls.Config // nil: LoadTLS(opts)
+	// TLS is the listeners' TLS configuration; nil: the certificate of
+	// Options (LoadCertificate), read again by Apply.
+	TLS *tls.Config
+	// Listen binds the listener named name ("smtp": plain with STARTTLS,
+	// "smtps": implicit TLS) at addr; nil: net.Listen. The relay passes
+	// listeners inherited from a former process or from systemd here.
+	Listen func(name, addr string) (net.Listener, error)
 	// Guesses bounds failed logins per client address (nil:
 	// authlimit.Defaults).
 	Guesses *authlimit.Limiter
@@ -82,11 +89,17 @@ type Deps struct {
 
 // Server serves SMTP on the configured listeners.
 type Server struct {
+	// opts are the options of New: the listeners, the host name, the size
+	// limit, max_connections and read_timeout stay these; Apply changes
+	// the rest (live).
 	opts    Options
-	intake  Intake
+	live    atomic.Pointer[Options]
+	users   atomic.Pointer[users]
+	in      atomic.Pointer[intakeRef]
+	cert    atomic.Pointer[tls.Certificate] // nil when Deps.TLS was given
+	listen  func(name, addr string) (net.Listener, error)
 	traffic trafficlog.Recorder
 	log     *slog.Logger
-	users   *users
 	guesses *authlimit.Limiter
 	tlsConf *tls.Config
 	slots   chan struct{} // connection slots shared by both listeners
@@ -108,9 +121,14 @@ func New(o Options, d Deps) (*Server, error) {
 		return nil, errors.New("smtpd: no intake")
 	}
 	s := &Server{
-		opts: o, intake: d.Intake, traffic: d.Traffic, log: d.Logger,
-		users: newUsers(o.Users), guesses: d.Guesses,
+		opts: o, traffic: d.Traffic, log: d.Logger, listen: d.Listen, guesses: d.Guesses,
 		tlsConf: d.TLS, slots: make(chan struct{}, max(o.MaxConnections, 1)), open: newConns(),
+	}
+	s.live.Store(&o)
+	s.users.Store(newUsers(o.Users))
+	s.SetIntake(d.Intake)
+	if s.listen == nil {
+		s.listen = func(_, addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
 	}
 	if s.traffic == nil {
 		s.traffic = trafficlog.Discard{}
@@ -129,10 +147,13 @@ func New(o Options, d Deps) (*Server, error) {
 		s.traffic.Record(e)
 	})
 	if s.tlsConf == nil {
-		var err error
-		if s.tlsConf, err = LoadTLS(o, s.log); err != nil {
+		cert, err := LoadCertificate(o, s.log)
+		if err != nil {
 			return nil, err
 		}
+		s.cert.Store(cert)
+		s.tlsConf = &tls.Config{MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil }}
 	}
 	s.plain = s.newSMTPServer()
 	s.plain.TLSConfig = s.tlsConf
@@ -166,7 +187,7 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	if ap, err := netip.ParseAddrPort(sess.client); err == nil {
 		sess.ip = ap.Addr().Unmap()
 	}
-	for _, p := range s.opts.Trusted {
+	for _, p := range s.settings().Trusted {
 		if p.Contains(sess.ip) {
 			sess.trusted = true
 		}
@@ -174,24 +195,34 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	return sess, nil
 }
 
-// Listen binds smtp.listen and smtp.listen_tls (when set).
+// Listen binds smtp.listen and smtp.listen_tls (when set), then serves
+// them: a start that fails to bind one accepts no connection on the other.
 func (s *Server) Listen() error {
+	var plain, implicit net.Listener
 	if a := s.opts.Listen; a != "" {
-		l, err := net.Listen("tcp", a)
+		l, err := s.listen("smtp", a)
 		if err != nil {
 			return err
 		}
-		s.addrs = append(s.addrs, l.Addr())
-		go s.Serve(l)
+		plain = l
 	}
 	if a := s.opts.ListenTLS; a != "" {
-		l, err := net.Listen("tcp", a)
+		l, err := s.listen("smtps", a)
 		if err != nil {
-			s.plain.Close()
+			if plain != nil {
+				plain.Close()
+			}
 			return err
 		}
-		s.addrs = append(s.addrs, l.Addr())
-		go s.implicit.Serve(tls.NewListener(&limitListener{Listener: l, slots: s.slots, open: s.open, warn: s.warn, wrap: s.wrapTLSPort()}, s.tlsConf))
+		implicit = l
+	}
+	if plain != nil {
+		s.addrs = append(s.addrs, plain.Addr())
+		go s.Serve(plain)
+	}
+	if implicit != nil {
+		s.addrs = append(s.addrs, implicit.Addr())
+		go s.implicit.Serve(tls.NewListener(&limitListener{Listener: implicit, slots: s.slots, open: s.open, warn: s.warn, wrap: s.wrapTLSPort()}, s.tlsConf))
 	}
 	return nil
 }
@@ -205,6 +236,43 @@ func (s *Server) Serve(l net.Listener) error {
 
 // Addrs are the bound addresses: plain first (if configured), then TLS.
 func (s *Server) Addrs() []net.Addr { return s.addrs }
+
+// intakeRef holds the intake for an atomic swap.
+type intakeRef struct{ Intake }
+
+// SetIntake makes in decide for the transactions that start from now on
+// (a reload builds a new intake with the new sender policy).
+func (s *Server) SetIntake(in Intake) { s.in.Store(&intakeRef{in}) }
+
+func (s *Server) intake() Intake { return s.in.Load().Intake }
+
+// settings are the options sessions read as they go.
+func (s *Server) settings() *Options { return s.live.Load() }
+
+// Apply changes, without closing a listener or a session, the settings
+// sessions read as they go: the logins, the trusted networks,
+// AllowInsecureAuth, MaxRecipients, DataTimeout, the PROXY protocol's
+// addresses (ProxyFrom, ProxyHeaderTimeout: for new connections), and the certificate,
+// read again from its files (new connections get the new one; open ones
+// keep theirs). The other options stay those of New (they take a restart).
+// On error nothing changed.
+func (s *Server) Apply(o Options) error {
+	var cert *tls.Certificate
+	if s.cert.Load() != nil {
+		var err error
+		if cert, err = LoadCertificate(o, s.log); err != nil {
+			return err
+		}
+	}
+	if !slices.Equal(s.settings().Users, o.Users) {
+		s.users.Store(newUsers(o.Users)) // logins verified so far are checked again once
+	}
+	if cert != nil {
+		s.cert.Store(cert)
+	}
+	s.live.Store(&o)
+	return nil
+}
 
 // Shutdown stops accepting, lets sessions finish until ctx ends, then closes
 // what is left.

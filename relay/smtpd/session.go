@@ -115,7 +115,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if opts != nil && opts.Size > s.srv.opts.MaxMessageSize {
 		return s.tooLarge("mail", from, intake.Header{}, opts.Size)
 	}
-	pending, r := s.srv.intake.CheckSender(context.Background(), intake.Sender{Login: s.login(), Client: s.client, From: from, Size: opts.Size})
+	pending, r := s.srv.intake().CheckSender(context.Background(), intake.Sender{Login: s.login(), Client: s.client, From: from, Size: opts.Size})
 	if r != nil {
 		return s.refusal(r)
 	}
@@ -135,7 +135,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if opts != nil {
 		malformed = opts.Malformed
 	}
-	s.rcpts.add(to, malformed, s.srv.opts.MaxRecipients)
+	s.rcpts.add(to, malformed, s.srv.settings().MaxRecipients)
 	s.srv.open.touch(s.slot, true)
 	return nil
 }
@@ -144,7 +144,7 @@ func (s *session) Data(r io.Reader) error {
 	defer s.srv.open.touch(s.slot, false)
 	// The go-smtp read deadline was set for the DATA command line; give the
 	// whole body data_timeout from here.
-	s.conn.Conn().SetReadDeadline(time.Now().Add(s.srv.opts.DataTimeout))
+	s.conn.Conn().SetReadDeadline(time.Now().Add(s.srv.settings().DataTimeout))
 	buf := s.srv.getBuf()
 	defer s.srv.putBuf(buf)
 	if s.size > int64(buf.Cap()) && s.size <= s.srv.opts.MaxMessageSize {
@@ -178,7 +178,7 @@ func (s *session) Data(r io.Reader) error {
 		s.conn.Close()
 		return err
 	}
-	if r := s.rcpts.refusal(s.srv.opts.MaxRecipients); r != nil {
+	if r := s.rcpts.refusal(s.srv.settings().MaxRecipients); r != nil {
 		r.From, r.Header, r.Size = s.from, intake.ParseHeader(buf.Bytes()[intake.TraceRoom:]), size
 		return s.refusal(r)
 	}
@@ -190,7 +190,7 @@ func (s *session) Data(r io.Reader) error {
 		return s.refuse("data", 550, smtp.EnhancedCode{5, 6, 0}, "bare_cr",
 			"Message refused: it contains a bare CR (carriage return not followed by line feed); lines must end with CRLF")
 	}
-	rec, refused := s.srv.intake.Accept(context.Background(), intake.Submission{
+	rec, refused := s.srv.intake().Accept(context.Background(), intake.Submission{
 		Login: s.login(), Client: s.client, IP: s.ip.String(), Helo: s.conn.Hostname(), TLS: s.tls(), UTF8: s.utf8,
 		From: s.from, To: s.rcpts.ok, Message: msg, Buffer: buf.Bytes(), Recycled: buf.Cap() <= maxPooledBuf,
 		SenderPending: s.senderPending,

@@ -18,10 +18,10 @@ import (
 	"time"
 )
 
-// LoadTLS returns the listeners' TLS configuration: o.TLSCert/TLSKey, or a
-// self-signed certificate for o.Hostname generated once in o.TLSDir (Odoo
-// 17/18 do not verify the relay's certificate).
-func LoadTLS(o Options, log *slog.Logger) (*tls.Config, error) {
+// LoadCertificate returns the listeners' certificate: o.TLSCert/TLSKey,
+// or a self-signed certificate for o.Hostname generated once in o.TLSDir
+// (Odoo 17/18 do not verify the relay's certificate).
+func LoadCertificate(o Options, log *slog.Logger) (*tls.Certificate, error) {
 	certFile, keyFile := o.TLSCert, o.TLSKey
 	if certFile == "" {
 		dir := o.TLSDir
@@ -37,7 +37,7 @@ func LoadTLS(o Options, log *slog.Logger) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	return &cert, nil
 }
 
 func selfSigned(dir, host, certFile, keyFile string) error {

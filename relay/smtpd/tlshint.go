@@ -114,10 +114,6 @@ func (s *Server) tlsHint() []byte {
 func (s *Server) wrapTLSPort() func(*slotConn) net.Conn {
 	proxy := s.proxyWrap(false)
 	return func(sc *slotConn) net.Conn {
-		var c net.Conn = sc
-		if proxy != nil {
-			c = proxy(sc)
-		}
-		return &tlsHinted{deadlineConn: deadlineConn{Conn: c}, srv: s}
+		return &tlsHinted{deadlineConn: deadlineConn{Conn: proxy(sc)}, srv: s}
 	}
 }

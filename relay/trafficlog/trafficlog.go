@@ -126,7 +126,10 @@ type Discard struct{}
 func (Discard) Record(Event) {}
 
 // JSONLines writes events as JSON lines. Lines are buffered and flushed at
-// least every FlushEvery (default 200 ms) and on Close.
+// least every FlushEvery (default 200 ms) and on Close. Each write to w is
+// whole lines, so that two processes appending to the same file (the two
+// relay processes of a handover, each with O_APPEND) never interleave
+// parts of lines.
 type JSONLines struct {
 	mu    sync.Mutex
 	w     *bufio.Writer
@@ -154,9 +157,14 @@ func (j *JSONLines) Record(e Event) {
 	if err != nil {
 		return
 	}
+	b = append(b, '\n')
 	j.mu.Lock()
+	if len(b) > j.w.Available() && j.w.Buffered() > 0 {
+		// Flush the whole lines buffered so far; the line goes after
+		// them, in the buffer or (longer than the buffer) in one write.
+		j.w.Flush()
+	}
 	j.w.Write(b)
-	j.w.WriteByte('\n')
 	j.dirty = true
 	j.mu.Unlock()
 }

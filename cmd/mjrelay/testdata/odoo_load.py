@@ -1,70 +1,92 @@
 #!/usr/bin/env python3
-"""Odoo-style load on one relay, with smtplib as Odoo's ir.mail_server uses
-it: a connection per batch of 10 mails, AUTH, send_message, quit.
+"""Sends mail as Odoo's mail queue does, until stdin is closed: THREADS
+threads, each opening a new connection for every batch of BATCH mails
+(smtplib.SMTP with a 60 s timeout, STARTTLS without verification, login,
+send_message for each mail, quit), as ir.mail_server and mail.mail do (see
+shared/reference/odoo.md sections 1 and 4).
 
-  odoo_load.py HOST PORT USER PASSWORD PREFIX SECONDS [CLASS]
+  odoo_load.py HOST PORT USER PASSWORD PREFIX [THREADS] [BATCH]
 
-Each mail's Subject is a unique token PREFIX-bB-mM. It prints, flushed,
-"ok TOKEN" for each 250 and "err TOKEN reason" for each failure (a refused
-connection, a 4xx/5xx), and stops after SECONDS or at SIGTERM. CLASS
-"bulk" adds Odoo's mass-mailing headers."""
-import signal
+Each mail's Subject is a token PREFIX-tT-bB-mI. Prints one JSON object:
+  acked       the tokens the relay answered 250 to
+  refused     connections refused (or reset before the greeting)
+  unexpected  every other error: a reply that is not 250, a disconnect
+  batches     batches done
+A line "progress N" goes to stderr after each batch (N mails acknowledged)."""
+import json
 import smtplib
+import ssl
 import sys
-import time
+import threading
 from email.message import EmailMessage
-from email import policy
-import email.utils
-
-host, port, user, password, prefix, seconds = sys.argv[1:7]
-klass = sys.argv[7] if len(sys.argv) > 7 else "transactional"
-stop = False
 
 
-def on_term(*_):
-    global stop
-    stop = True
+def main():
+    host, port, user, password, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+    threads = int(sys.argv[6]) if len(sys.argv) > 6 else 4
+    batch = int(sys.argv[7]) if len(sys.argv) > 7 else 10
+    stop = threading.Event()
+    lock = threading.Lock()
+    out = {"acked": [], "refused": 0, "unexpected": [], "batches": 0}
+
+    def record(key, value):
+        with lock:
+            if key == "refused":
+                out["refused"] += 1
+                out["unexpected"].append(value)
+            else:
+                out[key].append(value)
+
+    def worker(t):
+        b = 0
+        while not stop.is_set():
+            try:
+                conn = smtplib.SMTP(host, port, timeout=60)
+            except (ConnectionRefusedError, ConnectionResetError) as e:
+                record("refused", "connect: %r" % e)
+                continue
+            except Exception as e:
+                record("unexpected", "connect: %r" % e)
+                continue
+            tok = None
+            try:
+                conn.starttls(context=ssl._create_unverified_context())
+                conn.login(user, password)
+                for i in range(batch):
+                    tok = "%s-t%d-b%d-m%d" % (prefix, t, b, i)
+                    msg = EmailMessage()
+                    msg["From"] = "john@example.com"
+                    msg["To"] = "client@example.org"
+                    msg["Subject"] = tok
+                    msg["Message-Id"] = "<%s@odoo.example.com>" % tok
+                    msg.set_content("%s\n%s\n" % (tok, "z" * 2000))
+                    refused = conn.send_message(msg, from_addr="bounce@example.com", to_addrs=["client@example.org"])
+                    if refused:
+                        record("unexpected", "%s: recipients refused %r" % (tok, refused))
+                    else:
+                        record("acked", tok)
+                conn.quit()
+            except smtplib.SMTPResponseException as e:
+                record("unexpected", "%s: %d %s" % (tok, e.smtp_code, e.smtp_error.decode(errors="replace")))
+                conn.close()
+            except Exception as e:
+                record("unexpected", "%s: %r" % (tok, e))
+                conn.close()
+            b += 1
+            with lock:
+                out["batches"] += 1
+                n = len(out["acked"])
+            print("progress %d" % n, file=sys.stderr, flush=True)
+
+    ts = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for th in ts:
+        th.start()
+    sys.stdin.read()
+    stop.set()
+    for th in ts:
+        th.join()
+    print(json.dumps(out))
 
 
-signal.signal(signal.SIGTERM, on_term)
-deadline = time.time() + float(seconds)
-
-
-def build(token, i):
-    msg = EmailMessage(policy=policy.SMTP)
-    msg["From"] = "John <john@example.com>"
-    msg["To"] = "client%d@example.org" % i
-    msg["Subject"] = token
-    msg["Message-Id"] = "<%s@odoo.example.com>" % token
-    msg["Date"] = email.utils.formatdate()
-    if klass == "bulk":
-        msg["List-Unsubscribe"] = "<https://odoo.example.com/mail/mailing/7/unsubscribe>"
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg.set_content("Bonjour,\n" + ("x" * 76 + "\n") * 20)
-    return msg
-
-
-b = 0
-while not stop and time.time() < deadline:
-    b += 1
-    try:
-        smtp = smtplib.SMTP(host, int(port), timeout=60)
-        smtp.login(user, password)
-    except (OSError, smtplib.SMTPException) as e:
-        print("err %s-b%d-connect %s" % (prefix, b, str(e).replace("\n", " ")), flush=True)
-        time.sleep(0.2)
-        continue
-    for m in range(10):
-        if stop or time.time() >= deadline:
-            break
-        token = "%s-b%d-m%d" % (prefix, b, m)
-        try:
-            smtp.send_message(build(token, m), "bounce@example.com", ["client%d@example.org" % m])
-            print("ok " + token, flush=True)
-        except (OSError, smtplib.SMTPException) as e:
-            print("err %s %s" % (token, str(e).replace("\n", " ")), flush=True)
-            break
-    try:
-        smtp.quit()
-    except (OSError, smtplib.SMTPException):
-        pass
+if __name__ == "__main__":
+    main()
