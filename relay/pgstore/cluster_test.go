@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -304,5 +305,21 @@ func TestPruneOneNodeAtATime(t *testing.T) {
 	}
 	if n := count(); n != 0 {
 		t.Fatalf("not pruned when no other node prunes: %d messages left", n)
+	}
+}
+
+// TestReadOnlyOnEmptyDatabase: queries alone (mjrelay log) on a database
+// no node has used say so, and create nothing.
+func TestReadOnlyOnEmptyDatabase(t *testing.T) {
+	url := pgtest.DB(t)
+	_, err := pgstore.Open(context.Background(), pgstore.Options{Options: store.Options{ReadOnly: true}, Pool: pgtest.Pool(t, url, 2)})
+	if err == nil || !strings.Contains(err.Error(), "no node has started") {
+		t.Fatalf("read-only open of an empty database: %v", err)
+	}
+	s := openStore(t, url, pgstore.Options{})
+	s.Close()
+	r := openStore(t, url, pgstore.Options{Options: store.Options{ReadOnly: true}})
+	if _, err := r.List(context.Background(), store.Filter{}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -25,6 +25,7 @@ package pgstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -80,6 +81,15 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	s := &Store{opts: o, log: o.Logger.With("component", "pgstore"), db: o.Pool, fewWords: fewWords}
 	if s.Inbox = store.NewInbox(o.Options, s.log); o.ReadOnly {
+		// Queries alone create nothing: a database no node has used has
+		// no traffic store yet.
+		var exists bool
+		if err := o.Pool.QueryRow(ctx, `SELECT to_regclass('store_messages') IS NOT NULL`).Scan(&exists); err != nil {
+			return nil, fmt.Errorf("traffic store: %w", err)
+		}
+		if !exists {
+			return nil, errors.New("traffic store: there is none in the cluster's database yet (no node has started on it)")
+		}
 		return s, nil
 	}
 	if err := pg.Migrate(ctx, o.Pool, Component, migrations, o.Logger); err != nil {
