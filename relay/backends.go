@@ -1,12 +1,12 @@
 package relay
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
 
 	"github.com/mjrelay/mjrelay/relay/config"
-	"github.com/mjrelay/mjrelay/relay/inspect"
 	"github.com/mjrelay/mjrelay/relay/queue"
 	"github.com/mjrelay/mjrelay/relay/spool"
 	"github.com/mjrelay/mjrelay/relay/store"
@@ -33,26 +33,17 @@ func OpenQueue(cfg *config.Config, log *slog.Logger) (queue.Queue, error) {
 	return sp, nil
 }
 
-// OpenStore opens (creating if needed) the traffic store in data_dir with
-// the configured retention (nil log: none).
+// OpenStore opens (creating if needed) the traffic store with the
+// configured retention: in data_dir, or the cluster's in cluster mode
+// (nil log: none).
 func OpenStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
-	st, err := inspect.Open(inspect.Path(cfg.DataDir), inspect.Options{
-		Retention: cfg.Store.Retention.D(), KeepBodies: cfg.Store.KeepBodies.D(), Logger: log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return st, nil
+	return openOwnStore(context.Background(), cfg, false, log)
 }
 
-// ReadStore opens the traffic store in data_dir for queries only, while a
-// relay may be running or not; it fails if there is none.
+// ReadStore opens the traffic store for queries only, while a relay may be
+// running or not; it fails if there is none.
 func ReadStore(cfg *config.Config) (store.Store, error) {
-	st, err := inspect.Open(inspect.Path(cfg.DataDir), inspect.Options{ReadOnly: true})
-	if err != nil {
-		return nil, err
-	}
-	return st, nil
+	return openOwnStore(context.Background(), cfg, true, nil)
 }
 
 // openTraffic opens the traffic log that log.traffic names (nil for "off").

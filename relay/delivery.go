@@ -65,7 +65,7 @@ func (r *Relay) startDelivery(ctx context.Context, wait bool) error {
 	}
 	r.reloadMu.Unlock()
 	if r.odoo != nil {
-		if d.outbox, err = retryLocked(ctx, wait, func() (feedback.Outbox, error) { return openOutbox(cfg, r.log) },
+		if d.outbox, err = retryLocked(ctx, wait, func() (feedback.Outbox, error) { return r.openOutbox(ctx, cfg) },
 			func(err error) bool { return errors.Is(err, journal.ErrLocked) }); err != nil {
 			q.Close()
 			return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"path/filepath"
 	"time"
@@ -18,16 +17,22 @@ import (
 )
 
 // The Odoo feedback ([odoo]): its outbox lives beside the queue, in
-// data_dir/outbox, and is opened with it; the reporter is built with the
-// other components (build) and runs until the relay stops.
+// data_dir/outbox (in cluster mode in the cluster's database, where the
+// webhook of any node adds and the reporter of any node claims), and is
+// opened with it; the reporter is built with the other components (build)
+// and runs until the relay stops.
 
 // OutboxDir is where the embedded feedback outbox lives.
 func OutboxDir(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "outbox") }
 
 // openOutbox opens the outbox, with the queue (a process that hands its
-// queue over hands the outbox over too).
-func openOutbox(cfg *config.Config, log *slog.Logger) (feedback.Outbox, error) {
-	j, err := journal.Open(OutboxDir(cfg), log)
+// queue over hands the outbox over too): in cluster mode the cluster's, in
+// PostgreSQL on the relay's pool.
+func (r *Relay) openOutbox(ctx context.Context, cfg *config.Config) (feedback.Outbox, error) {
+	if r.pool != nil {
+		return clusterOutbox(ctx, r.pool, r.log)
+	}
+	j, err := journal.Open(OutboxDir(cfg), r.log)
 	if err != nil {
 		return nil, fmt.Errorf("feedback outbox: %w", err)
 	}

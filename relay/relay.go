@@ -31,7 +31,6 @@ import (
 	"github.com/mjrelay/mjrelay/mailjet"
 	"github.com/mjrelay/mjrelay/mailjet/account"
 	"github.com/mjrelay/mjrelay/policy"
-	"github.com/mjrelay/mjrelay/relay/cluster"
 	"github.com/mjrelay/mjrelay/relay/config"
 	"github.com/mjrelay/mjrelay/relay/intake"
 	"github.com/mjrelay/mjrelay/relay/lanes"
@@ -245,8 +244,8 @@ func (r *Relay) openPool(ctx context.Context) (err error) {
 	return err
 }
 
-func (r *Relay) openStore(context.Context) (err error) {
-	if r.Store, err = OpenStore(r.config(), r.log); err != nil {
+func (r *Relay) openStore(ctx context.Context) (err error) {
+	if r.Store, err = openStore(ctx, r.config(), r.pool, false, false, r.log); err != nil {
 		return fmt.Errorf("traffic store: %w", err)
 	}
 	return nil
@@ -280,8 +279,12 @@ func (r *Relay) closeUpstream(context.Context) error {
 // startAccount reads the Mailjet account state the sender check uses (when
 // keys are set and policy.sender_check is not "off"). Bad keys (401) stop
 // the start; an unreachable API does not (the last saved snapshot is used).
-func (r *Relay) startAccount(ctx context.Context) error {
-	cache, err := account.New(accountOptions(r.config(), r.log))
+func (r *Relay) startAccount(ctx context.Context) (err error) {
+	o := accountOptions(r.config(), r.log)
+	if o.Snapshots, err = accountSnapshots(ctx, r.pool, r.log); err != nil {
+		return fmt.Errorf("Mailjet account snapshot: %w", err)
+	}
+	cache, err := account.New(o)
 	if err != nil {
 		return err
 	}
@@ -295,14 +298,13 @@ func (r *Relay) startAccount(ctx context.Context) error {
 }
 
 // runAccount refreshes the Mailjet account state every policy.refresh: in
-// cluster mode on one node only (the others read it at start and again
-// when an unknown sender shows up).
+// cluster mode on one node only, the others following it
+// (followAccount).
 func (r *Relay) runAccount(ctx context.Context) error {
 	if r.pool == nil {
 		return r.Account.Run(ctx)
 	}
-	cluster.Singleton{Pool: r.pool, Name: "mailjet account refresh", Retry: min(r.config().Policy.Refresh.D(), time.Minute), Log: r.log}.
-		Hold(ctx, func(ctx context.Context) { r.Account.Run(ctx) })
+	followAccount(ctx, r.pool, r.Account, r.config().Policy.Refresh.D(), r.log)
 	return nil
 }
 

@@ -3,8 +3,8 @@ package account
 import (
 	"context"
 	"errors"
+	"fmt"
 	"github.com/mjrelay/mjrelay/mailjet"
-	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -20,8 +20,11 @@ type Fetcher interface {
 
 // CacheOptions configure a [Cache]. Zero values get the defaults noted.
 type CacheOptions struct {
-	// Path is where the last good snapshot is persisted ("" keeps it in
-	// memory only); normally data_dir/mailjet-account.json.
+	// Snapshots keep the last good snapshot (nil: the file at Path).
+	Snapshots Snapshots
+	// Path is the file the last good snapshot is persisted in when
+	// Snapshots is nil ("" keeps it in memory only); normally
+	// data_dir/mailjet-account.json.
 	Path string
 	// APIKey is the configured public key; a persisted snapshot of another
 	// key is ignored.
@@ -43,9 +46,10 @@ type CacheOptions struct {
 
 // Source tells where the current snapshot came from.
 const (
-	SourceNone = ""     // no snapshot: the account state is unknown
-	SourceAPI  = "api"  // fetched by this process
-	SourceDisk = "disk" // read from the persisted file at startup
+	SourceNone   = ""       // no snapshot: the account state is unknown
+	SourceAPI    = "api"    // fetched by this process
+	SourceDisk   = "disk"   // read from the saved snapshot (Snapshots) at startup
+	SourceShared = "shared" // saved by the cluster's node that refreshes it (Follow)
 )
 
 // State is what the cache knows, for the policy and the web UI.
@@ -112,6 +116,9 @@ func NewCache(f Fetcher, o CacheOptions) *Cache {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Snapshots == nil && o.Path != "" {
+		o.Snapshots = FileSnapshots(o.Path)
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -129,26 +136,29 @@ type Options struct {
 	// APIURL, APIKey and SecretKey reach the REST API (see [NewClient]);
 	// the secret is never logged nor persisted.
 	APIURL, APIKey, SecretKey string
-	// DataDir holds the persisted snapshot ([SnapshotFile]).
-	DataDir string
+	// DataDir holds the persisted snapshot ([SnapshotFile]), unless
+	// Snapshots keep it elsewhere.
+	DataDir   string
+	Snapshots Snapshots
 	// Refresh is the period of the refresh loop (policy.refresh).
 	Refresh time.Duration
 	Logger  *slog.Logger
 }
 
 // New builds the REST client and the cache: the snapshot is persisted in
-// DataDir/[SnapshotFile]. It does no I/O; call Start, then Run. It fails
-// when a key is missing.
+// Snapshots, or DataDir/[SnapshotFile]. It does no I/O; call Start, then
+// Run. It fails when a key is missing.
 func New(o Options) (*Cache, error) {
 	client, err := NewClient(o.APIURL, o.APIKey, o.SecretKey, nil, 0)
 	if err != nil {
 		return nil, err
 	}
 	return NewCache(client, CacheOptions{
-		Path:    filepath.Join(o.DataDir, SnapshotFile),
-		APIKey:  o.APIKey,
-		Refresh: o.Refresh,
-		Logger:  o.Logger,
+		Snapshots: o.Snapshots,
+		Path:      filepath.Join(o.DataDir, SnapshotFile),
+		APIKey:    o.APIKey,
+		Refresh:   o.Refresh,
+		Logger:    o.Logger,
 	}), nil
 }
 
@@ -158,7 +168,7 @@ func New(o Options) (*Cache, error) {
 // with the persisted snapshot, or with an unknown state (mail is accepted
 // and held until the sender can be checked) until the API answers.
 func (c *Cache) Start(ctx context.Context) error {
-	c.loadPersisted()
+	c.loadPersisted(ctx)
 	_, err := c.refresh(ctx, "startup", false)
 	if ae := (*AuthError)(nil); errors.As(err, &ae) {
 		return err
@@ -179,6 +189,46 @@ func (c *Cache) Run(ctx context.Context) error {
 		}
 		_, _ = c.refresh(ctx, "scheduled", false)
 		t.Reset(c.nextDelay())
+	}
+}
+
+// Follow is Run for a node of a cluster whose account refresh another
+// node runs: it adopts the snapshot that node saves (Snapshots) whenever
+// it is newer than the one this node has, checking every Refresh (at most
+// 30 s), until ctx is done. A saved snapshot older than twice Refresh (and
+// a minute) makes the state stale: the cluster's refresh is late.
+func (c *Cache) Follow(ctx context.Context) error {
+	t := time.NewTicker(min(c.opts.Refresh, 30*time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		c.adopt(ctx)
+	}
+}
+
+// adopt takes the saved snapshot when it is newer than this node's.
+func (c *Cache) adopt(ctx context.Context) {
+	if c.opts.Snapshots == nil {
+		return
+	}
+	s, err := c.opts.Snapshots.Load(ctx)
+	if err != nil || s == nil || (c.opts.APIKey != "" && s.APIKey != c.opts.APIKey) {
+		if err != nil && ctx.Err() == nil {
+			c.log.Warn("cannot read the cluster's Mailjet account snapshot", "where", c.opts.Snapshots.Where(), "err", err)
+		}
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.snap == nil || s.FetchedAt.After(c.snap.FetchedAt) {
+		c.snap, c.source, c.lastErr = s, SourceShared, nil
+	}
+	if age := c.opts.Now().Sub(c.snap.FetchedAt); age > 2*c.opts.Refresh+time.Minute {
+		c.lastErr = fmt.Errorf("the cluster's Mailjet account refresh is late: the newest snapshot is %s old", age.Round(time.Second))
 	}
 }
 
@@ -263,8 +313,8 @@ func (c *Cache) fetch(f *flight, reason string) {
 	}
 	if err == nil {
 		snap.FetchedAt = c.opts.Now() // the cache's clock is the one ages are measured with
-		// Persist before publishing, so that a finished refresh is on disk.
-		c.persist(snap)
+		// Persist before publishing, so that a finished refresh is saved.
+		c.persist(ctx, snap)
 	}
 
 	c.mu.Lock()
@@ -315,31 +365,32 @@ func (c *Cache) logFailure(reason string, st State, err error) {
 		"snapshot_age", st.Age.Round(time.Second).String(), "snapshot_fetched_at", st.Snapshot.FetchedAt)
 }
 
-func (c *Cache) persist(s *Snapshot) {
-	if c.opts.Path == "" {
+func (c *Cache) persist(ctx context.Context, s *Snapshot) {
+	if c.opts.Snapshots == nil {
 		return
 	}
 	c.persistMu.Lock()
 	defer c.persistMu.Unlock()
-	if err := WriteSnapshot(c.opts.Path, s); err != nil {
-		c.log.Warn("cannot persist the Mailjet account snapshot", "path", c.opts.Path, "err", err)
+	if err := c.opts.Snapshots.Save(ctx, s); err != nil {
+		c.log.Warn("cannot persist the Mailjet account snapshot", "where", c.opts.Snapshots.Where(), "err", err)
 	}
 }
 
-func (c *Cache) loadPersisted() {
-	if c.opts.Path == "" {
+func (c *Cache) loadPersisted(ctx context.Context) {
+	if c.opts.Snapshots == nil {
 		return
 	}
-	s, err := ReadSnapshot(c.opts.Path)
+	where := c.opts.Snapshots.Where()
+	s, err := c.opts.Snapshots.Load(ctx)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return
 	case err != nil:
-		c.log.Warn("ignoring the persisted Mailjet account snapshot", "path", c.opts.Path, "err", err)
+		c.log.Warn("ignoring the persisted Mailjet account snapshot", "where", where, "err", err)
+		return
+	case s == nil:
 		return
 	case c.opts.APIKey != "" && s.APIKey != c.opts.APIKey:
 		c.log.Warn("ignoring the persisted Mailjet account snapshot of another API key",
-			"path", c.opts.Path, "snapshot_api_key", mailjet.MaskKey(s.APIKey), "api_key", mailjet.MaskKey(c.opts.APIKey))
+			"where", where, "snapshot_api_key", mailjet.MaskKey(s.APIKey), "api_key", mailjet.MaskKey(c.opts.APIKey))
 		return
 	}
 	c.mu.Lock()
@@ -348,7 +399,7 @@ func (c *Cache) loadPersisted() {
 	}
 	st := c.stateLocked()
 	c.mu.Unlock()
-	c.log.Info("loaded the persisted Mailjet account snapshot", "path", c.opts.Path,
+	c.log.Info("loaded the persisted Mailjet account snapshot", "where", where,
 		"senders", len(s.Senders), "domains", len(s.Domains),
 		"snapshot_age", st.Age.Round(time.Second).String(), "snapshot_fetched_at", s.FetchedAt)
 }

@@ -240,3 +240,44 @@ func TestNew(t *testing.T) {
 		t.Fatal("no keys: no error")
 	}
 }
+
+// TestCacheFollow: a node that follows the cluster's refresh adopts each
+// newer snapshot saved by the node that refreshes, without asking the API,
+// and says it is stale once no new one came for twice the refresh period.
+func TestCacheFollow(t *testing.T) {
+	api := newEmulator(t)
+	clk := newClock()
+	shared := account.FileSnapshots(filepath.Join(t.TempDir(), account.SnapshotFile))
+	save := func(sender string) {
+		if err := shared.Save(context.Background(), account.NewSnapshot(clk.Now(), testKey,
+			[]account.Sender{{ID: 1, Email: sender, Status: account.StatusActive}}, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const refresh = 20 * time.Millisecond
+	c := account.NewCache(newClient(t, api, testSecret), account.CacheOptions{Snapshots: shared, APIKey: testKey,
+		Refresh: refresh, Now: clk.Now})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.Follow(ctx)
+	wait := func(what string, cond func(account.State) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(time.Minute); !cond(c.State()); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("waited a minute for %s: %+v", what, c.State())
+			}
+		}
+	}
+	save("a@example.com")
+	wait("the first snapshot", func(st account.State) bool {
+		return st.Known() && st.Snapshot.Authorize("a@example.com").Allowed && st.Source == account.SourceShared && !st.Stale()
+	})
+	clk.Advance(time.Minute)
+	save("b@example.com")
+	wait("the newer snapshot", func(st account.State) bool { return st.Snapshot.Authorize("b@example.com").Allowed })
+	clk.Advance(2*refresh + 2*time.Minute)
+	wait("the state stale", func(st account.State) bool { return st.Stale() && st.Snapshot.Authorize("b@example.com").Allowed })
+	if n := api.RequestsTo("/v3/REST/sender"); n != 0 {
+		t.Errorf("a following node asked the API %d times", n)
+	}
+}

@@ -1,12 +1,45 @@
 package account
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
+
+// Snapshots keep the last good snapshot where the next start finds it, so
+// that the relay goes on enforcing through API outages: a file in
+// data_dir ([SnapshotFile]), or the database a cluster's nodes share.
+type Snapshots interface {
+	// Load returns the saved snapshot, or nil when none is saved.
+	Load(ctx context.Context) (*Snapshot, error)
+	// Save keeps s in place of the saved one.
+	Save(ctx context.Context, s *Snapshot) error
+	// Where names the place in the log.
+	Where() string
+}
+
+// FileSnapshots keeps the snapshot in the file at this path
+// ([WriteSnapshot], [ReadSnapshot]).
+type FileSnapshots string
+
+// Load reads the file (nil when there is none).
+func (f FileSnapshots) Load(context.Context) (*Snapshot, error) {
+	s, err := ReadSnapshot(string(f))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return s, err
+}
+
+// Save writes the file atomically.
+func (f FileSnapshots) Save(_ context.Context, s *Snapshot) error { return WriteSnapshot(string(f), s) }
+
+// Where is the path.
+func (f FileSnapshots) Where() string { return string(f) }
 
 // SnapshotFile is the file name used under data_dir.
 const SnapshotFile = "mailjet-account.json"
@@ -17,15 +50,28 @@ func ReadSnapshot(path string) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	var s Snapshot
-	if err := json.Unmarshal(data, &s); err != nil {
+	s, err := DecodeSnapshot(data)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	return s, nil
+}
+
+// EncodeSnapshot is s as [Snapshots] keep it (JSON; no secrets: senders,
+// domains and the public API key only).
+func EncodeSnapshot(s *Snapshot) ([]byte, error) { return json.MarshalIndent(s, "", "  ") }
+
+// DecodeSnapshot reads a snapshot [EncodeSnapshot] wrote.
+func DecodeSnapshot(data []byte) (*Snapshot, error) {
+	var s Snapshot
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, err
+	}
 	if s.Version != snapshotVersion {
-		return nil, fmt.Errorf("%s: unsupported snapshot version %d", path, s.Version)
+		return nil, fmt.Errorf("unsupported snapshot version %d", s.Version)
 	}
 	if s.FetchedAt.IsZero() {
-		return nil, fmt.Errorf("%s: snapshot has no fetched_at", path)
+		return nil, errors.New("snapshot has no fetched_at")
 	}
 	s.index()
 	return &s, nil
@@ -36,7 +82,7 @@ func ReadSnapshot(path string) (*Snapshot, error) {
 // directory, so a crash leaves either the old or the new snapshot. The file
 // holds no secrets (senders, domains and the public API key only).
 func WriteSnapshot(path string, s *Snapshot) (err error) {
-	data, err := json.MarshalIndent(s, "", "  ")
+	data, err := EncodeSnapshot(s)
 	if err != nil {
 		return err
 	}

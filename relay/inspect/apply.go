@@ -2,22 +2,16 @@ package inspect
 
 import (
 	"database/sql"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"github.com/mjrelay/mjrelay/mailjet"
-	"strconv"
-	"strings"
-	"time"
 
+	"github.com/mjrelay/mjrelay/mailjet/webhook"
 	"github.com/mjrelay/mjrelay/relay/store"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
-// apply records one relay event.
-func (w *writer) apply(en *entry) error {
-	e := &en.ev
+// apply records one relay event; the rules are store.Row's.
+func (w *writer) apply(en *store.Entry) error {
+	e := &en.Ev
 	switch e.Event {
 	case trafficlog.Aborted:
 		return nil // nothing was queued: counted by the metrics, not stored
@@ -34,138 +28,35 @@ func (w *writer) apply(en *entry) error {
 		return err
 	}
 	if m == nil {
-		if m, err = w.create(e, store.StateQueued); err != nil {
-			return err
-		}
+		m = w.create(e)
 	}
-	ms := e.Time.UnixMilli()
-	switch e.Event {
-	case trafficlog.Received:
-		m.full = true
-		m.receivedAt = msFromID(e.ID, e.Time)
-		m.client, m.user, m.helo, m.tls = e.Client, e.User, e.Helo, e.TLS
-		m.verdict = e.Verdict
-		if e.Class != "" {
-			m.class, m.classRule = e.Class, e.ClassRule
-		}
-		m.headerFrom, m.subject, m.messageID, m.size = e.HeaderFrom, e.Subject, e.MessageID, e.Size
-		if err := w.loadRcpts(m); err != nil {
-			return err
-		}
-		for _, t := range e.To {
-			m.rcpt(t, store.StateQueued)
-		}
-		if e.Unsubscribe != "" {
-			if _, err := w.st["feedbackURL"].ExecContext(w.ctx, m.key, e.Unsubscribe); err != nil {
-				return err
-			}
-		}
-		if en.body != nil {
-			m.attachments = en.attachments
-			if _, err := w.st["putBody"].ExecContext(w.ctx, m.key, nullInt(m.finalAt), len(e.Raw), en.body); err != nil {
-				return err
-			}
-		}
-	case trafficlog.Attempt:
-		if err := w.loadRcpts(m); err != nil {
-			return err
-		}
-		m.attempts = max(m.attempts, e.Attempt)
-		m.transport, m.upstream, m.reply = e.Transport, e.Upstream, e.Reply.String()
-		if err := w.noteUpstream(m, e.UpstreamID); err != nil {
-			return err
-		}
-		for _, rr := range e.Rcpts {
-			r := m.rcpt(rr.Rcpt, store.StateQueued)
-			if rr.MessageID != 0 && rr.MessageID != r.mjID {
-				r.mjID, r.dirty = rr.MessageID, true
-				m.addMailjetID(strconv.FormatInt(rr.MessageID, 10))
-			}
-			if u := strings.ToLower(rr.MessageUUID); u != "" && u != r.mjUUID {
-				r.mjUUID, r.dirty = u, true
-			}
-		}
-		w.stat(e.Time, "attempt", m.class, e.Transport, e.DurationMS)
-	case trafficlog.Delivered, trafficlog.Sandboxed, trafficlog.Failed, trafficlog.Deferred:
-		state := map[trafficlog.Kind]store.State{trafficlog.Delivered: store.StateSent, trafficlog.Sandboxed: store.StateSandboxed,
-			trafficlog.Failed: store.StateFailed, trafficlog.Deferred: store.StateDeferred}[e.Event]
-		if err := w.setRcpts(m, e.To, state, e.Reply.String(), false); err != nil {
-			return err
-		}
-		if e.Transport != "" {
-			m.transport, m.upstream = e.Transport, e.Upstream
-		}
-		m.attempts = max(m.attempts, e.Attempt)
-		m.reply = e.Reply.String()
-		if err := w.noteUpstream(m, e.UpstreamID); err != nil {
-			return err
-		}
-		reason := ""
-		switch e.Event {
-		case trafficlog.Failed:
-			m.reason = e.Reason
-			reason = failReason(e.Reply, e.Reason)
-			m.why = reason
-		case trafficlog.Deferred:
-			reason = replyCode(e.Reply)
-			m.why = reason
-		case trafficlog.Delivered:
-			// Sandboxed mail never reached Mailjet: no latency to its
-			// acceptance.
-			if m.latencyMS == 0 && e.DurationMS > 0 {
-				m.latencyMS = e.DurationMS
-			}
-		}
-		w.stat(e.Time, string(e.Event), m.class, reason, latencyOf(e))
-		w.rcptStat(e, m)
-	case trafficlog.Deleted:
-		if err := w.setRcpts(m, e.To, store.StateDeleted, "", true); err != nil {
-			return err
-		}
-		m.reason = e.Reason
-		m.why = clip(e.Reason, 60)
-		w.stat(e.Time, string(e.Event), m.class, "", 0)
-	default:
-		return fmt.Errorf("unknown event %q", e.Event)
-	}
-	if err := w.event(m.key, e.Time, string(e.Event), eventData(e, m.rcptTo)); err != nil {
+	if err := w.loadRcpts(m); err != nil {
 		return err
 	}
-	return w.settle(m, ms)
-}
-
-// latencyOf is the time from receipt to Mailjet's acceptance.
-func latencyOf(e *trafficlog.Event) float64 {
-	if e.Event == trafficlog.Delivered {
-		return e.DurationMS
+	if e.Event == trafficlog.Received && en.Body != nil {
+		m.Attachments = en.Attachments
 	}
-	return 0
-}
-
-// rcptKinds are the funnel's counters of recipients, by outcome.
-var rcptKinds = map[trafficlog.Kind]string{trafficlog.Received: "rcpt_received", trafficlog.Delivered: "rcpt_accepted",
-	trafficlog.Failed: "rcpt_failed", trafficlog.Sandboxed: "rcpt_sandboxed"}
-
-// rcptStat counts an event's recipients for the funnel.
-func (w *writer) rcptStat(e *trafficlog.Event, m *row) {
-	kind, ok := rcptKinds[e.Event]
-	if !ok {
-		return
+	ev, err := m.Apply(e, w.stats)
+	if err != nil {
+		return err
 	}
-	n := len(e.To)
-	if n == 0 {
-		n = len(m.rcpts)
+	if err := w.indexNew(m); err != nil {
+		return err
 	}
-	w.statN(e.Time, kind, m.class, "", 0, max(n, 1))
-}
-
-// noteUpstream keeps an id the upstream gave the message, and indexes it
-// for search.
-func (w *writer) noteUpstream(m *row, id string) error {
-	if !m.addUpstreamID(id) {
-		return nil
+	if err := w.event(m.Key, ev); err != nil {
+		return err
 	}
-	_, err := w.st["insertAddr"].ExecContext(w.ctx, upstreamKey(id), m.key)
+	if err := w.settle(m, e.Time.UnixMilli()); err != nil {
+		return err
+	}
+	if e.Event == trafficlog.Received && e.Unsubscribe != "" {
+		if _, err := w.st["feedbackURL"].ExecContext(w.ctx, m.Key, e.Unsubscribe); err != nil {
+			return err
+		}
+	}
+	if en.Body != nil && e.Event == trafficlog.Received {
+		_, err = w.st["putBody"].ExecContext(w.ctx, m.Key, nullInt(m.FinalAt), len(e.Raw), en.Body)
+	}
 	return err
 }
 
@@ -176,54 +67,26 @@ func (w *writer) applyRefused(e *trafficlog.Event) error {
 			e.ID = "" // a refusal of a message the store knows: keep both
 		}
 	}
-	m, err := w.create(e, store.StateRefused)
-	if err != nil {
+	r, ev := store.NewRefusal(e, w.newKey(store.ReceivedMS(e.ID, e.Time)), w.stats)
+	m := &row{Row: *r, rcptsLoaded: true}
+	w.cache.put(m)
+	if err := w.insertRow(m); err != nil {
 		return err
 	}
-	w.statN(e.Time, "refused", "", m.why, 0, max(e.Count, 1))
-	return w.event(m.key, e.Time, string(e.Event), eventData(e, m.rcptTo))
+	if err := w.writeRcpts(m, m.UpdatedAt); err != nil {
+		return err
+	}
+	return w.event(m.Key, ev)
 }
 
-// create inserts a message from the first event seen for it.
-func (w *writer) create(e *trafficlog.Event, state store.State) (*row, error) {
-	ms := e.Time.UnixMilli()
-	recv := msFromID(e.ID, e.Time)
-	m := &row{key: w.newKey(recv), id: e.ID, receivedAt: recv, updatedAt: ms, state: state,
-		class: e.Class, classRule: e.ClassRule, mailFrom: e.From, rcptTo: strings.Join(e.To, "\n"),
-		headerFrom: e.HeaderFrom, subject: e.Subject, messageID: e.MessageID, size: e.Size,
-		user: e.User, client: e.Client, helo: e.Helo, tls: e.TLS, verdict: e.Verdict, reason: e.Reason,
-		stage: e.Stage, reply: e.Reply.String(), rcptsLoaded: true}
-	if state == store.StateRefused {
-		m.why = clip(e.Stage+": "+e.Reason, 60)
-	}
-	if m.id == "" {
-		m.id = fmt.Sprintf("r%016x", m.key)
-	}
-	if state == store.StateRefused {
-		m.finalAt = ms
-	}
+// create starts a message from the first event seen for it. It is
+// inserted by flushRows at the end of the batch, usually with its delivery
+// outcome already: one insert instead of insert + update.
+func (w *writer) create(e *trafficlog.Event) *row {
+	m := &row{Row: *store.NewRow(e, w.newKey(store.ReceivedMS(e.ID, e.Time)), w.stats), rcptsLoaded: true, pending: true}
 	w.cache.put(m)
-	for _, t := range e.To {
-		m.rcpt(t, state)
-	}
-	if state != store.StateRefused {
-		// Inserted by flushRows at the end of the batch, usually with its
-		// delivery outcome already: one insert instead of insert + update.
-		m.pending = true
-		w.dirty[m.key] = m
-		w.stat(e.Time, "received", m.class, "", 0)
-		ev := *e
-		ev.Event = trafficlog.Received
-		w.rcptStat(&ev, m)
-		return m, nil
-	}
-	if err := w.insertRow(m); err != nil {
-		return nil, err
-	}
-	if err := w.writeRcpts(m, ms); err != nil {
-		return nil, err
-	}
-	return m, nil
+	w.dirty[m.Key] = m
+	return m
 }
 
 // insertRow inserts a message row and indexes it.
@@ -235,38 +98,35 @@ func (w *writer) insertRow(m *row) error {
 	return w.index(m, false)
 }
 
+// indexNew indexes the address keys the events added (the ids the
+// upstream gave).
+func (w *writer) indexNew(m *row) error {
+	for _, k := range m.NewKeys {
+		if _, err := w.st["insertAddr"].ExecContext(w.ctx, k, m.Key); err != nil {
+			return err
+		}
+	}
+	m.NewKeys = nil
+	return nil
+}
+
 // index adds a message's addresses and text to the search indexes; with
 // reindex, the text it had is replaced (its received event came after an
 // earlier one created it).
 func (w *writer) index(m *row, reindex bool) error {
-	for _, a := range m.addrKeys() {
-		if _, err := w.st["insertAddr"].ExecContext(w.ctx, a, m.key); err != nil {
+	for _, a := range m.AddrKeys() {
+		if _, err := w.st["insertAddr"].ExecContext(w.ctx, a, m.Key); err != nil {
 			return err
 		}
 	}
 	if reindex {
-		if _, err := w.st["deleteFTS"].ExecContext(w.ctx, m.key); err != nil {
+		if _, err := w.st["deleteFTS"].ExecContext(w.ctx, m.Key); err != nil {
 			return err
 		}
 	}
-	subj, addrs, ids := m.ftsText()
-	_, err := w.st["insertFTS"].ExecContext(w.ctx, m.key, subj, addrs, ids)
+	subj, addrs, ids := m.SearchText()
+	_, err := w.st["insertFTS"].ExecContext(w.ctx, m.Key, subj, addrs, ids)
 	return err
-}
-
-// msFromID reads the receive time from a queue id (12 hex digits of unix
-// milliseconds first), or falls back to t.
-func msFromID(id string, t time.Time) int64 {
-	if len(id) >= 16 && len(id) <= 32 {
-		var b [8]byte
-		if _, err := hex.Decode(b[2:], []byte(id[:12])); err == nil {
-			ms := int64(b[2])<<40 | int64(b[3])<<32 | int64(b[4])<<24 | int64(b[5])<<16 | int64(b[6])<<8 | int64(b[7])
-			if d := ms - t.UnixMilli(); d > -400*24*3600*1000 && d < 3600*1000 {
-				return ms
-			}
-		}
-	}
-	return t.UnixMilli()
 }
 
 func (w *writer) load(stmt string, arg any) (*row, error) {
@@ -282,7 +142,7 @@ func (w *writer) load(stmt string, arg any) (*row, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c := w.cache.get(m.id); c != nil {
+	if c := w.cache.get(m.ID); c != nil {
 		return c, nil
 	}
 	w.cache.put(m)
@@ -293,76 +153,32 @@ func (w *writer) loadRcpts(m *row) error {
 	if m.rcptsLoaded {
 		return nil
 	}
-	rows, err := w.st["rcpts"].QueryContext(w.ctx, m.key)
+	rows, err := w.st["rcpts"].QueryContext(w.ctx, m.Key)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		r := &rcptRow{}
-		if err := rows.Scan(&r.addr, &r.state, &r.reply, &r.mjID, &r.mjUUID); err != nil {
+		r := &store.Rcpt{}
+		if err := rows.Scan(&r.Addr, &r.State, &r.Reply, &r.MailjetID, &r.MailjetUUID); err != nil {
 			return err
 		}
-		m.rcpts = append(m.rcpts, r)
+		m.Rcpts = append(m.Rcpts, r)
 	}
 	m.rcptsLoaded = true
 	return rows.Err()
 }
 
-// rcpt returns the recipient addr, adding it with state if it is new.
-func (m *row) rcpt(addr string, state store.State) *rcptRow {
-	if r := m.findRcpt(addr); r != nil {
-		return r
-	}
-	r := &rcptRow{addr: addr, state: state, dirty: true}
-	m.rcpts = append(m.rcpts, r)
-	return r
-}
-
-func (m *row) findRcpt(addr string) *rcptRow {
-	for _, r := range m.rcpts {
-		if strings.EqualFold(r.addr, addr) {
-			return r
-		}
-	}
-	return nil
-}
-
-// setRcpts moves recipients (all when to is empty; only pending ones when
-// pendingOnly) to state.
-func (w *writer) setRcpts(m *row, to []string, state store.State, reply string, pendingOnly bool) error {
-	if err := w.loadRcpts(m); err != nil {
-		return err
-	}
-	var targets []*rcptRow
-	if len(to) == 0 {
-		targets = m.rcpts
-	}
-	for _, t := range to {
-		targets = append(targets, m.rcpt(t, state))
-	}
-	for _, r := range targets {
-		if (pendingOnly && !store.Pending(r.state)) || !relayMayReplace(r.state) {
-			continue
-		}
-		r.state, r.dirty = state, true
-		if reply != "" {
-			r.reply = reply
-		}
-	}
-	return nil
-}
-
 func (w *writer) writeRcpts(m *row, ms int64) error {
-	for _, r := range m.rcpts {
-		if !r.dirty {
+	for _, r := range m.Rcpts {
+		if !r.Dirty {
 			continue
 		}
-		if _, err := w.st["putRcpt"].ExecContext(w.ctx, m.key, r.addr, r.state, r.reply,
-			nullInt(r.mjID), nullString(r.mjUUID), ms); err != nil {
+		if _, err := w.st["putRcpt"].ExecContext(w.ctx, m.Key, r.Addr, r.State, r.Reply,
+			nullInt(r.MailjetID), nullString(r.MailjetUUID), ms); err != nil {
 			return err
 		}
-		r.dirty = false
+		r.Dirty = false
 	}
 	return nil
 }
@@ -378,35 +194,26 @@ func nullString(s string) any {
 // end of the batch (flushRows), so that the several events of one message
 // in a batch cost one write of its row and recipients.
 func (w *writer) settle(m *row, ms int64) error {
-	if m.rcptsLoaded {
-		m.state = messageState(m.rcpts, m.state)
-	}
-	if !store.Problem(m.state) {
-		m.why = ""
-	}
-	m.updatedAt = ms
-	if !store.Pending(m.state) && m.finalAt == 0 {
-		m.finalAt = ms
-		if _, err := w.st["finalBody"].ExecContext(w.ctx, ms, m.key); err != nil {
+	if m.Settle(ms, w.stats) {
+		if _, err := w.st["finalBody"].ExecContext(w.ctx, ms, m.Key); err != nil {
 			return err
 		}
-		w.stat(time.UnixMilli(ms), "final", m.class, "", 0)
 	}
-	w.dirty[m.key] = m
+	w.dirty[m.Key] = m
 	return nil
 }
 
 // flushRows writes the rows settle marked.
 func (w *writer) flushRows() error {
 	for k, m := range w.dirty {
-		if err := w.writeRcpts(m, m.updatedAt); err != nil {
+		if err := w.writeRcpts(m, m.UpdatedAt); err != nil {
 			return err
 		}
 		var err error
 		switch {
 		case m.pending:
 			err = w.insertRow(m)
-		case m.full:
+		case m.Full:
 			_, err = w.st["updateMsg"].ExecContext(w.ctx, m.updateValues()...)
 			if err == nil {
 				err = w.index(m, true)
@@ -417,75 +224,65 @@ func (w *writer) flushRows() error {
 		if err != nil {
 			return err
 		}
-		m.full = false
+		m.Full = false
 		delete(w.dirty, k)
 	}
 	return nil
 }
 
-func (w *writer) event(key int64, t time.Time, kind string, data []byte) error {
+func (w *writer) event(key int64, ev store.StoredEvent) error {
 	w.seq++
-	_, err := w.st["insertEvent"].ExecContext(w.ctx, key, w.seq, t.UnixMilli(), kind, data)
+	_, err := w.st["insertEvent"].ExecContext(w.ctx, key, w.seq, ev.At.UnixMilli(), ev.Kind, ev.Data)
 	return err
 }
 
-// storedEvent is what the events table keeps of a relay event: what the
-// message row does not already hold.
-type storedEvent struct {
-	Client     string                  `json:"client,omitempty"`
-	User       string                  `json:"user,omitempty"`
-	Helo       string                  `json:"helo,omitempty"`
-	TLS        bool                    `json:"tls,omitempty"`
-	Class      string                  `json:"class,omitempty"`
-	ClassRule  string                  `json:"class_rule,omitempty"`
-	Verdict    string                  `json:"verdict,omitempty"`
-	Stage      string                  `json:"stage,omitempty"`
-	Size       int64                   `json:"size,omitempty"`
-	To         []string                `json:"to,omitempty"` // omitted: all recipients
-	Reply      mailjet.Reply           `json:"reply,omitzero"`
-	Count      int                     `json:"count,omitempty"` // refusals a refused event stands for
-	Reason     string                  `json:"reason,omitempty"`
-	Transport  string                  `json:"transport,omitempty"`
-	Upstream   string                  `json:"upstream,omitempty"`
-	UpstreamID string                  `json:"upstream_id,omitempty"`
-	Attempt    int                     `json:"attempt,omitempty"`
-	Rcpts      []trafficlog.RcptResult `json:"rcpts,omitempty"`
-	DurationMS float64                 `json:"duration_ms,omitempty"`
-	Next       time.Time               `json:"next,omitzero"`
-	Action     string                  `json:"action,omitempty"` // feedback
-	Result     string                  `json:"result,omitempty"`
-	Answer     string                  `json:"answer,omitempty"`
-}
-
-func eventData(e *trafficlog.Event, allTo string) []byte {
-	d := storedEvent{Verdict: e.Verdict, Reply: e.Reply, Reason: e.Reason, Transport: e.Transport, Upstream: e.Upstream,
-		UpstreamID: e.UpstreamID, Attempt: e.Attempt, Rcpts: e.Rcpts, DurationMS: e.DurationMS, Next: e.Next,
-		Action: e.Action, Result: e.Result, Answer: e.Answer}
-	switch e.Event {
-	case trafficlog.Received, trafficlog.Refused:
-		d.Client, d.User, d.Helo, d.TLS, d.Class, d.ClassRule = e.Client, e.User, e.Helo, e.TLS, e.Class, e.ClassRule
-		if e.Event == trafficlog.Refused {
-			d.Stage, d.Size, d.Count = e.Stage, e.Size, e.Count
-		}
-	case trafficlog.Attempt:
-	default:
-		if strings.Join(e.To, "\n") != allTo {
-			d.To = e.To
+// applyMailjet joins a Mailjet event to its message (by CustomID, then
+// MessageID, then Message_GUID) and records it.
+func (w *writer) applyMailjet(ev *webhook.Event) error {
+	store.PrepareMailjet(ev, w.s.opts.Now())
+	var m *row
+	var err error
+	if ev.CustomID != "" {
+		if m, err = w.load("byID", ev.CustomID); err != nil {
+			return err
 		}
 	}
-	b, _ := json.Marshal(d)
-	return b
-}
-
-// event rebuilds the trafficlog event of a stored one.
-func (d *storedEvent) event(kind trafficlog.Kind, t time.Time, allTo []string) trafficlog.Event {
-	e := trafficlog.Event{Time: t, Event: kind, Client: d.Client, User: d.User, Helo: d.Helo, TLS: d.TLS,
-		Class: d.Class, ClassRule: d.ClassRule, Verdict: d.Verdict, Stage: d.Stage, Size: d.Size, To: d.To,
-		Reply: d.Reply, Count: d.Count, Reason: d.Reason, Transport: d.Transport, Upstream: d.Upstream, UpstreamID: d.UpstreamID,
-		Attempt: d.Attempt, Rcpts: d.Rcpts, DurationMS: d.DurationMS, Next: d.Next,
-		Action: d.Action, Result: d.Result, Answer: d.Answer}
-	if e.To == nil && kind != trafficlog.Attempt {
-		e.To = allTo
+	if m == nil && len(w.dirty) > 0 {
+		if err := w.flushRows(); err != nil { // the joins below read rcpts
+			return err
+		}
 	}
-	return e
+	for _, j := range []struct {
+		stmt string
+		arg  any
+		ok   bool
+	}{{"byMJID", ev.MessageID, ev.MessageID != 0}, {"byMJUUID", ev.MessageUUID, ev.MessageUUID != ""}} {
+		if m != nil || !j.ok {
+			continue
+		}
+		var key int64
+		switch err := w.st[j.stmt].QueryRowContext(w.ctx, j.arg).Scan(&key); {
+		case errors.Is(err, sql.ErrNoRows):
+			continue
+		case err != nil:
+			return err
+		}
+		if m, err = w.load("byKey", key); err != nil {
+			return err
+		}
+	}
+	if m == nil {
+		w.unjoined++
+		w.s.log.Debug("Mailjet event for a message the store does not know", "event", ev.Event,
+			"custom_id", ev.CustomID, "mailjet_id", ev.MessageID)
+		store.CountUnjoined(ev, w.stats)
+		return nil
+	}
+	if err := w.loadRcpts(m); err != nil {
+		return err
+	}
+	if err := w.event(m.Key, m.ApplyMailjet(ev, w.stats)); err != nil {
+		return err
+	}
+	return w.settle(m, ev.Time.UnixMilli())
 }

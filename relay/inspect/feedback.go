@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"strings"
 
 	"github.com/mjrelay/mjrelay/relay/store"
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
@@ -39,11 +38,10 @@ func addTables(db *sql.DB) error {
 const (
 	feedbackURL = `INSERT INTO feedback (key, unsubscribe) VALUES (?, ?)
 		ON CONFLICT(key) DO UPDATE SET unsubscribe = excluded.unsubscribe`
-	feedbackNote = `INSERT INTO feedback (key, pending, reported, failed, alerts) VALUES (?1, max(?2, 0), ?3, ?4, ?5)
-		ON CONFLICT(key) DO UPDATE SET pending = max(pending + ?2, 0), reported = reported + ?3,
-		failed = failed + ?4, alerts = alerts + ?5`
-	feedbackState = `UPDATE feedback SET state = CASE WHEN pending > 0 THEN 'pending' WHEN failed > 0 THEN 'failed'
-		WHEN reported > 0 THEN 'reported' WHEN alerts > 0 THEN 'alert' ELSE '' END WHERE key = ?`
+	feedbackCounts = `SELECT pending, reported, failed, alerts FROM feedback WHERE key = ?`
+	feedbackNote   = `INSERT INTO feedback (key, pending, reported, failed, alerts, state) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT(key) DO UPDATE SET pending = excluded.pending, reported = excluded.reported,
+		failed = excluded.failed, alerts = excluded.alerts, state = excluded.state`
 )
 
 // applyFeedback records a report to Odoo on its message.
@@ -52,27 +50,18 @@ func (w *writer) applyFeedback(e *trafficlog.Event) error {
 	if err != nil || m == nil {
 		return err // a message the store does not know: nothing to attach it to
 	}
-	var pending, reported, failed, alerts int
-	switch e.Result {
-	case trafficlog.FeedbackQueued:
-		pending = 1
-	case trafficlog.FeedbackReported:
-		pending, reported = -1, 1
-	case trafficlog.FeedbackFailed:
-		pending, failed = -1, 1
-	case trafficlog.FeedbackAlert:
-		alerts = 1
+	var c store.FeedbackCounts
+	err = w.st["feedbackCounts"].QueryRowContext(w.ctx, m.Key).Scan(&c.Pending, &c.Reported, &c.Failed, &c.Alerts)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
 	}
-	if pending != 0 || reported+failed+alerts > 0 {
-		if _, err := w.st["feedbackNote"].ExecContext(w.ctx, m.key, pending, reported, failed, alerts); err != nil {
-			return err
-		}
-		if _, err := w.st["feedbackState"].ExecContext(w.ctx, m.key); err != nil {
+	ev, changed := m.ApplyFeedback(e, &c, w.stats)
+	if changed {
+		if _, err := w.st["feedbackNote"].ExecContext(w.ctx, m.Key, c.Pending, c.Reported, c.Failed, c.Alerts, c.State()); err != nil {
 			return err
 		}
 	}
-	w.stat(e.Time, "feedback_"+e.Result, m.class, e.Action, 0)
-	return w.event(m.key, e.Time, string(e.Event), eventData(e, m.rcptTo))
+	return w.event(m.Key, ev)
 }
 
 // feedbackOf fills a message's feedback state and unsubscribe URL.
@@ -93,26 +82,4 @@ func feedbackFilter(q *query, f string) {
 	default:
 		q.add("m.key IN (SELECT key FROM feedback WHERE state = ?)", f)
 	}
-}
-
-// feedbackStep is the timeline line of a report to Odoo.
-func feedbackStep(e *trafficlog.Event) store.Step {
-	st := store.Step{Time: e.Time, Kind: "odoo:" + e.Result, Source: "odoo", Reply: e.Answer}
-	who := orDash(strings.Join(e.To, ", "))
-	what := map[string]string{"bounce": "bounce (DSN)", "blacklist": "blacklisting", "unsubscribe": "one-click unsubscription"}[e.Action]
-	switch e.Result {
-	case trafficlog.FeedbackQueued:
-		st.Text = "To report to Odoo: " + what + " for " + who + " (" + e.Reason + ")"
-	case trafficlog.FeedbackReported:
-		st.Text = "Reported to Odoo: " + what + " for " + who
-	case trafficlog.FeedbackRetrying:
-		st.Text, st.Bad = "Odoo did not take the "+what+" for "+who+" yet; retrying", true
-	case trafficlog.FeedbackFailed:
-		st.Text, st.Bad = "Odoo refused the "+what+" for "+who+" for good", true
-	case trafficlog.FeedbackAlert:
-		st.Text, st.Bad = "Not reported to Odoo ("+who+"): "+e.Reason, true
-	default:
-		st.Text = "Not reported to Odoo (" + who + "): " + e.Reason
-	}
-	return st
 }

@@ -28,21 +28,17 @@
 package inspect
 
 import (
-	"context"
 	"database/sql"
 	"fmt"
-	"github.com/mjrelay/mjrelay/mailjet/webhook"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite", pure Go
 
 	"github.com/mjrelay/mjrelay/relay/store"
-	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
 // FileName is the store's file name in data_dir.
@@ -51,27 +47,8 @@ const FileName = "store.db"
 // Path returns the store's path for a data directory.
 func Path(dataDir string) string { return filepath.Join(dataDir, FileName) }
 
-// Options configure a Store. Zero values get the defaults noted.
-type Options struct {
-	// Retention is how long message records are kept (default 720h).
-	Retention time.Duration
-	// KeepBodies is how long raw messages are kept after the message left
-	// the queue; 0 stores no bodies at all.
-	KeepBodies time.Duration
-	Logger     *slog.Logger
-	// ReadOnly opens an existing store for queries only (mjrelay log): no
-	// writer, no pruning; Record drops everything.
-	ReadOnly bool
-	// Buffer is how many events may wait for the writer (default 131072).
-	Buffer int
-	// MaxPendingBodyBytes caps the raw bodies waiting for the writer
-	// (default 256 MiB).
-	MaxPendingBodyBytes int64
-	// PruneEvery is the pruning period (default 10m).
-	PruneEvery time.Duration
-	// Now is the clock (tests). Default time.Now.
-	Now func() time.Time
-}
+// Options configure a Store (store.Options).
+type Options = store.Options
 
 // Store is an open traffic store. It is safe for concurrent use.
 type Store struct {
@@ -81,65 +58,25 @@ type Store struct {
 	rdb  *sql.DB // readers
 	wdb  *sql.DB // the writer's single connection (nil when read-only)
 
-	in   chan *entry
-	quit chan struct{}
-	done chan struct{}
+	// Inbox takes Record, RecordMailjet, Flush and Prune, for the
+	// writer.
+	*store.Inbox
 
-	closed        atomic.Bool
-	closeOnce     sync.Once
-	closeErr      error
-	dropped       atomic.Uint64
-	bodiesDropped atomic.Uint64
-	writeErrors   atomic.Uint64
-	pendingBody   atomic.Int64
-	lastDropLog   atomic.Int64 // unix seconds
-	loggedDropped atomic.Uint64
+	closeOnce sync.Once
+	closeErr  error
 }
 
 var _ store.Store = (*Store)(nil)
 
-// entry is one unit of work for the writer.
-type entry struct {
-	ev    trafficlog.Event
-	mj    *webhook.Event
-	flush chan struct{} // closed once everything before it is committed
-	prune bool          // prune now, then close flush
-	body  []byte        // compressed e.ev.Raw (set by the writer)
-	// attachments are e.ev.Raw's (counted by the writer).
-	attachments int
-}
-
 // Open opens (creating if needed) the store at path and starts its writer.
 func Open(path string, o Options) (*Store, error) {
-	if o.Retention <= 0 {
-		o.Retention = 720 * time.Hour
-	}
-	if o.KeepBodies < 0 {
-		o.KeepBodies = 0
-	}
-	if o.Buffer <= 0 {
-		o.Buffer = 1 << 17
-	}
-	if o.MaxPendingBodyBytes <= 0 {
-		o.MaxPendingBodyBytes = 256 << 20
-	}
-	if o.PruneEvery <= 0 {
-		o.PruneEvery = 10 * time.Minute
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	s := &Store{opts: o, log: o.Logger.With("component", "inspect"), path: path,
-		in: make(chan *entry, o.Buffer), quit: make(chan struct{}), done: make(chan struct{})}
+	o = o.WithDefaults()
+	s := &Store{opts: o, log: o.Logger.With("component", "inspect"), path: path}
+	s.Inbox = store.NewInbox(o, s.log)
 	if o.ReadOnly {
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("traffic store: %w", err)
 		}
-		s.closed.Store(true)
-		close(s.done)
 	} else {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, err
@@ -216,7 +153,7 @@ func (s *Store) checkpointer() {
 	defer t.Stop()
 	for {
 		select {
-		case <-s.quit:
+		case <-s.Quit:
 			return
 		case <-t.C:
 			if _, err := s.wdb.Exec(`PRAGMA wal_checkpoint(PASSIVE)`); err != nil {
@@ -250,122 +187,11 @@ func openDB(path string, conns int, readOnly bool) (*sql.DB, error) {
 	return db, nil
 }
 
-// WantsBodies reports whether received events should carry the raw message.
-func (s *Store) WantsBodies() bool { return s.opts.KeepBodies > 0 && !s.opts.ReadOnly }
-
-// Record queues an event for the writer. It never waits: see the package
-// documentation for what happens when the buffer is full.
-func (s *Store) Record(e trafficlog.Event) {
-	if e.Time.IsZero() {
-		e.Time = s.opts.Now()
-	}
-	if !s.WantsBodies() {
-		e.Raw = nil
-	}
-	s.enqueue(&entry{ev: e})
-}
-
-func (s *Store) enqueue(en *entry) bool {
-	if s.closed.Load() {
-		s.drop(en)
-		return false
-	}
-	n := int64(len(en.ev.Raw))
-	if n > 0 && s.pendingBody.Add(n) > s.opts.MaxPendingBodyBytes {
-		s.pendingBody.Add(-n)
-		en.ev.Raw = nil
-		s.bodiesDropped.Add(1)
-		n = 0
-	}
-	select {
-	case s.in <- en:
-		return true
-	default:
-		s.pendingBody.Add(-n)
-		s.drop(en)
-		return false
-	}
-}
-
-func (s *Store) drop(en *entry) {
-	if en.flush != nil {
-		return
-	}
-	n := s.dropped.Add(1)
-	now := s.opts.Now().Unix()
-	last := s.lastDropLog.Load()
-	if now-last >= 60 && s.lastDropLog.CompareAndSwap(last, now) {
-		prev := s.loggedDropped.Swap(n)
-		s.log.Warn("traffic store buffer full: events dropped from the inspection record (mail is not affected)",
-			"dropped", n-prev, "dropped_total", n)
-	}
-}
-
-// RecordMailjet queues Mailjet webhook events. Unlike Record it waits for
-// room in the buffer until ctx ends, so that the webhook can answer 503 (and
-// Mailjet retry) rather than lose events.
-func (s *Store) RecordMailjet(ctx context.Context, evs []webhook.Event) error {
-	for i := range evs {
-		if s.closed.Load() {
-			return store.ErrClosed
-		}
-		ev := evs[i] // the writer owns its copy
-		select {
-		case s.in <- &entry{mj: &ev}:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
-}
-
-// Flush waits until everything recorded before it is committed.
-func (s *Store) Flush(ctx context.Context) error { return s.barrier(ctx, false) }
-
-// Prune runs the retention pruning now (it also runs every
-// Options.PruneEvery) and waits for it.
-func (s *Store) Prune(ctx context.Context) error { return s.barrier(ctx, true) }
-
-func (s *Store) barrier(ctx context.Context, prune bool) error {
-	if s.closed.Load() {
-		return nil
-	}
-	ch := make(chan struct{})
-	select {
-	case s.in <- &entry{flush: ch, prune: prune}:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.done:
-		return nil
-	}
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.done:
-		return nil
-	}
-}
-
-// Health returns how many events were dropped because the buffer was full
-// (or the store closed), how many bodies were left out because too many
-// bytes were waiting, how many entries wait for the writer, and how many
-// commits failed (their events are lost; see the log).
-func (s *Store) Health() store.Health {
-	return store.Health{DroppedEvents: s.dropped.Load(), DroppedBodies: s.bodiesDropped.Load(),
-		Pending: len(s.in), WriteErrors: s.writeErrors.Load()}
-}
-
 // Close commits what is buffered and closes the database. Record calls
 // after Close are dropped.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		if !s.opts.ReadOnly {
-			s.closed.Store(true)
-			close(s.quit)
-			<-s.done
-		}
+		s.Inbox.Close()
 		s.closeErr = s.closeDBs()
 	})
 	return s.closeErr

@@ -80,13 +80,13 @@ func backfillWhy(tx *sql.Tx) error {
 		}
 		switch state {
 		case store.StateRefused:
-			u.why = clip(stage+": "+reason, 60)
+			u.why = store.Clip(stage+": "+reason, 60)
 		case store.StateFailed:
-			u.why = failReason(mailjet.ParseReply(u.reply), reason)
+			u.why = store.FailReason(mailjet.ParseReply(u.reply), reason)
 		case store.StateDeferred:
-			u.why = replyCode(mailjet.ParseReply(u.reply))
+			u.why = store.ReplyCode(mailjet.ParseReply(u.reply))
 		case store.StateDeleted:
-			u.why = clip(reason, 60)
+			u.why = store.Clip(reason, 60)
 		default:
 			u.why = "" // from the Mailjet event, below
 		}
@@ -113,7 +113,7 @@ func backfillWhy(tx *sql.Tx) error {
 				continue
 			}
 			ev.Event = strings.TrimPrefix(kind, "mj_")
-			u.why, u.reply = mailjetWhy(&ev), ev.Reply()
+			u.why, u.reply = store.MailjetWhy(&ev), ev.Reply()
 		}
 		if _, err := tx.Exec(`UPDATE messages SET why = ?, reply = ? WHERE key = ?`, u.why, u.reply, u.key); err != nil {
 			return err
@@ -130,7 +130,7 @@ func backfillUpstreamIDs(tx *sql.Tx) error {
 	if err != nil {
 		return err
 	}
-	byKey := map[int64]*row{}
+	byKey := map[int64]*store.Row{}
 	var keys []int64
 	for rows.Next() {
 		var key int64
@@ -139,17 +139,19 @@ func backfillUpstreamIDs(tx *sql.Tx) error {
 			rows.Close()
 			return err
 		}
-		var d storedEvent
+		var d struct {
+			UpstreamID string `json:"upstream_id"`
+		}
 		if json.Unmarshal(data, &d) != nil {
 			continue
 		}
 		r := byKey[key]
 		if r == nil {
-			r = &row{key: key}
+			r = &store.Row{Key: key}
 			byKey[key] = r
 			keys = append(keys, key)
 		}
-		r.addUpstreamID(d.UpstreamID)
+		r.AddUpstreamID(d.UpstreamID)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -157,11 +159,11 @@ func backfillUpstreamIDs(tx *sql.Tx) error {
 	}
 	for _, key := range keys {
 		r := byKey[key]
-		if _, err := tx.Exec(`UPDATE messages SET upstream_ids = ? WHERE key = ?`, r.upstreamIDs, key); err != nil {
+		if _, err := tx.Exec(`UPDATE messages SET upstream_ids = ? WHERE key = ?`, r.UpstreamIDs, key); err != nil {
 			return err
 		}
-		for _, id := range strings.Fields(r.upstreamIDs) {
-			if _, err := tx.Exec(`INSERT OR IGNORE INTO addrs (a, key) VALUES (?, ?)`, upstreamKey(id), key); err != nil {
+		for _, k := range r.NewKeys {
+			if _, err := tx.Exec(`INSERT OR IGNORE INTO addrs (a, key) VALUES (?, ?)`, k, key); err != nil {
 				return err
 			}
 		}
@@ -177,8 +179,8 @@ func backfillDeferrals(tx *sql.Tx) error {
 	if err != nil {
 		return err
 	}
-	counts := map[statKey]int64{}
-	var order []statKey
+	counts := map[store.StatKey]int64{}
+	var order []store.StatKey
 	for rows.Next() {
 		var at int64
 		var class string
@@ -187,11 +189,13 @@ func backfillDeferrals(tx *sql.Tx) error {
 			rows.Close()
 			return err
 		}
-		var d storedEvent
+		var d struct {
+			Reply mailjet.Reply `json:"reply"`
+		}
 		if json.Unmarshal(data, &d) != nil {
 			continue
 		}
-		k := statKey{minute: time.UnixMilli(at).Unix() / 60, kind: "deferred", class: class, reason: replyCode(d.Reply)}
+		k := store.StatKey{Minute: time.UnixMilli(at).Unix() / 60, Kind: "deferred", Class: class, Reason: store.ReplyCode(d.Reply)}
 		if counts[k] == 0 {
 			order = append(order, k)
 		}
@@ -204,7 +208,7 @@ func backfillDeferrals(tx *sql.Tx) error {
 	for _, k := range order {
 		var have int64
 		err := tx.QueryRow(`SELECT n FROM stats WHERE minute = ? AND kind = 'deferred' AND class = ? AND reason = ''`,
-			k.minute, k.class).Scan(&have)
+			k.Minute, k.Class).Scan(&have)
 		if err == sql.ErrNoRows {
 			continue
 		}
@@ -213,11 +217,11 @@ func backfillDeferrals(tx *sql.Tx) error {
 		}
 		n := min(have, counts[k])
 		if _, err := tx.Exec(`UPDATE stats SET n = n - ? WHERE minute = ? AND kind = 'deferred' AND class = ? AND reason = ''`,
-			n, k.minute, k.class); err != nil {
+			n, k.Minute, k.Class); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(`INSERT INTO stats (minute, kind, class, reason, n) VALUES (?, 'deferred', ?, ?, ?)
-			ON CONFLICT DO UPDATE SET n = n + excluded.n`, k.minute, k.class, k.reason, n); err != nil {
+			ON CONFLICT DO UPDATE SET n = n + excluded.n`, k.Minute, k.Class, k.Reason, n); err != nil {
 			return err
 		}
 	}

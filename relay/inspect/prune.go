@@ -2,6 +2,8 @@ package inspect
 
 import (
 	"time"
+
+	"github.com/mjrelay/mjrelay/relay/store"
 )
 
 // pruneChunk is how many messages one pruning transaction removes; the
@@ -12,8 +14,8 @@ const pruneChunk = 2000
 // kept up to twice the retention), raw bodies KeepBodies after the message
 // left the queue, and old per-minute statistics.
 func (w *writer) prune(now time.Time) {
-	cut := keyAt(now.Add(-w.s.opts.Retention))
-	hardCut := keyAt(now.Add(-2 * w.s.opts.Retention))
+	cut := store.KeyAt(now.Add(-w.s.opts.Retention))
+	hardCut := store.KeyAt(now.Add(-2 * w.s.opts.Retention))
 	removed := 0
 	for {
 		n, err := w.pruneMessages(cut, hardCut)
@@ -25,8 +27,8 @@ func (w *writer) prune(now time.Time) {
 		if n < pruneChunk {
 			break
 		}
-		if len(w.s.in) > 0 {
-			w.process(w.collect(nil), false)
+		if len(w.s.C) > 0 {
+			w.process(w.s.Collect(nil, maxBatch), false)
 		}
 	}
 	bodyCut := now.Add(-w.s.opts.KeepBodies).UnixMilli()
@@ -87,14 +89,15 @@ func (w *writer) pruneMessages(cut, hardCut int64) (int, error) {
 	w.cache.reset()
 	err = w.tx(func() error {
 		for _, r := range old {
-			for _, a := range r.addrKeys() {
-				if _, err := w.conn.ExecContext(w.ctx, `DELETE FROM addrs WHERE a = ? AND key = ?`, a, r.key); err != nil {
+			for _, a := range r.AddrKeys() {
+				if _, err := w.conn.ExecContext(w.ctx, `DELETE FROM addrs WHERE a = ? AND key = ?`, a, r.Key); err != nil {
 					return err
 				}
 			}
 			for _, q := range []string{`DELETE FROM fts WHERE rowid = ?`, `DELETE FROM events WHERE key = ?`,
-				`DELETE FROM rcpts WHERE key = ?`, `DELETE FROM bodies WHERE key = ?`, `DELETE FROM feedback WHERE key = ?`, `DELETE FROM messages WHERE key = ?`} {
-				if _, err := w.conn.ExecContext(w.ctx, q, r.key); err != nil {
+				`DELETE FROM rcpts WHERE key = ?`, `DELETE FROM bodies WHERE key = ?`, `DELETE FROM feedback WHERE key = ?`,
+				`DELETE FROM messages WHERE key = ?`} {
+				if _, err := w.conn.ExecContext(w.ctx, q, r.Key); err != nil {
 					return err
 				}
 			}

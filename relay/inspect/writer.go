@@ -1,16 +1,12 @@
 package inspect
 
 import (
-	"bytes"
-	"compress/flate"
 	"context"
 	"database/sql"
 	"fmt"
-	"runtime"
-	"sync"
 	"time"
 
-	"github.com/mjrelay/mjrelay/relay/store/mimeview"
+	"github.com/mjrelay/mjrelay/relay/store"
 )
 
 // maxBatch bounds one transaction, so that a backlog is committed in
@@ -30,22 +26,12 @@ type writer struct {
 	// changes when another connection commits (another relay process,
 	// for the moment a restart hands over).
 	dataVersion int64
-	stats       map[statKey]*statVal
+	stats       store.StatCounts
 	cache       rowCache
 	dirty       map[int64]*row // rows to write at the end of the batch
 
 	lastErrLog time.Time
 	unjoined   uint64
-}
-
-type statKey struct {
-	minute              int64
-	kind, class, reason string
-}
-
-type statVal struct {
-	n              int64
-	latSum, latMax float64
 }
 
 // statements are prepared once on the writer's connection.
@@ -59,19 +45,19 @@ var statements = map[string]string{
 		why=?, upstream_ids=?, attachments=? WHERE key=?`,
 	"updateState": `UPDATE messages SET updated_at=?, final_at=?, state=?, reason=?, reply=?, transport=?, upstream=?,
 		attempts=?, mailjet_ids=?, latency_ms=?, why=?, upstream_ids=? WHERE key=?`,
-	"insertAddr":    `INSERT OR IGNORE INTO addrs (a, key) VALUES (?, ?)`,
-	"insertFTS":     `INSERT INTO fts (rowid, subject, addrs, ids) VALUES (?, ?, ?, ?)`,
-	"deleteFTS":     `DELETE FROM fts WHERE rowid = ?`,
-	"rcpts":         `SELECT rcpt, state, reply, coalesce(mj_id, 0), coalesce(mj_uuid, '') FROM rcpts WHERE key = ?`,
-	"putRcpt":       `INSERT OR REPLACE INTO rcpts (key, rcpt, state, reply, mj_id, mj_uuid, updated_at) VALUES (?,?,?,?,?,?,?)`,
-	"byMJID":        `SELECT key FROM rcpts WHERE mj_id = ? LIMIT 1`,
-	"byMJUUID":      `SELECT key FROM rcpts WHERE mj_uuid = ? LIMIT 1`,
-	"insertEvent":   `INSERT INTO events (key, seq, at, kind, data) VALUES (?,?,?,?,?)`,
-	"putBody":       `INSERT OR REPLACE INTO bodies (key, final_at, size, data) VALUES (?,?,?,?)`,
-	"finalBody":     `UPDATE bodies SET final_at = ? WHERE key = ? AND final_at IS NULL`,
-	"feedbackURL":   feedbackURL,
-	"feedbackNote":  feedbackNote,
-	"feedbackState": feedbackState,
+	"insertAddr":     `INSERT OR IGNORE INTO addrs (a, key) VALUES (?, ?)`,
+	"insertFTS":      `INSERT INTO fts (rowid, subject, addrs, ids) VALUES (?, ?, ?, ?)`,
+	"deleteFTS":      `DELETE FROM fts WHERE rowid = ?`,
+	"rcpts":          `SELECT rcpt, state, reply, coalesce(mj_id, 0), coalesce(mj_uuid, '') FROM rcpts WHERE key = ?`,
+	"putRcpt":        `INSERT OR REPLACE INTO rcpts (key, rcpt, state, reply, mj_id, mj_uuid, updated_at) VALUES (?,?,?,?,?,?,?)`,
+	"byMJID":         `SELECT key FROM rcpts WHERE mj_id = ? LIMIT 1`,
+	"byMJUUID":       `SELECT key FROM rcpts WHERE mj_uuid = ? LIMIT 1`,
+	"insertEvent":    `INSERT INTO events (key, seq, at, kind, data) VALUES (?,?,?,?,?)`,
+	"putBody":        `INSERT OR REPLACE INTO bodies (key, final_at, size, data) VALUES (?,?,?,?)`,
+	"finalBody":      `UPDATE bodies SET final_at = ? WHERE key = ? AND final_at IS NULL`,
+	"feedbackURL":    feedbackURL,
+	"feedbackCounts": feedbackCounts,
+	"feedbackNote":   feedbackNote,
 	"stat": `INSERT INTO stats (minute, kind, class, reason, n, lat_sum, lat_max) VALUES (?,?,?,?,?,?,?)
 		ON CONFLICT DO UPDATE SET n = n + excluded.n, lat_sum = lat_sum + excluded.lat_sum, lat_max = max(lat_max, excluded.lat_max)`,
 }
@@ -82,7 +68,7 @@ func newWriter(s *Store) (*writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &writer{s: s, ctx: ctx, conn: conn, st: map[string]*sql.Stmt{}, stats: map[statKey]*statVal{},
+	w := &writer{s: s, ctx: ctx, conn: conn, st: map[string]*sql.Stmt{}, stats: store.StatCounts{},
 		dirty: map[int64]*row{}}
 	for name, q := range statements {
 		st, err := conn.PrepareContext(ctx, q)
@@ -105,7 +91,7 @@ func newWriter(s *Store) (*writer, error) {
 }
 
 func (w *writer) run() {
-	defer close(w.s.done)
+	defer close(w.s.Done)
 	defer func() {
 		for _, st := range w.st {
 			st.Close()
@@ -114,18 +100,18 @@ func (w *writer) run() {
 	}()
 	prune := time.NewTimer(time.Minute)
 	defer prune.Stop()
-	batch := make([]*entry, 0, maxBatch)
+	batch := make([]*store.Entry, 0, maxBatch)
 	for {
 		select {
-		case en := <-w.s.in:
-			batch = w.gather(append(batch[:0], en))
+		case en := <-w.s.C:
+			batch = w.s.Gather(append(batch[:0], en), maxBatch, gatherFor)
 			w.process(batch, true)
 		case <-prune.C:
 			w.prune(w.s.opts.Now())
 			prune.Reset(w.s.opts.PruneEvery)
-		case <-w.s.quit:
+		case <-w.s.Quit:
 			for {
-				batch = w.collect(batch[:0])
+				batch = w.s.Collect(batch[:0], maxBatch)
 				if len(batch) == 0 {
 					return
 				}
@@ -137,16 +123,17 @@ func (w *writer) run() {
 
 // process commits a batch and answers its Prune requests (pruning once if
 // allowed).
-func (w *writer) process(batch []*entry, allowPrune bool) {
+func (w *writer) process(batch []*store.Entry, allowPrune bool) {
+	w.s.InFlight.Store(int64(len(batch)))
 	w.commit(batch)
 	pruned := false
 	for _, en := range batch {
-		if en.prune {
+		if en.Prune {
 			if allowPrune && !pruned {
 				w.prune(w.s.opts.Now())
 				pruned = true
 			}
-			close(en.flush)
+			close(en.Flush)
 		}
 	}
 }
@@ -157,56 +144,22 @@ func (w *writer) process(batch []*entry, allowPrune bool) {
 // under load the writer takes little CPU from the relay itself.
 const gatherFor = 100 * time.Millisecond
 
-// gather collects events for up to gatherFor (or maxBatch events, or until
-// the store closes).
-func (w *writer) gather(batch []*entry) []*entry {
-	t := time.NewTimer(gatherFor)
-	defer t.Stop()
-	for len(batch) < maxBatch {
-		select {
-		case en := <-w.s.in:
-			batch = append(batch, en)
-			if en.flush != nil {
-				return w.collect(batch) // someone waits for this
-			}
-		case <-t.C:
-			return batch
-		case <-w.s.quit:
-			return batch
-		}
-	}
-	return batch
-}
-
-// collect adds what is waiting, without blocking, up to maxBatch.
-func (w *writer) collect(batch []*entry) []*entry {
-	for len(batch) < maxBatch {
-		select {
-		case en := <-w.s.in:
-			batch = append(batch, en)
-		default:
-			return batch
-		}
-	}
-	return batch
-}
-
 // commit applies a batch in one transaction.
-func (w *writer) commit(batch []*entry) {
-	w.compress(batch)
+func (w *writer) commit(batch []*store.Entry) {
+	w.s.Deflate(batch)
 	err := w.tx(func() error {
 		for _, en := range batch {
-			if en.flush != nil {
+			if en.Flush != nil {
 				continue
 			}
 			var err error
-			if en.mj != nil {
-				err = w.applyMailjet(en.mj)
+			if en.MJ != nil {
+				err = w.applyMailjet(en.MJ)
 			} else {
 				err = w.apply(en)
 			}
 			if err != nil {
-				w.logErr("cannot record an event in the traffic store", err, "event", en.ev.Event, "id", en.ev.ID)
+				w.logErr("cannot record an event in the traffic store", err, "event", en.Ev.Event, "id", en.Ev.ID)
 			}
 		}
 		if err := w.flushRows(); err != nil {
@@ -215,16 +168,13 @@ func (w *writer) commit(batch []*entry) {
 		return w.flushStats()
 	})
 	if err != nil {
-		w.s.writeErrors.Add(1)
+		w.s.WriteError()
 		w.logErr("traffic store commit failed: these events are missing from the inspection record", err, "events", len(batch))
 	}
+	w.s.Release(batch)
 	for _, en := range batch {
-		if n := len(en.ev.Raw); n > 0 {
-			w.s.pendingBody.Add(-int64(n))
-		}
-		en.ev.Raw, en.body = nil, nil
-		if en.flush != nil && !en.prune {
-			close(en.flush)
+		if en.Flush != nil && !en.Prune {
+			close(en.Flush)
 		}
 	}
 }
@@ -280,74 +230,9 @@ func (w *writer) logErr(msg string, err error, args ...any) {
 	w.s.log.Error(msg, append(args, "err", err)...)
 }
 
-// compress deflates the batch's raw bodies and counts their attachments,
-// on all cores, before the transaction starts.
-func (w *writer) compress(batch []*entry) {
-	var todo []*entry
-	for _, en := range batch {
-		if len(en.ev.Raw) > 0 {
-			todo = append(todo, en)
-		}
-	}
-	if len(todo) == 0 {
-		return
-	}
-	work := make(chan *entry)
-	var wg sync.WaitGroup
-	for range min(len(todo), runtime.GOMAXPROCS(0)) {
-		wg.Go(func() {
-			var buf bytes.Buffer
-			fw, _ := flate.NewWriter(&buf, flate.BestSpeed)
-			for en := range work {
-				large := len(en.ev.Raw) > 1<<20
-				if large {
-					// Sized for attachments (base64 deflates to about
-					// 3/4), and handed over rather than copied.
-					buf = bytes.Buffer{}
-					buf.Grow(len(en.ev.Raw) * 3 / 4)
-				}
-				buf.Reset()
-				fw.Reset(&buf)
-				fw.Write(en.ev.Raw)
-				fw.Close()
-				if large {
-					en.body, buf = buf.Bytes(), bytes.Buffer{}
-				} else {
-					en.body = bytes.Clone(buf.Bytes())
-				}
-				en.attachments = mimeview.CountAttachments(en.ev.Raw)
-			}
-		})
-	}
-	for _, en := range todo {
-		work <- en
-	}
-	close(work)
-	wg.Wait()
-}
-
-func (w *writer) stat(t time.Time, kind, class, reason string, lat float64) {
-	w.statN(t, kind, class, reason, lat, 1)
-}
-
-// statN counts n of a kind at once (a refused event that stands for n).
-func (w *writer) statN(t time.Time, kind, class, reason string, lat float64, n int) {
-	k := statKey{minute: t.Unix() / 60, kind: kind, class: class, reason: reason}
-	v := w.stats[k]
-	if v == nil {
-		v = &statVal{}
-		w.stats[k] = v
-	}
-	v.n += int64(n)
-	if lat > 0 {
-		v.latSum += lat
-		v.latMax = max(v.latMax, lat)
-	}
-}
-
 func (w *writer) flushStats() error {
 	for k, v := range w.stats {
-		if _, err := w.st["stat"].ExecContext(w.ctx, k.minute, k.kind, k.class, k.reason, v.n, v.latSum, v.latMax); err != nil {
+		if _, err := w.st["stat"].ExecContext(w.ctx, k.Minute, k.Kind, k.Class, k.Reason, v.N, v.LatSum, v.LatMax); err != nil {
 			return err
 		}
 	}
@@ -357,15 +242,10 @@ func (w *writer) flushStats() error {
 
 // newKey returns a fresh message key for a message received at ms.
 func (w *writer) newKey(ms int64) int64 {
-	k := ms * keyPerMS
+	k := ms * store.KeyPerMS
 	if k <= w.lastKey {
 		k = w.lastKey + 1
 	}
 	w.lastKey = k
 	return k
 }
-
-// keyPerMS: a key is unix milliseconds × keyPerMS + a sequence number.
-const keyPerMS = 1_000_000
-
-func keyAt(t time.Time) int64 { return t.UnixMilli() * keyPerMS }

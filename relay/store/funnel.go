@@ -1,6 +1,9 @@
 package store
 
-import "time"
+import (
+	"sort"
+	"time"
+)
 
 // Funnel is the delivery funnel by day and lane, in recipients, as Mailjet
 // counts: received → accepted by Mailjet (or refused by it, or recorded in
@@ -61,4 +64,98 @@ func (c FunnelCounts) Rate(n int) float64 {
 		return 0
 	}
 	return float64(n) / float64(c.Accepted)
+}
+
+// funnelSteps map the per-minute counters to the funnel's steps.
+var funnelSteps = map[string]func(*FunnelCounts) *int{
+	"rcpt_received":  func(c *FunnelCounts) *int { return &c.Received },
+	"rcpt_accepted":  func(c *FunnelCounts) *int { return &c.Accepted },
+	"rcpt_failed":    func(c *FunnelCounts) *int { return &c.Failed },
+	"rcpt_sandboxed": func(c *FunnelCounts) *int { return &c.Sandboxed },
+	"mj_sent":        func(c *FunnelCounts) *int { return &c.Delivered },
+	"mj_bounce":      func(c *FunnelCounts) *int { return &c.Bounced },
+	"mj_blocked":     func(c *FunnelCounts) *int { return &c.Blocked },
+	"mj_spam":        func(c *FunnelCounts) *int { return &c.Spam },
+	"mj_unsub":       func(c *FunnelCounts) *int { return &c.Unsub },
+}
+
+// maxFunnelDays bounds a funnel (the statistics are kept for
+// store.retention anyway).
+const maxFunnelDays = 400
+
+// FunnelBuilder makes a Funnel from the per-minute counters, read by
+// quarter hour so that any time zone's days are whole: those of the kinds
+// Kinds, of the minutes [FromMin, UntilMin).
+type FunnelBuilder struct {
+	f                 *Funnel
+	Kinds             []string
+	FromMin, UntilMin int64
+}
+
+// NewFunnelBuilder starts the funnel of the days (midnight to midnight in
+// loc, UTC when nil) from the one holding since to the one holding until.
+func NewFunnelBuilder(since, until time.Time, loc *time.Location) *FunnelBuilder {
+	if loc == nil {
+		loc = time.UTC
+	}
+	midnight := func(t time.Time) time.Time {
+		t = t.In(loc)
+		return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, loc)
+	}
+	f := &Funnel{Lanes: map[string]FunnelCounts{}}
+	last := midnight(until)
+	for d := midnight(since); !d.After(last) && len(f.Days) < maxFunnelDays; d = d.AddDate(0, 0, 1) {
+		f.Days = append(f.Days, FunnelDay{Day: d, Lanes: map[string]FunnelCounts{}})
+	}
+	if len(f.Days) == 0 {
+		f.Days = append(f.Days, FunnelDay{Day: last, Lanes: map[string]FunnelCounts{}})
+	}
+	f.Since, f.Until = f.Days[0].Day, f.Days[len(f.Days)-1].Day.AddDate(0, 0, 1)
+	b := &FunnelBuilder{f: f, FromMin: f.Since.Unix() / 60, UntilMin: f.Until.Unix() / 60}
+	for k := range funnelSteps {
+		b.Kinds = append(b.Kinds, k)
+	}
+	sort.Strings(b.Kinds)
+	return b
+}
+
+// AddRows adds the counters rows hold: quarter hour (unix minutes / 15),
+// kind, class, count.
+func (b *FunnelBuilder) AddRows(rows Rows) error {
+	f := b.f
+	for rows.Next() {
+		var quarter int64
+		var kind, class string
+		var n int
+		if err := rows.Scan(&quarter, &kind, &class, &n); err != nil {
+			return err
+		}
+		step := funnelSteps[kind]
+		t := time.Unix(quarter*15*60, 0)
+		i := sort.Search(len(f.Days), func(i int) bool { return f.Days[i].Day.After(t) }) - 1
+		if i < 0 || step == nil {
+			continue
+		}
+		day := &f.Days[i]
+		c := day.Lanes[class]
+		*step(&c) += n
+		day.Lanes[class] = c
+	}
+	return rows.Err()
+}
+
+// Funnel returns the funnel with its totals.
+func (b *FunnelBuilder) Funnel() *Funnel {
+	f := b.f
+	for i := range f.Days {
+		day := &f.Days[i]
+		for lane, c := range day.Lanes {
+			day.Total.Add(c)
+			t := f.Lanes[lane]
+			t.Add(c)
+			f.Lanes[lane] = t
+		}
+		f.Total.Add(day.Total)
+	}
+	return f
 }

@@ -25,6 +25,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mjrelay/mjrelay/relay/pg"
 )
 
 // Cluster is a running throw-away PostgreSQL cluster.
@@ -262,4 +265,16 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Pool opens a pool of at most maxConns connections on the database at
+// url (relay/pg's, as a node opens it), closed when the test ends.
+func Pool(t testing.TB, url string, maxConns int32) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pg.Open(context.Background(), pg.Options{URL: url, MaxConns: maxConns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }

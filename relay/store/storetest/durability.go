@@ -24,7 +24,7 @@ func testFlushedSurvives(t *testing.T, h Harness) {
 		t.Run(restart.name, func(t *testing.T) {
 			s := open(t, h, Options{KeepBodies: time.Hour})
 			sample := NewSample(T0)
-			feed(t, s, sample.Events, sample.Mailjet...)
+			Feed(t, s, sample.Events, sample.Mailjet...)
 			s = restart.fn(s, t)
 			states := sampleStates()
 			checkSample(t, s, sample, states)
@@ -47,7 +47,7 @@ func retryLater(t *testing.T, s store.Store, sample *Sample) {
 	ok := trafficlog.RcptResult{Rcpt: "buyer@slow.example", Status: "delivered", Reply: mailjet.ParseReply("250 OK")}
 	evs := NewFlow(T0.Add(20*time.Second), id, "sales@acme.example", []string{ok.Rcpt}, "Quotation S00017").
 		Attempt("smtp", "451", ok).Attempt("smtp", "250 OK", ok).Delivered().Events()
-	feed(t, s, evs[1:]) // the second attempt and its outcome
+	Feed(t, s, evs[1:]) // the second attempt and its outcome
 	if m := get(t, s, id); m.State != store.StateSent {
 		t.Fatalf("retried message: %q", m.State)
 	}
@@ -171,7 +171,7 @@ func testConcurrentMailjetEvents(t *testing.T, h Harness) {
 		}
 		mj = append(mj, Mailjet(at.Add(time.Minute), kind, id, rcpt, int64(1e15)+int64(i)))
 	}
-	feed(t, s, evs)
+	Feed(t, s, evs)
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)

@@ -32,7 +32,7 @@ func testFeedback(t *testing.T, h Harness) {
 		note(a, "x@example.org", trafficlog.FeedbackReported, 2*time.Minute),
 		note(b, "z@example.org", trafficlog.FeedbackQueued, time.Minute), note(b, "z@example.org", trafficlog.FeedbackFailed, 2*time.Minute),
 		note(c, "w@example.org", trafficlog.FeedbackAlert, time.Minute))
-	feed(t, s, evs)
+	Feed(t, s, evs)
 	m := get(t, s, a)
 	if m.Unsubscribe != url || m.Feedback != store.FeedbackPending {
 		t.Fatalf("unsubscribe %q, feedback %q", m.Unsubscribe, m.Feedback)
@@ -44,9 +44,9 @@ func testFeedback(t *testing.T, h Harness) {
 		}
 	}
 	if !slices.Equal(odoo, []string{"odoo:queued", "odoo:queued", "odoo:reported"}) || m.Timeline[len(m.Timeline)-1].Reply == "" {
-		t.Fatalf("timeline %v", kinds(m))
+		t.Fatalf("timeline %v", Kinds(m))
 	}
-	feed(t, s, []trafficlog.Event{note(a, "y@example.org", trafficlog.FeedbackReported, 3*time.Minute)})
+	Feed(t, s, []trafficlog.Event{note(a, "y@example.org", trafficlog.FeedbackReported, 3*time.Minute)})
 	if m := get(t, s, a); m.Feedback != store.FeedbackReported {
 		t.Fatalf("after both reported: %q", m.Feedback)
 	}

@@ -16,7 +16,7 @@ import (
 func testListFilters(t *testing.T, h Harness) {
 	s := open(t, h, Options{})
 	sample := NewSample(T0)
-	feed(t, s, sample.Events, sample.Mailjet...)
+	Feed(t, s, sample.Events, sample.Mailjet...)
 	ids := sample.IDs
 	refused := func() string {
 		r := IDs(t, s, store.Filter{State: "refused"})
@@ -94,7 +94,7 @@ func testPaging(t *testing.T, h Harness) {
 		to := fmt.Sprintf("rcpt%d@%s", i, []string{"a.example", "b.example"}[i%2])
 		evs = append(evs, NewFlow(at, QueueID(at, uint32(i)), "s@acme.example", []string{to}, "page test").Received(nil).Events()...)
 	}
-	feed(t, s, evs)
+	Feed(t, s, evs)
 	for _, tc := range []struct {
 		f    store.Filter
 		want int
@@ -140,7 +140,7 @@ func testPaging(t *testing.T, h Harness) {
 func testDetail(t *testing.T, h Harness) {
 	s := open(t, h, Options{KeepBodies: time.Hour})
 	sample := NewSample(T0)
-	feed(t, s, sample.Events, sample.Mailjet...)
+	Feed(t, s, sample.Events, sample.Mailjet...)
 	m := get(t, s, sample.IDs["invoice"])
 	if len(m.AttemptList) != 1 || m.AttemptList[0].Transport != "api" || m.AttemptList[0].DurationMS != 180 ||
 		m.AttemptList[0].Reply != "250 OK" || m.AttemptList[0].Attempt != 1 || len(m.AttemptList[0].Rcpts) != 1 {
@@ -149,8 +149,8 @@ func testDetail(t *testing.T, h Harness) {
 	if len(m.Events) != 1 || m.Events[0].Event != "sent" || m.Events[0].MessageID != 288230376151711744 {
 		t.Errorf("events = %+v", m.Events)
 	}
-	if want := []string{"received", "policy", "attempt", "delivered", "mailjet:sent"}; !slices.Equal(kinds(m), want) {
-		t.Errorf("timeline = %v, want %v", kinds(m), want)
+	if want := []string{"received", "policy", "attempt", "delivered", "mailjet:sent"}; !slices.Equal(Kinds(m), want) {
+		t.Errorf("timeline = %v, want %v", Kinds(m), want)
 	}
 	for i, st := range m.Timeline {
 		if st.Text == "" || (st.Source != "relay" && st.Source != "mailjet") || st.Bad {
@@ -174,7 +174,7 @@ func testDetail(t *testing.T, h Harness) {
 
 func testNotFound(t *testing.T, h Harness) {
 	s := open(t, h, Options{KeepBodies: time.Hour})
-	feed(t, s, NewSample(T0).Events)
+	Feed(t, s, NewSample(T0).Events)
 	ctx := context.Background()
 	for _, id := range []string{"nope", QueueID(T0, 999), ""} {
 		if _, err := s.Get(ctx, id); !errors.Is(err, store.ErrNotFound) {
@@ -189,7 +189,7 @@ func testNotFound(t *testing.T, h Harness) {
 func testStats(t *testing.T, h Harness) {
 	s := open(t, h, Options{})
 	sample := NewSample(T0)
-	feed(t, s, sample.Events, sample.Mailjet...)
+	Feed(t, s, sample.Events, sample.Mailjet...)
 	st, err := s.Stats(context.Background(), T0.Add(-time.Hour), T0.Add(time.Hour), 10*time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -277,7 +277,7 @@ func testStatsBuckets(t *testing.T, h Harness) {
 func testHealth(t *testing.T, h Harness) {
 	s := open(t, h, Options{KeepBodies: time.Hour})
 	sample := NewSample(T0)
-	feed(t, s, sample.Events, sample.Mailjet...)
+	Feed(t, s, sample.Events, sample.Mailjet...)
 	if hl := s.Health(); hl != (store.Health{}) {
 		t.Errorf("Health = %+v, want zero", hl)
 	}
@@ -288,7 +288,7 @@ func testHealth(t *testing.T, h Harness) {
 func testClosed(t *testing.T, h Harness) {
 	s := open(t, h, Options{})
 	sample := NewSample(T0)
-	feed(t, s, sample.Events)
+	Feed(t, s, sample.Events)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

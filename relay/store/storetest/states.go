@@ -71,7 +71,7 @@ func testStates(t *testing.T, h Harness) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t, h, Options{})
-			feed(t, s, tc.events, tc.mj...)
+			Feed(t, s, tc.events, tc.mj...)
 			if tc.state == "" {
 				if ids := IDs(t, s, store.Filter{}); len(ids) != 0 {
 					t.Fatalf("List = %v; want nothing", ids)
@@ -80,15 +80,15 @@ func testStates(t *testing.T, h Harness) {
 			}
 			m := get(t, s, id)
 			if m.State != tc.state {
-				t.Errorf("state = %q, want %q (timeline %v)", m.State, tc.state, kinds(m))
+				t.Errorf("state = %q, want %q (timeline %v)", m.State, tc.state, Kinds(m))
 			}
 			for r, want := range tc.rcpts {
 				if got := rcptStates(m)[r]; got != want {
 					t.Errorf("recipient %s: state %q, want %q", r, got, want)
 				}
 			}
-			if tc.steps != nil && !slices.Equal(kinds(m), tc.steps) {
-				t.Errorf("timeline = %v, want %v", kinds(m), tc.steps)
+			if tc.steps != nil && !slices.Equal(Kinds(m), tc.steps) {
+				t.Errorf("timeline = %v, want %v", Kinds(m), tc.steps)
 			}
 			if m.Client == "" || m.Subject != "Subject" {
 				t.Errorf("envelope not recorded: %+v", m.Summary)
@@ -100,7 +100,7 @@ func testStates(t *testing.T, h Harness) {
 func testRefusedGetsAnID(t *testing.T, h Harness) {
 	s := open(t, h, Options{})
 	r := Refused(T0, "data", "sender_not_found", "550 5.7.1 no", "spoof@evil.example", []string{"v@client.example"})
-	feed(t, s, []trafficlog.Event{r, r})
+	Feed(t, s, []trafficlog.Event{r, r})
 	ids := IDs(t, s, store.Filter{State: "refused"})
 	if len(ids) != 2 || ids[0] == "" || ids[0] == ids[1] {
 		t.Fatalf("refusals = %v, want two with distinct ids", ids)
@@ -119,7 +119,7 @@ func testAggregatedRefusal(t *testing.T, h Harness) {
 	one := Refused(T0, "mail", "queue_full", "452 4.3.1 full", "a@example.com", nil)
 	many := one
 	many.Time, many.Count = T0.Add(time.Minute), 41
-	feed(t, s, []trafficlog.Event{one, many})
+	Feed(t, s, []trafficlog.Event{one, many})
 	st, err := s.Stats(context.Background(), T0.Add(-time.Hour), T0.Add(time.Hour), time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +159,7 @@ func testMailjetJoin(t *testing.T, h Harness) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t, h, Options{})
-			feed(t, s, sample.Events, tc.ev)
+			Feed(t, s, sample.Events, tc.ev)
 			if m := get(t, s, inv); m.State != tc.state {
 				t.Errorf("state = %q, want %q", m.State, tc.state)
 			}
@@ -182,10 +182,10 @@ func testReceivedAfterAttempt(t *testing.T, h Harness) {
 			attempt.Subject, attempt.HeaderFrom = "", "" // a first event that knows less
 			recv.HeaderFrom = "invoices@acme.example"
 			if split {
-				feed(t, s, []trafficlog.Event{attempt})
-				feed(t, s, []trafficlog.Event{recv, evs[2]})
+				Feed(t, s, []trafficlog.Event{attempt})
+				Feed(t, s, []trafficlog.Event{recv, evs[2]})
 			} else {
-				feed(t, s, []trafficlog.Event{attempt, recv, evs[2]})
+				Feed(t, s, []trafficlog.Event{attempt, recv, evs[2]})
 			}
 			for _, f := range []store.Filter{{Q: "INV/2026/0042"}, {Q: "invoice"}, {From: "invoices@acme.example"}, {State: "sent"}} {
 				p, err := s.List(context.Background(), f)
@@ -228,7 +228,7 @@ func testRawBodies(t *testing.T, h Harness) {
 			if tc.final {
 				f.Attempt("smtp", "250", trafficlog.RcptResult{Rcpt: "b@b.example", Reply: mailjet.ParseReply("250")}).Delivered()
 			}
-			feed(t, s, f.Events())
+			Feed(t, s, f.Events())
 			c.set(f.Time().Add(tc.advance))
 			if err := s.Prune(context.Background()); err != nil {
 				t.Fatal(err)
@@ -265,7 +265,7 @@ func testRetention(t *testing.T, h Harness) {
 		Received(nil).Attempt("smtp", "451", trafficlog.RcptResult{Rcpt: "stuck@x.example"}).Deferred("451")
 	t1 := T0.Add(30 * time.Hour)
 	fresh := NewFlow(t1, QueueID(t1, 3), "a@acme.example", []string{"new@x.example"}, "new one").Received(nil)
-	feed(t, s, append(append(old.Events(), stuck.Events()...), fresh.Events()...),
+	Feed(t, s, append(append(old.Events(), stuck.Events()...), fresh.Events()...),
 		Mailjet(T0.Add(time.Minute), "sent", QueueID(T0, 1), "old@x.example", 5555555))
 	c.set(t1)
 	if err := s.Prune(context.Background()); err != nil {

@@ -75,9 +75,9 @@ func open(t *testing.T, h Harness, o Options) *handle {
 	return &handle{i.B, i}
 }
 
-// feed records the relay's events, then Mailjet's, each followed by a
+// Feed records the relay's events, then Mailjet's, each followed by a
 // Flush.
-func feed(t testing.TB, s store.Store, evs []trafficlog.Event, mj ...webhook.Event) {
+func Feed(t testing.TB, s store.Store, evs []trafficlog.Event, mj ...webhook.Event) {
 	t.Helper()
 	for _, e := range evs {
 		s.Record(e)
@@ -121,7 +121,8 @@ func IDs(t testing.TB, s store.Store, f store.Filter) []string {
 	return ids
 }
 
-func kinds(m *store.Message) []string {
+// Kinds are the kinds of the steps of m's timeline.
+func Kinds(m *store.Message) []string {
 	var out []string
 	for _, st := range m.Timeline {
 		out = append(out, st.Kind)
@@ -159,8 +160,8 @@ func checkSample(t *testing.T, s store.Store, sample *Sample, states map[string]
 		t.Errorf("refusals: %v, want one", ids)
 	}
 	inv := get(t, s, sample.IDs["invoice"])
-	if want := []string{"received", "policy", "attempt", "delivered", "mailjet:sent"}; !slices.Equal(kinds(inv), want) {
-		t.Errorf("invoice timeline = %v, want %v", kinds(inv), want)
+	if want := []string{"received", "policy", "attempt", "delivered", "mailjet:sent"}; !slices.Equal(Kinds(inv), want) {
+		t.Errorf("invoice timeline = %v, want %v", Kinds(inv), want)
 	}
 	if r, n, err := s.Raw(context.Background(), inv.ID); err != nil || n == 0 {
 		t.Errorf("invoice raw body: %v, %d bytes", err, n)
