@@ -29,20 +29,28 @@ CREATE TABLE account_snapshot (
 )`}}
 
 // Snapshots is the account snapshot of a cluster.
-type Snapshots struct{ db *pgxpool.Pool }
+type Snapshots struct {
+	db     *pgxpool.Pool
+	schema *pg.Schema
+}
 
 var _ account.Snapshots = (*Snapshots)(nil)
 
-// New applies the schema and returns the snapshot over pool.
+// New applies the schema (if the database does not answer, as soon as it
+// does) and returns the snapshot over pool.
 func New(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (*Snapshots, error) {
-	if err := pg.Migrate(ctx, pool, Component, migrations, log); err != nil {
+	schema, err := pg.NewSchema(ctx, pool, Component, migrations, log)
+	if err != nil {
 		return nil, err
 	}
-	return &Snapshots{db: pool}, nil
+	return &Snapshots{db: pool, schema: schema}, nil
 }
 
 // Load returns the saved snapshot (nil when none is).
 func (s *Snapshots) Load(ctx context.Context) (*account.Snapshot, error) {
+	if err := s.schema.Ready(ctx); err != nil {
+		return nil, err
+	}
 	var data string
 	err := s.db.QueryRow(ctx, `SELECT data FROM account_snapshot`).Scan(&data)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -59,6 +67,9 @@ func (s *Snapshots) Load(ctx context.Context) (*account.Snapshot, error) {
 func (s *Snapshots) Save(ctx context.Context, snap *account.Snapshot) error {
 	data, err := account.EncodeSnapshot(snap)
 	if err != nil {
+		return err
+	}
+	if err := s.schema.Ready(ctx); err != nil {
 		return err
 	}
 	_, err = s.db.Exec(ctx, `INSERT INTO account_snapshot (api_key, fetched_at, data) VALUES ($1, $2, $3)

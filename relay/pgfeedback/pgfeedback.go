@@ -44,16 +44,21 @@ CREATE INDEX feedback_outbox_pending ON feedback_outbox (added, key) WHERE finis
 CREATE INDEX feedback_outbox_finished ON feedback_outbox (finished_at) WHERE finished_at IS NOT NULL`}}
 
 // Outbox is the cluster's outbox over a pool it does not own.
-type Outbox struct{ db *pgxpool.Pool }
+type Outbox struct {
+	db     *pgxpool.Pool
+	schema *pg.Schema
+}
 
 var _ feedback.Outbox = (*Outbox)(nil)
 
-// New applies the schema and returns the outbox over pool.
+// New applies the schema (if the database does not answer, as soon as it
+// does) and returns the outbox over pool.
 func New(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (*Outbox, error) {
-	if err := pg.Migrate(ctx, pool, Component, migrations, log); err != nil {
+	schema, err := pg.NewSchema(ctx, pool, Component, migrations, log)
+	if err != nil {
 		return nil, err
 	}
-	return &Outbox{db: pool}, nil
+	return &Outbox{db: pool, schema: schema}, nil
 }
 
 // Add stores the items whose keys are new, in one committed statement
@@ -62,6 +67,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (*Outbox, er
 func (o *Outbox) Add(ctx context.Context, items []feedback.Item) ([]feedback.Item, error) {
 	if len(items) == 0 {
 		return nil, nil
+	}
+	if err := o.schema.Ready(ctx); err != nil {
+		return nil, err
 	}
 	keys, data := make([]string, 0, len(items)), make([]string, 0, len(items))
 	for _, it := range items {

@@ -74,6 +74,9 @@ type batch struct {
 // the messages that are new; a message another node inserted meanwhile is
 // locked and applied to again, in the same transaction.
 func (w *writer) commit(records []*store.Entry) error {
+	if err := w.s.schema.Ready(w.ctx); err != nil {
+		return err
+	}
 	tx, err := w.s.db.Begin(w.ctx)
 	if err != nil {
 		return err

@@ -57,6 +57,9 @@ type Store struct {
 	log  *slog.Logger
 	db   *pgxpool.Pool
 	w    *writer
+	// schema is applied before the writer's first batch (the database
+	// may have been away when the store opened); nil when read-only.
+	schema *pg.Schema
 	// Inbox takes Record, RecordMailjet, Flush and Prune, for the
 	// writer.
 	*store.Inbox
@@ -70,7 +73,8 @@ type Store struct {
 var _ store.Store = (*Store)(nil)
 
 // Open opens the store over a pool: it applies the schema's migrations
-// (unless read-only) and starts the writer.
+// (unless read-only; if the database does not answer, as soon as it
+// does) and starts the writer.
 func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.Pool == nil {
 		return nil, fmt.Errorf("pgstore: no connection pool")
@@ -92,9 +96,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		}
 		return s, nil
 	}
-	if err := pg.Migrate(ctx, o.Pool, Component, migrations, o.Logger); err != nil {
+	schema, err := pg.NewSchema(ctx, o.Pool, Component, migrations, o.Logger)
+	if err != nil {
 		return nil, fmt.Errorf("traffic store: %w", err)
 	}
+	s.schema = schema
 	s.w = newWriter(s)
 	go s.w.run()
 	return s, nil
