@@ -8,6 +8,7 @@ import (
 
 	"github.com/mjrelay/mjrelay/mailjet/account"
 	"github.com/mjrelay/mjrelay/mailjet/mjtest"
+	"github.com/mjrelay/mjrelay/relay/pg"
 	"github.com/mjrelay/mjrelay/relay/pg/pgtest"
 	"github.com/mjrelay/mjrelay/relay/pgaccount"
 )
@@ -133,5 +134,38 @@ func TestFollowerSeesTheRefresh(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the follower did not see the new sender: %+v", follower.State())
 		}
+	}
+}
+
+// TestOpenWhileAway: the snapshot of a node that starts while PostgreSQL
+// is down opens (Load fails meanwhile, which the account cache ignores);
+// once the server answers its schema is created and Save and Load work.
+func TestOpenWhileAway(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	if err := db.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pg.Open(ctx, pg.Options{URL: db.URL("postgres"), Away: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	s, err := pgaccount.New(ctx, pool, nil)
+	if err != nil {
+		t.Fatalf("New with the server stopped: %v", err)
+	}
+	if _, err := s.Load(ctx); err == nil || !pg.Temporary(err) {
+		t.Fatalf("Load with the server stopped: %v", err)
+	}
+	if err := db.Start(); err != nil {
+		t.Fatal(err)
+	}
+	snap := account.NewSnapshot(time.Now(), testKey, []account.Sender{{ID: 1, Email: "a@acme.example", Status: account.StatusActive}}, nil)
+	if err := s.Save(ctx, snap); err != nil {
+		t.Fatalf("Save once the server answers: %v", err)
+	}
+	if got, err := s.Load(ctx); err != nil || got == nil || !got.Authorize("a@acme.example").Allowed {
+		t.Fatalf("Load once the server answers: %v, %v", got, err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mjrelay/mjrelay/relay/feedback"
 	"github.com/mjrelay/mjrelay/relay/feedback/feedbacktest"
+	"github.com/mjrelay/mjrelay/relay/pg"
 	"github.com/mjrelay/mjrelay/relay/pg/pgtest"
 	"github.com/mjrelay/mjrelay/relay/pgfeedback"
 )
@@ -81,5 +82,36 @@ func TestNodesClaimApart(t *testing.T) {
 		if n != 1 {
 			t.Fatalf("item %s claimed %d times", k, n)
 		}
+	}
+}
+
+// TestOpenWhileAway: the outbox of a node that starts while PostgreSQL is
+// down opens; its schema is created once the server answers, and Add
+// works then (it fails, temporarily, meanwhile).
+func TestOpenWhileAway(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	if err := db.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pg.Open(ctx, pg.Options{URL: db.URL("postgres"), Away: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	o, err := pgfeedback.New(ctx, pool, nil)
+	if err != nil {
+		t.Fatalf("New with the server stopped: %v", err)
+	}
+	it := feedback.Item{Key: feedback.KeyOf("m1", "a@example.org", feedback.TriggerBounce), Message: "m1", Recipient: "a@example.org",
+		Trigger: feedback.TriggerBounce, Time: time.Now()}
+	if _, err := o.Add(ctx, []feedback.Item{it}); err == nil || !pg.Temporary(err) {
+		t.Fatalf("Add with the server stopped: %v", err)
+	}
+	if err := db.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if added, err := o.Add(ctx, []feedback.Item{it}); err != nil || len(added) != 1 {
+		t.Fatalf("Add once the server answers: %v, %v", added, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mjrelay/mjrelay/mailjet/webhook"
+	"github.com/mjrelay/mjrelay/relay/pg"
 	"github.com/mjrelay/mjrelay/relay/pg/pgtest"
 	"github.com/mjrelay/mjrelay/relay/pgstore"
 	"github.com/mjrelay/mjrelay/relay/store"
@@ -72,5 +73,44 @@ func TestOutage(t *testing.T) {
 	}
 	if h := s.Health(); h.DroppedEvents != before+1 || h.Pending != 0 {
 		t.Errorf("after Close with the database down: %+v (dropped %d before)", h, before)
+	}
+}
+
+// TestOpenWhileAway: the store of a node that starts while PostgreSQL is
+// down opens; what is recorded meanwhile is buffered, and stored once
+// the server answers (the schema is created first).
+func TestOpenWhileAway(t *testing.T) {
+	c := pgtest.New(t)
+	ctx := context.Background()
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pg.Open(ctx, pg.Options{URL: c.URL("postgres"), Away: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := pgstore.Open(ctx, pgstore.Options{Options: store.Options{Now: later}, Pool: pool, ClosePool: true})
+	if err != nil {
+		t.Fatalf("Open with the server stopped: %v", err)
+	}
+	defer s.Close()
+	const n = 20
+	for i := range n {
+		at := t0.Add(time.Duration(i) * time.Second)
+		s.Record(trafficlog.Event{Time: at, Event: trafficlog.Received, ID: storetest.QueueID(at, uint32(i)),
+			From: "a@acme.example", To: []string{"b@b.example"}, Subject: "before the database"})
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.List(ctx, store.Filter{Q: "database", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Messages) != n || s.Health().DroppedEvents != 0 {
+		t.Errorf("stored %d, dropped %d; want %d and 0", len(p.Messages), s.Health().DroppedEvents, n)
 	}
 }
