@@ -81,14 +81,7 @@ func TestSchemaLater(t *testing.T) {
 	db := pgtest.New(t)
 	ctx := context.Background()
 	ms := []pg.Migration{{1, "t", `CREATE TABLE later (id int)`}}
-	if err := db.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pg.Open(ctx, pg.Options{URL: db.URL("postgres"), Away: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := db.StoppedPool(t)
 	s, err := pg.NewSchema(ctx, pool, "later", ms, nil)
 	if err != nil {
 		t.Fatalf("NewSchema with the server stopped: %v", err)

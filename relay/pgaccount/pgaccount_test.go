@@ -143,15 +143,7 @@ func TestFollowerSeesTheRefresh(t *testing.T) {
 func TestOpenWhileAway(t *testing.T) {
 	db := pgtest.New(t)
 	ctx := context.Background()
-	if err := db.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pg.Open(ctx, pg.Options{URL: db.URL("postgres"), Away: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	s, err := pgaccount.New(ctx, pool, nil)
+	s, err := pgaccount.New(ctx, db.StoppedPool(t), nil)
 	if err != nil {
 		t.Fatalf("New with the server stopped: %v", err)
 	}

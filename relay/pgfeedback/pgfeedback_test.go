@@ -91,15 +91,7 @@ func TestNodesClaimApart(t *testing.T) {
 func TestOpenWhileAway(t *testing.T) {
 	db := pgtest.New(t)
 	ctx := context.Background()
-	if err := db.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pg.Open(ctx, pg.Options{URL: db.URL("postgres"), Away: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	o, err := pgfeedback.New(ctx, pool, nil)
+	o, err := pgfeedback.New(ctx, db.StoppedPool(t), nil)
 	if err != nil {
 		t.Fatalf("New with the server stopped: %v", err)
 	}

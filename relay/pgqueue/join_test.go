@@ -25,17 +25,10 @@ func TestJoinLater(t *testing.T) {
 	if _, err := pg.Open(ctx, pg.Options{URL: db.URL("no_such_db"), Away: true}); err == nil || !strings.Contains(err.Error(), "no_such_db") {
 		t.Fatalf("a database that does not exist, with Away: %v", err)
 	}
-	if err := db.Stop(); err != nil {
-		t.Fatal(err)
-	}
+	pool := db.StoppedPool(t)
 	if _, err := pg.Open(ctx, pg.Options{URL: db.URL("postgres")}); err == nil {
-		t.Fatal("the pool opened with the server stopped")
+		t.Fatal("the pool opened with the server stopped, without Away")
 	}
-	pool, err := pg.Open(ctx, pg.Options{URL: db.URL("postgres"), Away: true})
-	if err != nil {
-		t.Fatalf("Away with the server stopped: %v", err)
-	}
-	defer pool.Close()
 	if _, err := pgqueue.Open(ctx, pool, pgqueue.Options{Node: "a", Lease: 5 * time.Second}); err == nil {
 		t.Fatal("the queue opened with the server stopped, without JoinLater")
 	}

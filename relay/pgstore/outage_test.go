@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/mjrelay/mjrelay/mailjet/webhook"
-	"github.com/mjrelay/mjrelay/relay/pg"
 	"github.com/mjrelay/mjrelay/relay/pg/pgtest"
 	"github.com/mjrelay/mjrelay/relay/pgstore"
 	"github.com/mjrelay/mjrelay/relay/store"
@@ -82,14 +81,7 @@ func TestOutage(t *testing.T) {
 func TestOpenWhileAway(t *testing.T) {
 	c := pgtest.New(t)
 	ctx := context.Background()
-	if err := c.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pg.Open(ctx, pg.Options{URL: c.URL("postgres"), Away: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := pgstore.Open(ctx, pgstore.Options{Options: store.Options{Now: later}, Pool: pool, ClosePool: true})
+	s, err := pgstore.Open(ctx, pgstore.Options{Options: store.Options{Now: later}, Pool: c.StoppedPool(t)})
 	if err != nil {
 		t.Fatalf("Open with the server stopped: %v", err)
 	}

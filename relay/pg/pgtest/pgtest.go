@@ -278,3 +278,20 @@ func Pool(t testing.TB, url string, maxConns int32) *pgxpool.Pool {
 	t.Cleanup(pool.Close)
 	return pool
 }
+
+// StoppedPool stops c's server and returns a pool on its database
+// "postgres" opened as a relay node opens its own (pg.Options.Away): for
+// what must open while the database is down. It is closed when the test
+// ends.
+func (c *Cluster) StoppedPool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pg.Open(context.Background(), pg.Options{URL: c.URL("postgres"), Away: true})
+	if err != nil {
+		t.Fatalf("a pool with the server stopped (Away): %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
