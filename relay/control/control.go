@@ -73,23 +73,6 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// Serve listens on the unix socket path until ctx ends (p may be nil).
-func Serve(ctx context.Context, path string, q Queue, p Process) error {
-	l, err := ListenUnix(path)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: Handler(q, p), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		srv.Close()
-	}()
-	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
-
 // Client talks to a running server's control socket.
 type Client struct {
 	hc *http.Client

@@ -3,6 +3,7 @@ package control_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,17 +14,22 @@ import (
 	"github.com/mjrelay/mjrelay/relay/trafficlog"
 )
 
-// serve runs the control API over q on a unix socket until the test ends
-// and returns a client once it answers.
+// serve runs the control API over q on a unix socket until the test ends,
+// as the relay does (control.ListenUnix, control.Handler), and returns a
+// client once it answers.
 func serve(t *testing.T, q control.Queue) *control.Client {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "control.sock")
-	ctx, cancel := context.WithCancel(context.Background())
+	l, err := control.ListenUnix(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: control.Handler(q, nil), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
-	go func() { served <- control.Serve(ctx, sock, q, nil) }()
+	go func() { served <- srv.Serve(l) }()
 	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
+		srv.Close()
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 			t.Error(err)
 		}
 	})
