@@ -76,9 +76,16 @@ func (s *Switch) current() *backend {
 	return s.cur
 }
 
-// acquire waits for a backend and holds it for one call (release with
-// b.use.RUnlock).
+// acquire holds the current backend for one call (release with
+// b.use.RUnlock); when there is none it waits for one until ctx ends, for
+// at most Wait when ctx has no deadline.
 func (s *Switch) acquire(ctx context.Context) (*backend, error) {
+	cancel := context.CancelFunc(nil)
+	defer func() {
+		if cancel != nil {
+			cancel()
+		}
+	}()
 	for {
 		b := s.current()
 		if b.q != nil {
@@ -88,6 +95,9 @@ func (s *Switch) acquire(ctx context.Context) (*backend, error) {
 			}
 			b.use.RUnlock()
 			continue
+		}
+		if cancel == nil { // the first wait: bound it
+			ctx, cancel = s.bound(ctx)
 		}
 		select {
 		case <-b.gone:
@@ -123,18 +133,7 @@ func (s *Switch) do(fn func(Queue)) {
 
 // held returns the backend held for one call: at once when there is one,
 // else once there is one, for at most Wait.
-func (s *Switch) held() (*backend, error) {
-	if b := s.current(); b.q != nil {
-		b.use.RLock()
-		if !b.retired {
-			return b, nil
-		}
-		b.use.RUnlock()
-	}
-	ctx, cancel := s.bound(context.Background())
-	defer cancel()
-	return s.acquire(ctx)
-}
+func (s *Switch) held() (*backend, error) { return s.acquire(context.Background()) }
 
 func (s *Switch) NewID() string {
 	b, err := s.held()
